@@ -1,0 +1,1 @@
+//! Load tools for presence (filled by the performance issue).

@@ -1,0 +1,41 @@
+//! What watchers receive: presence events and scope snapshots.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ScopeId, UserId};
+use crate::record::UserPresence;
+use crate::status::Status;
+
+/// One change of one user's effective status, told to one scope (SPEC §4).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceEvent {
+    /// The scope this event is told in.
+    pub scope: ScopeId,
+    /// The user whose status changed.
+    pub user_id: UserId,
+    /// The new status.
+    pub status: Status,
+    /// The user's newest activity or session end.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The new version: one more than the one before.
+    pub v: u64,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+}
+
+/// The users of one scope as observers see them at one moment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// The scope.
+    pub scope: ScopeId,
+    /// Every member who is not `OFFLINE`, and every user asked for by name.
+    pub users: Vec<UserPresence>,
+}
+
+impl Snapshot {
+    /// The entry of one user, if the snapshot lists them.
+    pub fn user(&self, user: &UserId) -> Option<&UserPresence> {
+        self.users.iter().find(|entry| entry.user_id == *user)
+    }
+}

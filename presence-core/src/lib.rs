@@ -1,0 +1,134 @@
+//! Real-time user presence for Rust servers: who is `ONLINE`, `AWAY`,
+//! `BUSY` or `OFFLINE`, followed across pages, tabs, devices and server
+//! nodes.
+//!
+//! This crate is the core every adapter and store builds on:
+//!
+//! - [`machine`]: the state machine, a pure function of a user's sessions,
+//!   manual status and the time, giving the effective status (SPEC §3) and
+//!   the next instant time alone changes it;
+//! - [`PresenceStore`]: the storage contract, one atomic transition per
+//!   user, and [`MemoryStore`], the embedded default;
+//! - [`Presence`]: the service a host app holds: sessions with reference
+//!   counting and a grace period against reload flicker, heartbeats,
+//!   activity, manual status with expiry, logout, queries, and
+//!   subscriptions to scopes with events in per-user order;
+//! - [`Clock`]: every read of time goes through one, so tests drive a
+//!   [`ManualClock`] instead of sleeping through real thresholds.
+//!
+//! # The rules, briefly
+//!
+//! A user is present while any session is live (heartbeat younger than
+//! `session_ttl`) and for `linger` after the last one ends. A present user
+//! is `OFFLINE` after `offline_after` without activity, else shows their
+//! manual status (`INVISIBLE` shows `OFFLINE`), else `AWAY` after
+//! `away_after` without activity, else `ONLINE`. Every change of what
+//! observers see bumps the user's version `v` and is told once to every
+//! scope the user is in; nothing else is told.
+//!
+//! # Example
+//!
+//! A session, a watcher of its scope, and the user going `ONLINE`, `AWAY`
+//! and `OFFLINE` as a manual clock moves, without any real waiting:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use presence_core::{Delivery, ManualClock, Presence, ScopeId, SessionSpec, Status, Subscription};
+//!
+//! async fn next_status(events: &mut Subscription) -> Status {
+//!     match events.recv().await {
+//!         Some(Delivery::Event(event)) => event.status,
+//!         other => panic!("expected an event, got {other:?}"),
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), presence_core::Error> {
+//! let clock = Arc::new(ManualClock::default());
+//! let presence = Presence::builder().clock(clock.clone()).build().await?;
+//!
+//! // Bob watches the organisation: subscribe, then read the snapshot.
+//! let acme = ScopeId::from("acme");
+//! let (mut events, snapshot) = presence.watch(&acme).await?;
+//! assert!(snapshot.users.is_empty());
+//!
+//! // Alice opens a tab.
+//! let alice = presence
+//!     .open_session(SessionSpec::new("alice", "login-1").scope("acme"))
+//!     .await?;
+//! assert_eq!(next_status(&mut events).await, Status::Online);
+//!
+//! // Her tab keeps sending heartbeats, but she does nothing for 5 minutes.
+//! for _ in 0..10 {
+//!     clock.advance(Duration::from_secs(30));
+//!     alice.heartbeat()?;
+//! }
+//! assert_eq!(next_status(&mut events).await, Status::Away);
+//!
+//! // Still nothing after 30 minutes: OFFLINE, though the tab is open.
+//! for _ in 0..50 {
+//!     clock.advance(Duration::from_secs(30));
+//!     alice.heartbeat()?;
+//! }
+//! assert_eq!(next_status(&mut events).await, Status::Offline);
+//!
+//! // She comes back.
+//! alice.activity().await?;
+//! assert_eq!(next_status(&mut events).await, Status::Online);
+//! assert_eq!(presence.status(alice.user()).await?.v, 4);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Sessions that end
+//!
+//! Dropping a [`SessionHandle`] closes its session; the user's last session
+//! starts the linger, and a new session inside it cancels the `OFFLINE`. A
+//! session whose heartbeats stop lapses after `session_ttl`, also with the
+//! linger. [`Presence::logout`] ends one login's sessions at once with no
+//! linger. A node that dies leaves its sessions to lapse; when it starts
+//! again under the same [`NodeName`], the service clears what its previous
+//! incarnation left.
+//!
+//! # Slow subscribers
+//!
+//! See [`fanout`]: each subscription has a bounded queue; one that falls
+//! behind receives [`Delivery::Lagged`] and should re-read a snapshot.
+//!
+//! # Observability
+//!
+//! The service emits `tracing` events: session opens and closes and status
+//! changes at `debug`, sweeps at `debug`, node clean-up and shutdown at
+//! `info`, failures at `warn`.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod clock;
+pub mod config;
+mod error;
+pub mod event;
+pub mod fanout;
+pub mod ids;
+pub mod machine;
+pub mod memory;
+pub mod record;
+mod service;
+mod session;
+pub mod status;
+pub mod store;
+mod timers;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{ConfigError, PresenceConfig};
+pub use error::Error;
+pub use event::{PresenceEvent, Snapshot};
+pub use fanout::{Delivery, FanoutStats, Subscription};
+pub use ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
+pub use memory::MemoryStore;
+pub use record::{UserOp, UserPresence, UserRecord, UserView};
+pub use service::{Presence, PresenceBuilder};
+pub use session::{SessionEnd, SessionHandle, SessionSpec};
+pub use status::{ManualChoice, ManualStatus, RequestedStatus, Status, UnknownStatus};
+pub use store::{PresenceStore, StoreError, Transition, Update};

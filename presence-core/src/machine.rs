@@ -1,0 +1,367 @@
+//! The presence state machine: a pure function of a user's record, one
+//! operation and the time.
+//!
+//! No I/O and no clock reads happen here: `now` is an argument. Every store
+//! runs its changes through [`apply`] inside whatever makes them atomic for
+//! one user (a mutex, a row lock, a compare-and-set), so the rules of
+//! SPEC §2–§3 live in exactly one place.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use crate::config::PresenceConfig;
+use crate::ids::{ScopeId, UserId};
+use crate::record::{Linger, SessionRecord, Shown, UserOp, UserRecord};
+use crate::status::{ManualStatus, Status};
+use crate::store::Transition;
+
+/// Why an operation could not be applied. The record must then be left as
+/// it was (stores discard the modified copy).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// The session is not open (it ended, lapsed, or never existed).
+    #[error("session not found (ended, lapsed or never opened)")]
+    SessionNotFound,
+    /// Opening one more session would pass `max_sessions_per_user`.
+    #[error("too many sessions for one user (the limit is {limit})")]
+    TooManySessions {
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// `time + by`, saturating instead of overflowing.
+pub fn later(time: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    TimeDelta::from_std(by)
+        .ok()
+        .and_then(|by| time.checked_add_signed(by))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// Whether a session is live at `now`: its newest heartbeat is younger than
+/// `session_ttl`.
+pub fn is_live(session: &SessionRecord, now: DateTime<Utc>, config: &PresenceConfig) -> bool {
+    later(session.last_heartbeat, config.session_ttl) > now
+}
+
+/// The effective status observers see at `now` (SPEC §3), for a record
+/// that may not be up to date with time.
+pub fn shown_status(record: &UserRecord, now: DateTime<Utc>, config: &PresenceConfig) -> Status {
+    let mut current = record.clone();
+    settle(&mut current, now, config);
+    evaluate(&current, now, config)
+}
+
+/// Applies `op` to `record` at `now` and says what changed.
+///
+/// On `Err` the record is left untouched. On `Ok` the record is the user's new state, to be stored as it is, and
+/// the transition tells whether observers must hear of it
+/// ([`Transition::changed`]) and when time alone will change the user next
+/// ([`Transition::next_deadline`]).
+pub fn apply(
+    user: &UserId,
+    record: &mut UserRecord,
+    op: &UserOp,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) -> Result<Transition, OpError> {
+    check(record, op, now, config)?;
+    let from = record.shown.status;
+    let sessions_before = record.sessions.len();
+    let mut ended_sessions = settle(record, now, config);
+    let open_before_op = record.sessions.len();
+
+    match op {
+        UserOp::Open(new) => {
+            if let Some(session) = record.sessions.iter_mut().find(|s| s.id == new.id) {
+                session.last_heartbeat = now;
+                union_into(&mut session.scopes, &new.scopes);
+            } else {
+                let absent = record.sessions.is_empty()
+                    && record.linger.is_none()
+                    && record.shown.status == Status::Offline;
+                if absent {
+                    record.scopes.clear();
+                }
+                record.sessions.push(SessionRecord {
+                    id: new.id.clone(),
+                    login: new.login.clone(),
+                    node: new.node.clone(),
+                    scopes: new.scopes.clone(),
+                    metadata: new.metadata.clone(),
+                    opened_at: now,
+                    last_heartbeat: now,
+                });
+            }
+            union_into(&mut record.scopes, &new.scopes);
+            record.linger = None;
+            touch(record, now);
+        }
+        UserOp::Activity { session } => {
+            if let Some(session) = record.sessions.iter_mut().find(|s| s.id == *session) {
+                session.last_heartbeat = now;
+            }
+            touch(record, now);
+        }
+        UserOp::Close { session } => {
+            if let Some(index) = record.sessions.iter().position(|s| s.id == *session) {
+                let closed = record.sessions.swap_remove(index);
+                ended_sessions.push(closed.id);
+                end_sessions(record, closed.login, now, config);
+            }
+        }
+        UserOp::Logout { login } => {
+            let removed = remove_sessions(record, &mut ended_sessions, |s| s.login == *login);
+            if record.linger.as_ref().is_some_and(|l| l.login == *login) {
+                record.linger = None;
+            }
+            if removed {
+                record.last_seen = Some(now);
+            }
+        }
+        UserOp::LogoutEverywhere => {
+            if remove_sessions(record, &mut ended_sessions, |_| true) {
+                record.last_seen = Some(now);
+            }
+            record.linger = None;
+        }
+        UserOp::SetManual(choice) => {
+            record.manual = choice.filter(|c| c.holds_at(now));
+        }
+        UserOp::ClearNode { node } => {
+            let mut last_login = None;
+            let stale = |s: &SessionRecord| {
+                s.node.name == node.name && s.node.incarnation != node.incarnation
+            };
+            for session in record.sessions.iter().filter(|s| stale(s)) {
+                last_login = Some(session.login.clone());
+            }
+            remove_sessions(record, &mut ended_sessions, stale);
+            if let Some(login) = last_login {
+                end_sessions(record, login, now, config);
+            }
+        }
+        UserOp::Refresh => {}
+    }
+
+    let to = evaluate(record, now, config);
+    if to != from {
+        record.shown = Shown {
+            status: to,
+            last_seen: record.last_seen,
+            version: record.shown.version + 1,
+        };
+    }
+    Ok(Transition {
+        user: user.clone(),
+        from,
+        to,
+        version: record.shown.version,
+        last_seen: record.shown.last_seen,
+        at: now,
+        scopes: record.scopes.clone(),
+        present: is_present(record),
+        first_session: open_before_op == 0 && !record.sessions.is_empty(),
+        last_session: sessions_before > 0 && record.sessions.is_empty(),
+        ended_sessions,
+        next_deadline: next_deadline(record, now, config),
+    })
+}
+
+/// Records a heartbeat of a live session: it proves liveness, never
+/// activity, and never changes what observers see. A session whose last
+/// heartbeat is already `session_ttl` old is dead and stays dead.
+pub fn heartbeat(
+    record: &mut UserRecord,
+    session: &crate::ids::SessionId,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) -> Result<(), OpError> {
+    let session = record
+        .sessions
+        .iter_mut()
+        .find(|s| s.id == *session && is_live(s, now, config))
+        .ok_or(OpError::SessionNotFound)?;
+    session.last_heartbeat = session.last_heartbeat.max(now);
+    Ok(())
+}
+
+/// Refuses an operation that cannot apply, before anything is changed.
+fn check(
+    record: &UserRecord,
+    op: &UserOp,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) -> Result<(), OpError> {
+    let mut live = record.sessions.iter().filter(|s| is_live(s, now, config));
+    match op {
+        UserOp::Open(new) => {
+            let (reopen, count) = live.fold((false, 0), |(reopen, count), s| {
+                (reopen || s.id == new.id, count + 1)
+            });
+            if !reopen && count >= config.max_sessions_per_user {
+                return Err(OpError::TooManySessions {
+                    limit: config.max_sessions_per_user,
+                });
+            }
+        }
+        UserOp::Activity { session } if !live.any(|s| s.id == *session) => {
+            return Err(OpError::SessionNotFound);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Brings a record up to date with `now`: removes lapsed sessions (the last
+/// one to lapse starts the linger from the moment it lapsed), and drops a
+/// finished linger and an expired manual status. Returns the lapsed
+/// sessions.
+fn settle(
+    record: &mut UserRecord,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) -> Vec<crate::ids::SessionId> {
+    let mut lapsed = Vec::new();
+    let mut newest: Option<(DateTime<Utc>, crate::ids::LoginId)> = None;
+    record.sessions.retain(|session| {
+        if is_live(session, now, config) {
+            return true;
+        }
+        if newest
+            .as_ref()
+            .is_none_or(|(hb, _)| session.last_heartbeat > *hb)
+        {
+            newest = Some((session.last_heartbeat, session.login.clone()));
+        }
+        lapsed.push(session.id.clone());
+        false
+    });
+    if let Some((heard_from, login)) = newest {
+        // A lapsed session was last seen at its newest heartbeat.
+        record.last_seen = record.last_seen.max(Some(heard_from));
+        if record.sessions.is_empty() {
+            let ended_at = later(heard_from, config.session_ttl);
+            start_linger(record, ended_at, login, config);
+        }
+    }
+    if record.linger.as_ref().is_some_and(|l| l.until <= now) {
+        record.linger = None;
+    }
+    if record.manual.is_some_and(|m| !m.holds_at(now)) {
+        record.manual = None;
+    }
+    lapsed
+}
+
+/// SPEC §3, in order of precedence, for a settled record.
+fn evaluate(record: &UserRecord, now: DateTime<Utc>, config: &PresenceConfig) -> Status {
+    if !is_present(record) {
+        return Status::Offline;
+    }
+    let idle_since = record.last_activity.unwrap_or(now);
+    if later(idle_since, config.offline_after) <= now {
+        return Status::Offline;
+    }
+    match record.manual.map(|m| m.status) {
+        Some(ManualStatus::Invisible) => Status::Offline,
+        Some(ManualStatus::Busy) => Status::Busy,
+        Some(ManualStatus::Away) => Status::Away,
+        None if later(idle_since, config.away_after) <= now => Status::Away,
+        None => Status::Online,
+    }
+}
+
+/// The earliest instant after `now` at which time alone changes a settled
+/// record: a session lapses, the linger ends, a manual status expires, or
+/// the user turns away or offline from idleness. `None` when nothing will.
+fn next_deadline(
+    record: &UserRecord,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) -> Option<DateTime<Utc>> {
+    if !is_present(record) {
+        return None;
+    }
+    let lapses = record
+        .sessions
+        .iter()
+        .map(|s| later(s.last_heartbeat, config.session_ttl));
+    let linger_end = record.linger.as_ref().map(|l| l.until);
+    let manual_end = record.manual.and_then(|m| m.until);
+    let idle = record.last_activity.into_iter().flat_map(|active| {
+        let away = record
+            .manual
+            .is_none()
+            .then(|| later(active, config.away_after));
+        [away, Some(later(active, config.offline_after))]
+            .into_iter()
+            .flatten()
+    });
+    lapses
+        .chain(linger_end)
+        .chain(manual_end)
+        .chain(idle)
+        .filter(|deadline| *deadline > now)
+        .min()
+}
+
+fn is_present(record: &UserRecord) -> bool {
+    !record.sessions.is_empty() || record.linger.is_some()
+}
+
+fn touch(record: &mut UserRecord, now: DateTime<Utc>) {
+    record.last_activity = record.last_activity.max(Some(now));
+    record.last_seen = record.last_seen.max(Some(now));
+}
+
+/// After sessions of `login` ended without logout: the user was seen now,
+/// and if none is left the linger starts.
+fn end_sessions(
+    record: &mut UserRecord,
+    login: crate::ids::LoginId,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) {
+    record.last_seen = record.last_seen.max(Some(now));
+    if record.sessions.is_empty() {
+        start_linger(record, now, login, config);
+    }
+}
+
+fn start_linger(
+    record: &mut UserRecord,
+    ended_at: DateTime<Utc>,
+    login: crate::ids::LoginId,
+    config: &PresenceConfig,
+) {
+    record.linger = (!config.linger.is_zero()).then(|| Linger {
+        until: later(ended_at, config.linger),
+        login,
+    });
+}
+
+fn remove_sessions(
+    record: &mut UserRecord,
+    ended: &mut Vec<crate::ids::SessionId>,
+    mut matches: impl FnMut(&SessionRecord) -> bool,
+) -> bool {
+    let before = ended.len();
+    record.sessions.retain(|s| {
+        let remove = matches(s);
+        if remove {
+            ended.push(s.id.clone());
+        }
+        !remove
+    });
+    ended.len() > before
+}
+
+fn union_into(into: &mut Vec<ScopeId>, more: &[ScopeId]) {
+    for scope in more {
+        if !into.contains(scope) {
+            into.push(scope.clone());
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! [`MemoryStore`]: the embedded default store, on `dashmap`.
+//!
+//! Each user has a slot with its own mutex; a change to one user locks only
+//! that slot (plus short critical sections in the indexes). A heartbeat
+//! finds its session's slot through the session map, locks that one slot and
+//! stores a timestamp: no allocation, nothing shared is write-locked.
+//!
+//! The memory store keeps one small record per user it has ever seen (the
+//! version and `last_seen` must outlive a user's sessions), so memory grows
+//! with the number of distinct users, not with time.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+
+use crate::config::PresenceConfig;
+use crate::ids::{NodeName, ScopeId, SessionId, UserId};
+use crate::machine;
+use crate::record::{UserPresence, UserRecord, UserView};
+use crate::store::{PresenceStore, StoreError, Transition, Update};
+
+/// Shards of the deadline index: enough that two cores rarely meet on one.
+const DEADLINE_SHARDS: usize = 16;
+
+/// An in-process [`PresenceStore`]. Cheap to create; share it with
+/// `Arc<MemoryStore>` or hand it to one service.
+pub struct MemoryStore {
+    users: DashMap<UserId, Arc<UserSlot>>,
+    sessions: DashMap<SessionId, Arc<UserSlot>>,
+    scopes: DashMap<ScopeId, HashSet<UserId>>,
+    nodes: DashMap<NodeName, HashSet<UserId>>,
+    deadlines: DeadlineIndex,
+}
+
+struct UserSlot {
+    user: UserId,
+    state: Mutex<SlotState>,
+}
+
+#[derive(Default)]
+struct SlotState {
+    record: UserRecord,
+    /// What this user has in the indexes now.
+    deadline: Option<DateTime<Utc>>,
+    indexed_scopes: Vec<ScopeId>,
+    indexed_nodes: Vec<NodeName>,
+}
+
+impl UserSlot {
+    fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // A panic elsewhere cannot leave a record half-written: records are
+        // replaced whole by the machine, so a poisoned lock is still sound.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            users: DashMap::new(),
+            sessions: DashMap::new(),
+            scopes: DashMap::new(),
+            nodes: DashMap::new(),
+            deadlines: DeadlineIndex::new(),
+        }
+    }
+
+    fn slot(&self, user: &UserId) -> Arc<UserSlot> {
+        if let Some(slot) = self.users.get(user) {
+            return slot.clone();
+        }
+        self.users
+            .entry(user.clone())
+            .or_insert_with(|| {
+                Arc::new(UserSlot {
+                    user: user.clone(),
+                    state: Mutex::new(SlotState::default()),
+                })
+            })
+            .clone()
+    }
+
+    fn record_of<T>(&self, user: &UserId, read: impl FnOnce(&UserRecord) -> T) -> T {
+        match self.users.get(user).map(|slot| slot.clone()) {
+            Some(slot) => read(&slot.lock().record),
+            None => read(&UserRecord::default()),
+        }
+    }
+
+    /// Brings the indexes in line with the user's new record. Runs under the
+    /// user's lock, so the indexes change atomically with the record as far
+    /// as this user is concerned.
+    fn reindex(&self, slot: &Arc<UserSlot>, state: &mut SlotState, transition: &Transition) {
+        let record = &state.record;
+        for session in &record.sessions {
+            if !self.sessions.contains_key(&session.id) {
+                self.sessions.insert(session.id.clone(), slot.clone());
+            }
+        }
+        for ended in &transition.ended_sessions {
+            self.sessions
+                .remove_if(ended, |_, owner| Arc::ptr_eq(owner, slot));
+        }
+
+        let wanted_scopes: &[ScopeId] = if transition.present {
+            &record.scopes
+        } else {
+            &[]
+        };
+        sync_index(
+            &self.scopes,
+            &slot.user,
+            &mut state.indexed_scopes,
+            wanted_scopes,
+        );
+
+        let mut wanted_nodes: Vec<NodeName> = Vec::new();
+        for session in &record.sessions {
+            if !wanted_nodes.contains(&session.node.name) {
+                wanted_nodes.push(session.node.name.clone());
+            }
+        }
+        sync_index(
+            &self.nodes,
+            &slot.user,
+            &mut state.indexed_nodes,
+            &wanted_nodes,
+        );
+
+        if state.deadline != transition.next_deadline {
+            self.deadlines
+                .replace(&slot.user, state.deadline, transition.next_deadline);
+            state.deadline = transition.next_deadline;
+        }
+    }
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryStore")
+            .field("users", &self.users.len())
+            .field("sessions", &self.sessions.len())
+            .field("scopes", &self.scopes.len())
+            .finish()
+    }
+}
+
+#[async_trait]
+impl PresenceStore for MemoryStore {
+    async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError> {
+        let slot = self.slot(update.user);
+        let mut state = slot.lock();
+        let transition = machine::apply(
+            update.user,
+            &mut state.record,
+            update.op,
+            update.now,
+            update.config,
+        )?;
+        self.reindex(&slot, &mut state, &transition);
+        Ok(transition)
+    }
+
+    fn heartbeat(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> Result<(), StoreError> {
+        // Clone the slot out so no map shard is held while the slot is locked.
+        let slot = self
+            .sessions
+            .get(session)
+            .map(|slot| slot.clone())
+            .ok_or(StoreError::SessionNotFound)?;
+        if slot.user != *user {
+            return Err(StoreError::SessionNotFound);
+        }
+        let mut state = slot.lock();
+        machine::heartbeat(&mut state.record, session, now, config)?;
+        Ok(())
+    }
+
+    async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError> {
+        Ok(users
+            .iter()
+            .map(|user| self.record_of(user, |record| UserView::of(user.clone(), record)))
+            .collect())
+    }
+
+    async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
+        let members: Vec<UserId> = match self.scopes.get(scope) {
+            Some(members) => members.iter().cloned().collect(),
+            None => return Ok(Vec::new()),
+        };
+        Ok(members
+            .iter()
+            .map(|user| self.record_of(user, |record| UserPresence::of(user.clone(), record)))
+            .collect())
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
+        Ok(self.deadlines.due(now, limit))
+    }
+
+    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.deadlines.earliest())
+    }
+
+    async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
+        Ok(self
+            .nodes
+            .get(node)
+            .map(|users| users.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+}
+
+/// Makes `user` a member of exactly the keys in `wanted`, given that it is a
+/// member of those in `indexed` now; empty sets are dropped so the index
+/// does not grow with keys nobody uses any more.
+fn sync_index<K: Eq + Hash + Clone>(
+    index: &DashMap<K, HashSet<UserId>>,
+    user: &UserId,
+    indexed: &mut Vec<K>,
+    wanted: &[K],
+) {
+    indexed.retain(|key| {
+        if wanted.contains(key) {
+            return true;
+        }
+        if let Some(mut members) = index.get_mut(key) {
+            members.remove(user);
+        }
+        index.remove_if(key, |_, members| members.is_empty());
+        false
+    });
+    for key in wanted {
+        if !indexed.contains(key) {
+            index.entry(key.clone()).or_default().insert(user.clone());
+            indexed.push(key.clone());
+        }
+    }
+}
+
+type DeadlineShard = BTreeSet<(DateTime<Utc>, UserId)>;
+
+/// Users ordered by their next deadline, sharded by user so that changes to
+/// different users rarely contend. A sweep reads only the due entries.
+struct DeadlineIndex {
+    hasher: std::collections::hash_map::RandomState,
+    shards: Vec<Mutex<DeadlineShard>>,
+}
+
+impl DeadlineIndex {
+    fn new() -> Self {
+        Self {
+            hasher: Default::default(),
+            shards: (0..DEADLINE_SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, user: &UserId) -> MutexGuard<'_, DeadlineShard> {
+        let index = self.hasher.hash_one(user) as usize % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn replace(&self, user: &UserId, old: Option<DateTime<Utc>>, new: Option<DateTime<Utc>>) {
+        let mut shard = self.shard(user);
+        if let Some(old) = old {
+            shard.remove(&(old, user.clone()));
+        }
+        if let Some(new) = new {
+            shard.insert((new, user.clone()));
+        }
+    }
+
+    fn due(&self, now: DateTime<Utc>, limit: usize) -> Vec<UserId> {
+        let mut due: Vec<(DateTime<Utc>, UserId)> = Vec::new();
+        for shard in &self.shards {
+            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+            due.extend(
+                shard
+                    .iter()
+                    .take_while(|(deadline, _)| *deadline <= now)
+                    .take(limit)
+                    .cloned(),
+            );
+        }
+        due.sort_unstable();
+        due.truncate(limit);
+        due.into_iter().map(|(_, user)| user).collect()
+    }
+
+    fn earliest(&self) -> Option<DateTime<Utc>> {
+        self.shards
+            .iter()
+            .filter_map(|shard| {
+                let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+                shard.first().map(|(deadline, _)| *deadline)
+            })
+            .min()
+    }
+}

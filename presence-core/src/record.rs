@@ -1,0 +1,201 @@
+//! What a store keeps per user, and the operations that change it.
+//!
+//! Stores persist [`UserRecord`]s and apply [`UserOp`]s to them through
+//! [`crate::machine::apply`]; they never decide a status themselves.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
+use crate::status::{ManualChoice, Status};
+
+/// Everything presence knows about one user.
+///
+/// Invariants kept by [`crate::machine::apply`]: `linger` is only set while
+/// `sessions` is empty; a user with no session and no linger is shown
+/// `OFFLINE`; `shown.version` grows by one with each change of
+/// `shown.status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// Open sessions (some may have lapsed since the last operation).
+    pub sessions: Vec<SessionRecord>,
+    /// The manual status, if one is set (it may have expired since).
+    pub manual: Option<ManualChoice>,
+    /// A pending grace period after the last session ended.
+    pub linger: Option<Linger>,
+    /// The user's newest activity, from any session.
+    pub last_activity: Option<DateTime<Utc>>,
+    /// The user's newest activity or session end (SPEC §4).
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The scopes the user is seen in: the union of the scopes of every
+    /// session opened since the user was last `OFFLINE`. Kept after the last
+    /// session ends, so the `OFFLINE` reaches every watcher that saw the
+    /// user online.
+    pub scopes: Vec<ScopeId>,
+    /// What observers were last told.
+    pub shown: Shown,
+}
+
+/// The status observers were last told, with its version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shown {
+    /// The effective status as observers see it (INVISIBLE shows OFFLINE).
+    pub status: Status,
+    /// `last_seen` at the moment of that change.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Grows by one with every change of `status`; 0 before the first.
+    pub version: u64,
+}
+
+impl Default for Shown {
+    fn default() -> Self {
+        Self {
+            status: Status::Offline,
+            last_seen: None,
+            version: 0,
+        }
+    }
+}
+
+/// One session as stored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session's id.
+    pub id: SessionId,
+    /// The login it belongs to (logout ends the sessions of one login).
+    pub login: LoginId,
+    /// The node that holds it.
+    pub node: NodeId,
+    /// The scopes its user belongs to, as the host said when opening it.
+    pub scopes: Vec<ScopeId>,
+    /// Free-form facts the host attached (device, user agent, …).
+    pub metadata: BTreeMap<String, String>,
+    /// When it was opened.
+    pub opened_at: DateTime<Utc>,
+    /// Its newest heartbeat; it is live while this is younger than
+    /// `session_ttl`.
+    pub last_heartbeat: DateTime<Utc>,
+}
+
+/// The grace period after a user's last session ended (SPEC §2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Linger {
+    /// When the grace period ends and the user goes `OFFLINE`.
+    pub until: DateTime<Utc>,
+    /// The login whose session ended last: its logout cancels the grace.
+    pub login: LoginId,
+}
+
+/// A session to open, as the host describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewSession {
+    /// The new session's id (unique; see [`SessionId::random`]).
+    pub id: SessionId,
+    /// The login it belongs to.
+    pub login: LoginId,
+    /// The node that holds it.
+    pub node: NodeId,
+    /// The scopes its user belongs to.
+    pub scopes: Vec<ScopeId>,
+    /// Free-form facts to keep with it.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// One change to one user's presence. Stores apply it atomically with
+/// [`crate::machine::apply`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UserOp {
+    /// Open a session (or refresh it, if one with that id is open). Counts as
+    /// activity and cancels a pending linger.
+    Open(NewSession),
+    /// The user did something in this session; also proves it live.
+    Activity {
+        /// The session it came from.
+        session: SessionId,
+    },
+    /// A session ended (closed cleanly or lost); the last one starts the
+    /// linger.
+    Close {
+        /// The session that ended.
+        session: SessionId,
+    },
+    /// End every session of one login at once, with no linger.
+    Logout {
+        /// The login that logged out.
+        login: LoginId,
+    },
+    /// End every session of the user at once, with no linger.
+    LogoutEverywhere,
+    /// Set (`Some`) or clear (`None`) the manual status.
+    SetManual(Option<ManualChoice>),
+    /// End the sessions that an earlier incarnation of `node` left behind.
+    ClearNode {
+        /// The node as it runs now; sessions of the same name and another
+        /// incarnation end.
+        node: NodeId,
+    },
+    /// Apply what time alone changed: lapsed sessions, a finished linger,
+    /// an expired manual status, idleness.
+    Refresh,
+}
+
+/// A user's presence as observers see it: the unit of snapshots and
+/// queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPresence {
+    /// The user.
+    pub user_id: UserId,
+    /// Their effective status.
+    pub status: Status,
+    /// Their newest activity or session end, as far as observers may know.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The version of `status`; events with a lower `v` are stale.
+    pub v: u64,
+}
+
+impl UserPresence {
+    /// What observers may see of `record`: its shown status and version, and
+    /// `last_seen` frozen while the user shows `OFFLINE` (so an invisible
+    /// user's activity never leaks).
+    pub fn of(user_id: UserId, record: &UserRecord) -> Self {
+        let last_seen = if record.shown.status == Status::Offline {
+            record.shown.last_seen
+        } else {
+            record.last_seen
+        };
+        Self {
+            user_id,
+            status: record.shown.status,
+            last_seen,
+            v: record.shown.version,
+        }
+    }
+
+    /// How a user nobody has seen yet looks.
+    pub fn unknown(user_id: UserId) -> Self {
+        Self::of(user_id, &UserRecord::default())
+    }
+}
+
+/// A user as a store reads them back: what observers may see, and the
+/// scopes the user was last seen in (so a query can refuse to show a user
+/// to watchers of a scope they are not in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserView {
+    /// What observers may see.
+    pub presence: UserPresence,
+    /// The user's scopes ([`UserRecord::scopes`]).
+    pub scopes: Vec<ScopeId>,
+}
+
+impl UserView {
+    /// The view of `record`.
+    pub fn of(user_id: UserId, record: &UserRecord) -> Self {
+        Self {
+            presence: UserPresence::of(user_id, record),
+            scopes: record.scopes.clone(),
+        }
+    }
+}

@@ -1,0 +1,646 @@
+//! [`Presence`]: the service a host app holds. It opens sessions, applies
+//! changes through the store, publishes events and runs the sweeper.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use tokio::sync::{Mutex, MutexGuard, watch};
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::PresenceConfig;
+use crate::error::Error;
+use crate::event::Snapshot;
+use crate::fanout::{FanoutStats, Hub, Subscription};
+use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
+use crate::machine::later;
+use crate::memory::MemoryStore;
+use crate::record::{NewSession, UserOp, UserPresence};
+use crate::session::{SessionEnd, SessionHandle, SessionSpec};
+use crate::status::{ManualChoice, RequestedStatus, Status};
+use crate::store::{PresenceStore, StoreError, Transition, Update};
+use crate::timers::{self, SweeperControl};
+
+/// Stripes of the per-user lock that keeps one user's events in order.
+const USER_LOCK_STRIPES: usize = 1024;
+/// Users refreshed per store call in a sweep.
+const SWEEP_BATCH: usize = 512;
+/// Batches one sweep processes before it yields to the next round.
+const MAX_SWEEP_BATCHES: usize = 64;
+
+/// The presence service. Cheap to clone; every clone is the same service.
+///
+/// Build one with [`Presence::builder`]. See the crate docs for a complete
+/// example.
+#[derive(Clone)]
+pub struct Presence {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    store: Arc<dyn PresenceStore>,
+    clock: Arc<dyn Clock>,
+    config: PresenceConfig,
+    node: NodeId,
+    hub: Arc<Hub>,
+    /// One user's changes and their publication happen under one stripe,
+    /// so events leave in the order the store applied them.
+    user_locks: Box<[Mutex<()>]>,
+    lock_hasher: std::collections::hash_map::RandomState,
+    /// Sessions opened through this service, to tell their holders when the
+    /// server ends them.
+    local_sessions: DashMap<SessionId, watch::Sender<Option<SessionEnd>>>,
+    http_marks: DashMap<LoginId, DateTime<Utc>>,
+    http_coalesce: Duration,
+    store_timeout: Duration,
+    sweeper: Arc<SweeperControl>,
+    shut_down: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.sweeper.stop();
+        self.hub.close();
+    }
+}
+
+/// Builds a [`Presence`] service.
+pub struct PresenceBuilder {
+    store: Option<Arc<dyn PresenceStore>>,
+    clock: Arc<dyn Clock>,
+    config: PresenceConfig,
+    node: Option<NodeId>,
+    subscriber_capacity: usize,
+    sweep_interval: Duration,
+    http_coalesce: Duration,
+    store_timeout: Duration,
+}
+
+impl PresenceBuilder {
+    /// The store (default: a new [`MemoryStore`]).
+    pub fn store(mut self, store: impl PresenceStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store shared with other services (or kept by the caller).
+    pub fn shared_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The thresholds (default: [`PresenceConfig::default`]).
+    pub fn config(mut self, config: PresenceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// This node's identity (default: the name `local` with a fresh
+    /// incarnation). Give each server of a cluster its own stable name, so a
+    /// restarted server clears what its previous run left.
+    pub fn node(mut self, node: NodeId) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Events a subscriber may have queued before it counts as lagging
+    /// (default 256).
+    pub fn subscriber_capacity(mut self, capacity: usize) -> Self {
+        self.subscriber_capacity = capacity;
+        self
+    }
+
+    /// Longest the sweeper sleeps between looks at the store's deadlines
+    /// (default 1 s). In a cluster this bounds how late a node notices a
+    /// deadline set by a node that died.
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// Repeated HTTP activity of one login within this window costs no
+    /// store write (default 5 s).
+    pub fn http_activity_coalesce(mut self, window: Duration) -> Self {
+        self.http_coalesce = window;
+        self
+    }
+
+    /// Longest a store call may take before it fails with
+    /// [`StoreError::Timeout`] (default 5 s).
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Validates the configuration, clears the sessions an earlier
+    /// incarnation of this node left in the store, and starts the sweeper.
+    /// Must run inside a tokio runtime.
+    pub async fn build(self) -> Result<Presence, Error> {
+        self.config.validate()?;
+        let sweeper = SweeperControl::new();
+        let inner = Arc::new(Inner {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            clock: self.clock,
+            config: self.config,
+            node: self.node.unwrap_or_else(|| NodeId::new("local")),
+            hub: Hub::new(self.subscriber_capacity),
+            user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
+            lock_hasher: Default::default(),
+            local_sessions: DashMap::new(),
+            http_marks: DashMap::new(),
+            http_coalesce: self.http_coalesce,
+            store_timeout: self.store_timeout,
+            sweeper: sweeper.clone(),
+            shut_down: AtomicBool::new(false),
+        });
+        let presence = Presence { inner };
+        presence.clear_previous_incarnation().await?;
+        timers::spawn(
+            Arc::downgrade(&presence.inner),
+            sweeper,
+            presence.inner.clock.clone(),
+            self.sweep_interval.max(Duration::from_millis(1)),
+        );
+        Ok(presence)
+    }
+}
+
+impl Presence {
+    /// A builder with the defaults: memory store, system clock, SPEC §3
+    /// thresholds.
+    pub fn builder() -> PresenceBuilder {
+        PresenceBuilder {
+            store: None,
+            clock: Arc::new(SystemClock),
+            config: PresenceConfig::default(),
+            node: None,
+            subscriber_capacity: 256,
+            sweep_interval: Duration::from_secs(1),
+            http_coalesce: Duration::from_secs(5),
+            store_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Self { inner }
+    }
+
+    /// The thresholds in force.
+    pub fn config(&self) -> &PresenceConfig {
+        &self.inner.config
+    }
+
+    /// This node's identity.
+    pub fn node(&self) -> &NodeId {
+        &self.inner.node
+    }
+
+    /// The clock the service reads.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.clock
+    }
+
+    /// What fan-out has delivered and dropped so far.
+    pub fn fanout_stats(&self) -> FanoutStats {
+        self.inner.hub.stats()
+    }
+
+    /// Opens a session. The user is `ONLINE` from now (unless a manual
+    /// status says otherwise); drop the handle, or call
+    /// [`SessionHandle::close`], when the connection ends.
+    pub async fn open_session(&self, spec: SessionSpec) -> Result<SessionHandle, Error> {
+        let id = spec.id.unwrap_or_else(SessionId::random);
+        let (ended_tx, ended) = watch::channel(None);
+        // Registered first, so an end that races the open is not missed.
+        self.inner.local_sessions.insert(id.clone(), ended_tx);
+        let op = UserOp::Open(NewSession {
+            id: id.clone(),
+            login: spec.login.clone(),
+            node: self.inner.node.clone(),
+            scopes: spec.scopes,
+            metadata: spec.metadata,
+        });
+        if let Err(error) = self.change(&spec.user, op).await {
+            self.inner.local_sessions.remove(&id);
+            return Err(error);
+        }
+        tracing::debug!(user = %spec.user, session = %id, "session opened");
+        Ok(SessionHandle {
+            presence: self.clone(),
+            user: spec.user,
+            id,
+            login: spec.login,
+            ended,
+            open: true,
+        })
+    }
+
+    /// Proves a session live. Never changes what observers see, so it costs
+    /// no lock beyond the user's record and publishes nothing.
+    pub fn heartbeat(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
+        let now = self.inner.clock.now();
+        let result = self
+            .inner
+            .store
+            .heartbeat(user, session, now, &self.inner.config);
+        if let Err(StoreError::SessionNotFound) = result {
+            self.end_local(session, SessionEnd::Lapsed);
+        }
+        Ok(result?)
+    }
+
+    /// The user did something in this session (SPEC §3 activity).
+    pub async fn activity(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
+        let activity = UserOp::Activity {
+            session: session.clone(),
+        };
+        match self.change(user, activity).await {
+            Err(error) if error.is_session_gone() => {
+                self.end_local(session, SessionEnd::Lapsed);
+                Err(error)
+            }
+            other => other.map(drop),
+        }
+    }
+
+    /// Closes a session (its user lingers if it was the last one).
+    pub async fn close_session(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
+        let close = UserOp::Close {
+            session: session.clone(),
+        };
+        let result = self.change_unchecked(user, close).await;
+        self.forget_local(session);
+        result.map(drop)
+    }
+
+    /// Marks an authenticated HTTP request as activity: the login's HTTP
+    /// session is opened or refreshed, so a user browsing plain pages is
+    /// present without any socket (SPEC §5). Calls for one login within the
+    /// coalescing window cost nothing; returns whether this one reached the
+    /// store.
+    pub async fn mark_http_activity(
+        &self,
+        user: &UserId,
+        login: &LoginId,
+        scopes: &[ScopeId],
+    ) -> Result<bool, Error> {
+        let now = self.inner.clock.now();
+        if let Some(mark) = self.inner.http_marks.get(login)
+            && now < later(*mark, self.inner.http_coalesce)
+        {
+            return Ok(false);
+        }
+        self.inner.http_marks.insert(login.clone(), now);
+        let open = UserOp::Open(NewSession {
+            id: SessionId::for_http_login(login),
+            login: login.clone(),
+            node: self.inner.node.clone(),
+            scopes: scopes.to_vec(),
+            metadata: BTreeMap::from([("kind".to_owned(), "http".to_owned())]),
+        });
+        match self.change(user, open).await {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                self.inner.http_marks.remove(login);
+                Err(error)
+            }
+        }
+    }
+
+    /// Sets the user's manual status: `ONLINE` clears it; `AWAY`, `BUSY`
+    /// and `INVISIBLE` hold until `until` (if given) or until changed.
+    pub async fn set_status(
+        &self,
+        user: &UserId,
+        status: RequestedStatus,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<UserPresence, Error> {
+        let choice = match status.manual() {
+            None => None,
+            Some(manual) => {
+                if let Some(until) = until
+                    && until <= self.inner.clock.now()
+                {
+                    return Err(Error::ExpiryInPast { until });
+                }
+                Some(ManualChoice {
+                    status: manual,
+                    until,
+                })
+            }
+        };
+        let transition = self.change(user, UserOp::SetManual(choice)).await?;
+        Ok(presence_of(&transition))
+    }
+
+    /// Logs one login out: its sessions end at once, with no linger; the
+    /// user is `OFFLINE` unless another login still holds a session.
+    /// Returns the sessions that ended.
+    pub async fn logout(&self, user: &UserId, login: &LoginId) -> Result<Vec<SessionId>, Error> {
+        self.inner.http_marks.remove(login);
+        let logout = UserOp::Logout {
+            login: login.clone(),
+        };
+        let transition = self.change_unchecked(user, logout).await?;
+        Ok(transition.ended_sessions)
+    }
+
+    /// Logs every login of the user out at once.
+    pub async fn logout_everywhere(&self, user: &UserId) -> Result<Vec<SessionId>, Error> {
+        let transition = self
+            .change_unchecked(user, UserOp::LogoutEverywhere)
+            .await?;
+        Ok(transition.ended_sessions)
+    }
+
+    /// One user as observers see them.
+    pub async fn status(&self, user: &UserId) -> Result<UserPresence, Error> {
+        let mut views = self
+            .timed(self.inner.store.load_many(std::slice::from_ref(user)))
+            .await?;
+        Ok(views
+            .pop()
+            .map_or_else(|| UserPresence::unknown(user.clone()), |view| view.presence))
+    }
+
+    /// Several users as observers see them, in the order asked.
+    pub async fn statuses(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
+        let views = self.timed(self.inner.store.load_many(users)).await?;
+        Ok(views.into_iter().map(|view| view.presence).collect())
+    }
+
+    /// Every member of `scope` who is not `OFFLINE`.
+    pub async fn snapshot(&self, scope: &ScopeId) -> Result<Snapshot, Error> {
+        let members = self.timed(self.inner.store.scope_members(scope)).await?;
+        Ok(Snapshot {
+            scope: scope.clone(),
+            users: members
+                .into_iter()
+                .filter(|member| member.status != Status::Offline)
+                .collect(),
+        })
+    }
+
+    /// The named users of `scope`, each listed (a user not known to be in
+    /// the scope shows as `OFFLINE`, version 0, with nothing more revealed).
+    pub async fn snapshot_of(&self, scope: &ScopeId, users: &[UserId]) -> Result<Snapshot, Error> {
+        let views = self.timed(self.inner.store.load_many(users)).await?;
+        Ok(Snapshot {
+            scope: scope.clone(),
+            users: views
+                .into_iter()
+                .map(|view| {
+                    if view.scopes.contains(scope) {
+                        view.presence
+                    } else {
+                        UserPresence::unknown(view.presence.user_id)
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// A subscription that watches nothing yet; add scopes with
+    /// [`Subscription::watch_scope`] and [`Subscription::watch_users`].
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.hub.subscribe()
+    }
+
+    /// Watches a whole scope: subscribes first, then reads the snapshot, so
+    /// no change falls between the two (drop events whose `v` is not newer
+    /// than the snapshot's).
+    pub async fn watch(&self, scope: &ScopeId) -> Result<(Subscription, Snapshot), Error> {
+        let mut subscription = self.subscribe();
+        subscription.watch_scope(scope.clone());
+        let snapshot = self.snapshot(scope).await?;
+        Ok((subscription, snapshot))
+    }
+
+    /// Watches only the named users of a scope, like [`Presence::watch`].
+    pub async fn watch_users(
+        &self,
+        scope: &ScopeId,
+        users: &[UserId],
+    ) -> Result<(Subscription, Snapshot), Error> {
+        let mut subscription = self.subscribe();
+        subscription.watch_users(scope.clone(), users.iter().cloned());
+        let snapshot = self.snapshot_of(scope, users).await?;
+        Ok((subscription, snapshot))
+    }
+
+    /// Applies, now, every time-driven change that is due (the sweeper does
+    /// this by itself; tests and hosts that drive time call it to know the
+    /// changes are done). Returns how many users' shown status changed.
+    pub async fn run_due(&self) -> Result<usize, Error> {
+        self.refresh_due(self.inner.clock.now()).await
+    }
+
+    /// Shuts the service down gracefully: closes every session opened
+    /// through it (their users linger, so clients that reconnect to another
+    /// node cause no flicker), tells their holders, stops the sweeper and
+    /// ends every subscription.
+    pub async fn shutdown(&self) {
+        if self.inner.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sessions: Vec<SessionId> = self
+            .inner
+            .local_sessions
+            .iter()
+            .map(|entry| entry.key().clone())
+            .collect();
+        tracing::info!(node = %self.inner.node, sessions = sessions.len(), "presence shutting down");
+        for session in sessions {
+            let Some((_, ended)) = self.inner.local_sessions.remove(&session) else {
+                continue;
+            };
+            ended.send_replace(Some(SessionEnd::ShutDown));
+        }
+        self.close_node_sessions().await;
+        self.inner.sweeper.stop();
+        self.inner.hub.close();
+    }
+
+    /// One sweep at `now`: refreshes every due user and returns the next
+    /// deadline.
+    pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Error> {
+        self.refresh_due(now).await?;
+        self.prune_http_marks(now);
+        Ok(self.timed(self.inner.store.next_deadline()).await?)
+    }
+
+    /// Refreshes every user whose deadline is at or before `now`; returns
+    /// how many changed what observers see.
+    async fn refresh_due(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let (mut refreshed, mut changed) = (0, 0);
+        // Bounded, so a clock set backwards mid-sweep cannot spin forever;
+        // what is left is due at once and swept next round.
+        for _ in 0..MAX_SWEEP_BATCHES {
+            let due = self.timed(self.inner.store.due(now, SWEEP_BATCH)).await?;
+            for user in &due {
+                if self
+                    .change_unchecked(user, UserOp::Refresh)
+                    .await?
+                    .changed()
+                {
+                    changed += 1;
+                }
+            }
+            refreshed += due.len();
+            if due.len() < SWEEP_BATCH {
+                break;
+            }
+        }
+        if refreshed > 0 {
+            tracing::debug!(refreshed, changed, "presence sweep");
+        }
+        Ok(changed)
+    }
+
+    /// Ends the sessions a previous incarnation of this node left behind.
+    async fn clear_previous_incarnation(&self) -> Result<(), Error> {
+        let users = self
+            .timed(self.inner.store.users_on_node(&self.inner.node.name))
+            .await?;
+        if users.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(node = %self.inner.node, users = users.len(), "clearing sessions of an earlier run");
+        let clear = UserOp::ClearNode {
+            node: self.inner.node.clone(),
+        };
+        for user in &users {
+            self.change_unchecked(user, clear.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Closes every session of this node still in the store, the graceful
+    /// counterpart of [`Presence::clear_previous_incarnation`].
+    async fn close_node_sessions(&self) {
+        let users = match self
+            .timed(self.inner.store.users_on_node(&self.inner.node.name))
+            .await
+        {
+            Ok(users) => users,
+            Err(error) => {
+                tracing::warn!(%error, "could not list this node's sessions at shutdown; they will lapse");
+                return;
+            }
+        };
+        // A fresh incarnation number makes every session of this run stale.
+        let mut successor = self.inner.node.clone();
+        successor.incarnation = successor.incarnation.wrapping_add(1);
+        let close = UserOp::ClearNode { node: successor };
+        for user in &users {
+            if let Err(error) = self.change_unchecked(user, close.clone()).await {
+                tracing::warn!(%user, %error, "could not close a session at shutdown; it will lapse");
+            }
+        }
+    }
+
+    /// Applies one change to one user, unless the service has shut down.
+    async fn change(&self, user: &UserId, op: UserOp) -> Result<Transition, Error> {
+        if self.inner.shut_down.load(Ordering::Acquire) {
+            return Err(Error::ShutDown);
+        }
+        self.change_unchecked(user, op).await
+    }
+
+    /// Applies one change to one user and publishes it, under the user's
+    /// lock so that their events leave in order.
+    async fn change_unchecked(&self, user: &UserId, op: UserOp) -> Result<Transition, Error> {
+        let _guard = self.lock_user(user).await;
+        let now = self.inner.clock.now();
+        let update = Update {
+            user,
+            op: &op,
+            now,
+            config: &self.inner.config,
+        };
+        let transition = self.timed(self.inner.store.apply(update)).await?;
+        if transition.changed() {
+            tracing::debug!(
+                %user, from = %transition.from, to = %transition.to, v = transition.version,
+                "presence changed"
+            );
+        }
+        self.inner.hub.publish(&transition);
+        let reason = match op {
+            UserOp::Logout { .. } | UserOp::LogoutEverywhere => SessionEnd::LoggedOut,
+            UserOp::Close { .. } => SessionEnd::Closed,
+            _ => SessionEnd::Lapsed,
+        };
+        for session in &transition.ended_sessions {
+            self.end_local(session, reason);
+        }
+        if let Some(deadline) = transition.next_deadline {
+            self.inner.sweeper.schedule(deadline);
+        }
+        Ok(transition)
+    }
+
+    async fn lock_user(&self, user: &UserId) -> MutexGuard<'_, ()> {
+        let stripe = self.inner.lock_hasher.hash_one(user) as usize % self.inner.user_locks.len();
+        self.inner.user_locks[stripe].lock().await
+    }
+
+    async fn timed<T>(
+        &self,
+        call: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.store_timeout, call).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Timeout(self.inner.store_timeout)),
+        }
+    }
+
+    /// Tells the local holder of `session`, if any, that the server ended it.
+    fn end_local(&self, session: &SessionId, reason: SessionEnd) {
+        if let Some((_, ended)) = self.inner.local_sessions.remove(session) {
+            ended.send_replace(Some(reason));
+        }
+    }
+
+    pub(crate) fn forget_local(&self, session: &SessionId) {
+        self.inner.local_sessions.remove(session);
+    }
+
+    fn prune_http_marks(&self, now: DateTime<Utc>) {
+        let window = self.inner.http_coalesce;
+        self.inner
+            .http_marks
+            .retain(|_, mark| now < later(*mark, window));
+    }
+}
+
+fn presence_of(transition: &Transition) -> UserPresence {
+    UserPresence {
+        user_id: transition.user.clone(),
+        status: transition.to,
+        last_seen: transition.last_seen,
+        v: transition.version,
+    }
+}
+
+impl fmt::Debug for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presence")
+            .field("node", &self.inner.node)
+            .field("store", &self.inner.store)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}

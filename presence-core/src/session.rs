@@ -1,0 +1,183 @@
+//! Sessions as a host app holds them: what to open, and a handle that ends
+//! the session when dropped.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use tokio::sync::watch;
+
+use crate::error::Error;
+use crate::ids::{LoginId, ScopeId, SessionId, UserId};
+use crate::service::Presence;
+
+/// A session to open: whose it is, under which login, in which scopes.
+///
+/// ```
+/// use presence_core::SessionSpec;
+///
+/// let spec = SessionSpec::new("alice", "login-1")
+///     .scope("acme")
+///     .metadata("device", "laptop");
+/// assert_eq!(spec.scopes.len(), 1);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSpec {
+    /// The user.
+    pub user: UserId,
+    /// The login (cookie session, token) it belongs to.
+    pub login: LoginId,
+    /// The scopes the user is seen in.
+    pub scopes: Vec<ScopeId>,
+    /// Free-form facts to keep with the session.
+    pub metadata: BTreeMap<String, String>,
+    /// The session id; a random one if `None`.
+    pub id: Option<SessionId>,
+}
+
+impl SessionSpec {
+    /// A session of `user` under `login`, in no scope yet.
+    pub fn new(user: impl Into<UserId>, login: impl Into<LoginId>) -> Self {
+        Self {
+            user: user.into(),
+            login: login.into(),
+            scopes: Vec::new(),
+            metadata: BTreeMap::new(),
+            id: None,
+        }
+    }
+
+    /// Adds a scope the user is seen in.
+    pub fn scope(mut self, scope: impl Into<ScopeId>) -> Self {
+        self.scopes.push(scope.into());
+        self
+    }
+
+    /// Adds several scopes.
+    pub fn scopes<I, S>(mut self, scopes: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<ScopeId>,
+    {
+        self.scopes.extend(scopes.into_iter().map(Into::into));
+        self
+    }
+
+    /// Keeps a fact with the session.
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Uses a given session id instead of a random one.
+    pub fn id(mut self, id: impl Into<SessionId>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+}
+
+/// Why a session ended without its holder closing it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// Its login logged out (or the user logged out everywhere).
+    LoggedOut,
+    /// Its heartbeats lapsed, or a restarted node cleared it.
+    Lapsed,
+    /// It was closed through the service rather than through this handle.
+    Closed,
+    /// The service is shutting down.
+    ShutDown,
+}
+
+/// A live session. Heartbeat and report activity through it; dropping it
+/// closes the session (with the linger of SPEC §2), so a socket task that
+/// ends for any reason leaves no ghost.
+pub struct SessionHandle {
+    pub(crate) presence: Presence,
+    pub(crate) user: UserId,
+    pub(crate) id: SessionId,
+    pub(crate) login: LoginId,
+    pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
+    pub(crate) open: bool,
+}
+
+impl SessionHandle {
+    /// The session's id.
+    pub fn id(&self) -> &SessionId {
+        &self.id
+    }
+
+    /// The user it belongs to.
+    pub fn user(&self) -> &UserId {
+        &self.user
+    }
+
+    /// The login it belongs to.
+    pub fn login(&self) -> &LoginId {
+        &self.login
+    }
+
+    /// Proves the session live. Never changes a status; cheap.
+    pub fn heartbeat(&self) -> Result<(), Error> {
+        self.presence.heartbeat(&self.user, &self.id)
+    }
+
+    /// The user did something in this session.
+    pub async fn activity(&self) -> Result<(), Error> {
+        self.presence.activity(&self.user, &self.id).await
+    }
+
+    /// Why the session ended, once the server ended it (logout, lapse,
+    /// shutdown). Waits until then. A socket task selects on this to close
+    /// its connection.
+    pub async fn ended(&mut self) -> SessionEnd {
+        match self.ended.wait_for(Option::is_some).await {
+            Ok(end) => end.unwrap_or(SessionEnd::Closed),
+            Err(_) => SessionEnd::ShutDown,
+        }
+    }
+
+    /// Whether the server has ended the session.
+    pub fn has_ended(&self) -> Option<SessionEnd> {
+        *self.ended.borrow()
+    }
+
+    /// Closes the session now (the last one starts the linger).
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.open = false;
+        self.presence.close_session(&self.user, &self.id).await
+    }
+}
+
+impl Drop for SessionHandle {
+    fn drop(&mut self) {
+        if !self.open || self.ended.borrow().is_some() {
+            self.presence.forget_local(&self.id);
+            return;
+        }
+        let (presence, user, id) = (self.presence.clone(), self.user.clone(), self.id.clone());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    if let Err(error) = presence.close_session(&user, &id).await {
+                        tracing::warn!(%user, session = %id, %error, "closing a dropped session failed; it will lapse");
+                    }
+                });
+            }
+            Err(_) => {
+                // No runtime to close it on: the session lapses after
+                // session_ttl like that of a crashed client.
+                presence.forget_local(&id);
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SessionHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field("user", &self.user)
+            .field("id", &self.id)
+            .field("login", &self.login)
+            .finish()
+    }
+}

@@ -1,0 +1,176 @@
+//! The storage contract: [`PresenceStore`], what one change returns
+//! ([`Transition`]), and how a store fails ([`StoreError`]).
+//!
+//! A store keeps [`UserRecord`]s and makes each change to one user atomic;
+//! it never decides a status. Its `apply` loads the user's record, runs
+//! [`crate::machine::apply`] on it, and saves the result together with the
+//! indexes below, all as one atomic step for that user (a mutex, a row lock,
+//! a compare-and-set on a revision). That is what decides "first session"
+//! and "last session" exactly once when calls for one user race on many
+//! threads or nodes.
+//!
+//! Indexes every store maintains with each change:
+//! - **scope members**: a user is a member of each scope in
+//!   [`Transition::scopes`] while [`Transition::present`] is true, and of no
+//!   scope otherwise;
+//! - **deadlines**: one entry per user at [`Transition::next_deadline`]
+//!   (none when it is `None`), read by [`PresenceStore::due`];
+//! - **nodes**: which users hold sessions opened on a node name, read by
+//!   [`PresenceStore::users_on_node`] when a node restarts.
+//!
+//! Every store runs the shared conformance suite (`presence-store-tests`).
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::config::PresenceConfig;
+use crate::ids::{NodeName, ScopeId, SessionId, UserId};
+use crate::machine::OpError;
+use crate::record::{UserOp, UserPresence, UserView};
+use crate::status::Status;
+
+/// A boxed error from a backend, kept as the `source()` of a [`StoreError`].
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// What one atomic change did to one user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The user.
+    pub user: UserId,
+    /// The status observers saw before.
+    pub from: Status,
+    /// The status observers see now.
+    pub to: Status,
+    /// The version of `to` (grew by one if `from != to`).
+    pub version: u64,
+    /// `last_seen` as observers may know it.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// When the change happened.
+    pub at: DateTime<Utc>,
+    /// The scopes to tell about it.
+    pub scopes: Vec<ScopeId>,
+    /// Whether the user still has a session or a pending linger.
+    pub present: bool,
+    /// This change opened the user's first live session.
+    pub first_session: bool,
+    /// This change ended the user's last live session.
+    pub last_session: bool,
+    /// Sessions this change ended (closed, logged out, lapsed, cleared).
+    pub ended_sessions: Vec<SessionId>,
+    /// When time alone will change this user next, if ever.
+    pub next_deadline: Option<DateTime<Utc>>,
+}
+
+impl Transition {
+    /// Whether observers must be told: the shown status changed.
+    pub fn changed(&self) -> bool {
+        self.from != self.to
+    }
+}
+
+/// Why a store call failed. Backend errors are kept as the `source()`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The session is not open (it ended, lapsed, or never existed).
+    #[error("session not found (ended, lapsed or never opened)")]
+    SessionNotFound,
+    /// The user already holds the most sessions allowed.
+    #[error("too many sessions for one user (the limit is {limit})")]
+    TooManySessions {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The backend cannot be reached (connection refused, reset, closed).
+    #[error("the presence store is unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The backend did not answer in time.
+    #[error("the presence store did not answer within {0:?}")]
+    Timeout(Duration),
+    /// Stored data could not be decoded.
+    #[error("stored presence data is corrupt")]
+    Corrupt(#[source] BoxError),
+    /// Any other backend failure.
+    #[error("the presence store failed")]
+    Backend(#[source] BoxError),
+}
+
+impl From<OpError> for StoreError {
+    fn from(error: OpError) -> Self {
+        match error {
+            OpError::SessionNotFound => StoreError::SessionNotFound,
+            OpError::TooManySessions { limit } => StoreError::TooManySessions { limit },
+        }
+    }
+}
+
+/// One change for [`PresenceStore::apply`].
+#[derive(Clone, Copy)]
+pub struct Update<'a> {
+    /// The user to change.
+    pub user: &'a UserId,
+    /// The change.
+    pub op: &'a UserOp,
+    /// The time of the change, from the service's clock.
+    pub now: DateTime<Utc>,
+    /// The rules to apply it with.
+    pub config: &'a PresenceConfig,
+}
+
+impl fmt::Debug for Update<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Update")
+            .field("user", self.user)
+            .field("op", self.op)
+            .field("now", &self.now)
+            .finish()
+    }
+}
+
+/// Where presence state lives. Object-safe: services hold an
+/// `Arc<dyn PresenceStore>`.
+#[async_trait]
+pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
+    /// Applies `update.op` to the user's record with
+    /// [`crate::machine::apply`], atomically for that user, saves the record
+    /// and the indexes (scope members, deadline, nodes) in the same atomic
+    /// step, and returns the transition. On `Err` nothing is saved.
+    async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError>;
+
+    /// Records a heartbeat of a live session at `now`. It never changes a
+    /// status, so it must be cheap and must not block: backends that write
+    /// remotely may buffer it and write in batches.
+    ///
+    /// Fails with [`StoreError::SessionNotFound`] when the session is not
+    /// open or has already lapsed (its last heartbeat is `session_ttl` old):
+    /// a heartbeat never revives a dead session.
+    fn heartbeat(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> Result<(), StoreError>;
+
+    /// Reads several users as observers see them, with their scopes, in the
+    /// order asked. A user the store has never seen is `OFFLINE` with
+    /// version 0 and no scope.
+    async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError>;
+
+    /// Reads every member of a scope: each user with a session or a pending
+    /// linger whose scopes include it, as observers see them.
+    async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError>;
+
+    /// Up to `limit` users whose next deadline is at or before `now`, oldest
+    /// first. Applying [`UserOp::Refresh`] to each moves its deadline on.
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError>;
+
+    /// The earliest deadline of any user, if one is set.
+    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// The users that hold sessions opened by any incarnation of `node`.
+    async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError>;
+}

@@ -1,0 +1,2 @@
+//! The conformance suite every `PresenceStore` must pass (placeholder).
+#![deny(missing_docs)]
