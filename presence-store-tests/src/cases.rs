@@ -1,0 +1,619 @@
+//! The conformance cases. Each takes a fresh, empty store.
+//!
+//! Thresholds (see [`Harness::new`]): ttl 30 s, away 60 s, offline 600 s,
+//! linger 5 s. Times are seconds after the harness's start.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use presence_core::{
+    ManualChoice, ManualStatus, NodeId, PresenceStore, Status, StoreError, UserId, UserOp,
+};
+
+use crate::harness::Harness;
+
+/// The first session takes the user from OFFLINE to ONLINE, version 1, once.
+pub async fn first_session_shows_online_once(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let t = h.open("alice", "s1", 0.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Offline, Status::Online, 1)
+    );
+    assert!(t.changed() && t.first_session && !t.last_session && t.present);
+    assert_eq!(t.scopes, vec!["acme".into()]);
+    assert_eq!(t.last_seen, Some(h.at(0.0)));
+    let view = h.view("alice").await;
+    assert_eq!((view.status, view.v), (Status::Online, 1));
+}
+
+/// A second and third tab change nothing visible; closing two of three
+/// changes nothing visible either.
+pub async fn more_tabs_and_closing_some_change_nothing(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    for (session, second) in [("s2", 1.0), ("s3", 2.0)] {
+        let t = h.open("alice", session, second).await;
+        assert!(!t.changed() && !t.first_session, "{session} changed {t:?}");
+    }
+    for (session, second) in [("s1", 3.0), ("s2", 4.0)] {
+        let t = h.close("alice", session, second).await;
+        assert!(!t.changed() && !t.last_session, "{session} changed {t:?}");
+        assert_eq!(t.ended_sessions, vec![session.into()]);
+    }
+    let view = h.view("alice").await;
+    assert_eq!((view.status, view.v), (Status::Online, 1));
+}
+
+/// The last close keeps the user ONLINE for the linger; at its end the user
+/// goes OFFLINE, and last_seen is the close.
+pub async fn last_close_lingers_then_goes_offline(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    let t = h.close("alice", "s1", 10.0).await;
+    assert!(!t.changed() && t.last_session && t.present);
+    assert_eq!(t.next_deadline, Some(h.at(15.0)));
+    let t = h.refresh("alice", 14.999).await;
+    assert!(!t.changed(), "still lingering: {t:?}");
+    let t = h.refresh("alice", 15.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Offline, 2)
+    );
+    assert_eq!(t.last_seen, Some(h.at(10.0)));
+    assert!(!t.present && t.next_deadline.is_none());
+}
+
+/// Reloading a page: the new session inside the linger cancels the OFFLINE,
+/// and nothing at all is published.
+pub async fn a_new_session_inside_the_linger_cancels_the_offline(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    h.close("alice", "s1", 10.0).await;
+    let t = h.open("alice", "s2", 12.0).await;
+    assert!(!t.changed(), "reload must not flicker: {t:?}");
+    assert!(t.first_session, "s2 is the only live session");
+    let t = h.refresh("alice", 20.0).await;
+    assert!(!t.changed(), "the linger was cancelled: {t:?}");
+    assert_eq!(h.view("alice").await.v, 1);
+}
+
+/// Logout ends the login's sessions at once: OFFLINE now, no linger.
+pub async fn logout_ends_one_login_at_once_without_linger(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    h.open("alice", "s2", 1.0).await;
+    let t = h
+        .apply(
+            "alice",
+            UserOp::Logout {
+                login: "login-1".into(),
+            },
+            5.0,
+        )
+        .await;
+    assert_eq!((t.from, t.to), (Status::Online, Status::Offline));
+    let ended: HashSet<_> = t.ended_sessions.iter().cloned().collect();
+    assert_eq!(ended, HashSet::from(["s1".into(), "s2".into()]));
+    assert!(!t.present && t.last_session);
+    assert!(matches!(
+        h.heartbeat("alice", "s1", 6.0),
+        Err(StoreError::SessionNotFound)
+    ));
+}
+
+/// Logout everywhere ends the sessions of every login and a pending linger.
+pub async fn logout_everywhere_ends_every_login(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_op("phone", "login-1", &["acme"]), 0.0)
+        .await;
+    h.apply("alice", h.open_op("laptop", "login-2", &["acme"]), 1.0)
+        .await;
+    h.close("alice", "phone", 2.0).await;
+    let t = h.apply("alice", UserOp::LogoutEverywhere, 3.0).await;
+    assert_eq!((t.from, t.to), (Status::Online, Status::Offline));
+    assert_eq!(t.ended_sessions, vec!["laptop".into()]);
+
+    h.open("bob", "s1", 0.0).await;
+    h.close("bob", "s1", 1.0).await;
+    let t = h.apply("bob", UserOp::LogoutEverywhere, 2.0).await;
+    assert_eq!(t.to, Status::Offline, "the linger is cancelled too");
+}
+
+/// Another device's logout leaves this device's sessions and linger alone.
+pub async fn logout_of_another_login_keeps_a_pending_linger(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_op("phone", "login-1", &["acme"]), 0.0)
+        .await;
+    h.apply("alice", h.open_op("laptop", "login-2", &["acme"]), 0.0)
+        .await;
+    let t = h
+        .apply(
+            "alice",
+            UserOp::Logout {
+                login: "login-1".into(),
+            },
+            1.0,
+        )
+        .await;
+    assert!(!t.changed(), "the laptop is still online: {t:?}");
+    h.close("alice", "laptop", 2.0).await;
+    let t = h
+        .apply(
+            "alice",
+            UserOp::Logout {
+                login: "login-1".into(),
+            },
+            3.0,
+        )
+        .await;
+    assert!(
+        !t.changed(),
+        "the laptop's linger belongs to login-2: {t:?}"
+    );
+    let t = h
+        .apply(
+            "alice",
+            UserOp::Logout {
+                login: "login-2".into(),
+            },
+            4.0,
+        )
+        .await;
+    assert_eq!(t.to, Status::Offline, "login-2's logout cancels its linger");
+}
+
+/// Heartbeats keep a session live past the ttl; one that comes too late,
+/// for an unknown session, or for another user's session fails.
+pub async fn heartbeats_keep_a_session_live_and_never_revive_a_dead_one(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    h.open("bob", "b1", 0.0).await;
+    for second in [20.0, 45.0, 70.0] {
+        h.heartbeat("alice", "s1", second).expect("live heartbeat");
+    }
+    assert_eq!(h.view("alice").await.v, 1, "heartbeats publish nothing");
+    let t = h.refresh("alice", 99.0).await;
+    assert!(
+        t.ended_sessions.is_empty(),
+        "heartbeat at 70 s keeps it live"
+    );
+    assert!(matches!(
+        h.heartbeat("alice", "s1", 100.0),
+        Err(StoreError::SessionNotFound)
+    ));
+    assert!(matches!(
+        h.heartbeat("alice", "nope", 1.0),
+        Err(StoreError::SessionNotFound)
+    ));
+    assert!(matches!(
+        h.heartbeat("alice", "b1", 1.0),
+        Err(StoreError::SessionNotFound)
+    ));
+}
+
+/// A session whose heartbeats stop lapses at `last heartbeat + ttl`; the
+/// linger runs from then; the user is OFFLINE with last_seen at the last
+/// heartbeat.
+pub async fn a_silent_session_lapses_and_the_user_goes_offline(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    h.heartbeat("alice", "s1", 10.0).expect("heartbeat");
+    let t = h.refresh("alice", 40.0).await;
+    assert_eq!(t.ended_sessions, vec!["s1".into()]);
+    assert!(
+        !t.changed() && t.last_session && t.present,
+        "lingering: {t:?}"
+    );
+    assert_eq!(t.next_deadline, Some(h.at(45.0)));
+    let t = h.refresh("alice", 45.0).await;
+    assert_eq!((t.from, t.to), (Status::Online, Status::Offline));
+    assert_eq!(t.last_seen, Some(h.at(10.0)));
+
+    // Found late, after the linger is long over: OFFLINE at once.
+    h.open("bob", "b1", 0.0).await;
+    let t = h.refresh("bob", 500.0).await;
+    assert_eq!((t.to, t.ended_sessions.len()), (Status::Offline, 1));
+}
+
+/// No activity for away_after shows AWAY, for offline_after OFFLINE, even
+/// with a live session; activity brings the user back ONLINE.
+pub async fn idleness_turns_away_then_offline_and_activity_returns_online(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    let mut second = 0.0;
+    while second < 580.0 {
+        second += 20.0;
+        h.heartbeat("alice", "s1", second).expect("heartbeat");
+        let t = h.refresh("alice", second).await;
+        let expected = if second < 60.0 {
+            Status::Online
+        } else {
+            Status::Away
+        };
+        assert_eq!(t.to, expected, "at {second}s");
+    }
+    let t = h.refresh("alice", 600.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Away, Status::Offline, 3)
+    );
+    let t = h
+        .apply(
+            "alice",
+            UserOp::Activity {
+                session: "s1".into(),
+            },
+            601.0,
+        )
+        .await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Offline, Status::Online, 4)
+    );
+    assert_eq!(t.last_seen, Some(h.at(601.0)));
+}
+
+/// BUSY shows BUSY however idle the user is (until offline_after), and an
+/// expiring manual status clears by itself at its expiry.
+pub async fn manual_status_outranks_idleness_and_expires_by_itself(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    let busy = ManualChoice {
+        status: ManualStatus::Busy,
+        until: Some(h.at(50.0)),
+    };
+    let t = h.apply("alice", UserOp::SetManual(Some(busy)), 1.0).await;
+    assert_eq!((t.from, t.to), (Status::Online, Status::Busy));
+    assert_eq!(
+        t.next_deadline,
+        Some(h.at(30.0)),
+        "the session lapse comes first"
+    );
+    h.heartbeat("alice", "s1", 25.0).expect("heartbeat");
+    let t = h.refresh("alice", 30.0).await;
+    assert_eq!(t.next_deadline, Some(h.at(50.0)), "then the expiry");
+    let t = h.refresh("alice", 50.0).await;
+    assert_eq!((t.from, t.to), (Status::Busy, Status::Online));
+
+    let away = ManualChoice {
+        status: ManualStatus::Away,
+        until: None,
+    };
+    let t = h.apply("alice", UserOp::SetManual(Some(away)), 51.0).await;
+    assert_eq!(t.to, Status::Away);
+    let t = h.apply("alice", UserOp::SetManual(None), 52.0).await;
+    assert_eq!(
+        t.to,
+        Status::Online,
+        "clearing (ONLINE) goes back to idleness rules"
+    );
+}
+
+/// INVISIBLE shows OFFLINE; the user's activity while invisible changes
+/// nothing observers can see, not even last_seen.
+pub async fn invisible_users_show_offline_and_leak_no_activity(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    let invisible = ManualChoice {
+        status: ManualStatus::Invisible,
+        until: None,
+    };
+    let t = h
+        .apply("alice", UserOp::SetManual(Some(invisible)), 1.0)
+        .await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Offline, 2)
+    );
+    let frozen = h.view("alice").await;
+    let t = h
+        .apply(
+            "alice",
+            UserOp::Activity {
+                session: "s1".into(),
+            },
+            20.0,
+        )
+        .await;
+    assert!(!t.changed());
+    h.open("alice", "s2", 21.0).await;
+    let view = h.view("alice").await;
+    assert_eq!(view, frozen, "nothing betrays an invisible user");
+    assert!(h.members("acme").await.contains(&"alice".to_owned()));
+    let t = h.apply("alice", UserOp::SetManual(None), 22.0).await;
+    assert_eq!((t.to, t.version), (Status::Online, 3));
+    assert_eq!(
+        t.last_seen,
+        Some(h.at(21.0)),
+        "visible again, with the truth"
+    );
+}
+
+/// A failed operation saves nothing.
+pub async fn activity_on_an_unknown_session_fails_and_changes_nothing(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    let before = h.view_with_scopes("alice").await;
+    let err = h
+        .try_apply(
+            "alice",
+            UserOp::Activity {
+                session: "other".into(),
+            },
+            70.0,
+        )
+        .await
+        .expect_err("unknown session");
+    assert!(matches!(err, StoreError::SessionNotFound));
+    assert_eq!(h.view_with_scopes("alice").await, before);
+    // The session itself lapsed at 30 s: activity on it fails too.
+    let err = h
+        .try_apply(
+            "alice",
+            UserOp::Activity {
+                session: "s1".into(),
+            },
+            31.0,
+        )
+        .await
+        .expect_err("lapsed session");
+    assert!(matches!(err, StoreError::SessionNotFound));
+}
+
+/// Opening more than `max_sessions_per_user` fails; reopening does not.
+pub async fn the_session_limit_is_enforced(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    for i in 0..h.config.max_sessions_per_user {
+        h.open("alice", &format!("s{i}"), 0.0).await;
+    }
+    let err = h
+        .try_apply("alice", h.open_op("one-more", "login-1", &["acme"]), 1.0)
+        .await
+        .expect_err("over the limit");
+    assert!(matches!(err, StoreError::TooManySessions { limit: 128 }));
+    h.open("alice", "s0", 2.0).await;
+}
+
+/// Scope members are the present users of the scope; scopes of several
+/// sessions add up; an OFFLINE user leaves every scope.
+pub async fn scope_members_are_present_users_of_the_scope(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_op("a1", "l", &["acme", "team-x"]), 0.0)
+        .await;
+    h.apply("bob", h.open_op("b1", "l", &["acme"]), 0.0).await;
+    h.apply("carol", h.open_op("c1", "l", &["globex"]), 0.0)
+        .await;
+    assert_eq!(h.members("acme").await, vec!["alice", "bob"]);
+    assert_eq!(h.members("team-x").await, vec!["alice"]);
+    assert_eq!(h.members("globex").await, vec!["carol"]);
+    let t = h.apply("bob", h.open_op("b2", "l", &["team-x"]), 1.0).await;
+    assert_eq!(t.scopes.len(), 2, "bob is now in acme and team-x");
+    assert_eq!(h.members("team-x").await, vec!["alice", "bob"]);
+    h.apply("bob", UserOp::LogoutEverywhere, 2.0).await;
+    assert_eq!(h.members("acme").await, vec!["alice"]);
+    assert_eq!(h.members("team-x").await, vec!["alice"]);
+    assert!(h.members("nowhere").await.is_empty());
+    let bob = h.view_with_scopes("bob").await;
+    assert_eq!(bob.presence.status, Status::Offline);
+    assert_eq!(bob.scopes.len(), 2, "scopes are kept for queries");
+
+    // Coming back in another organisation only: membership starts afresh.
+    let t = h.apply("bob", h.open_op("b3", "l", &["globex"]), 3.0).await;
+    assert_eq!(t.scopes, vec!["globex".into()]);
+    assert_eq!(h.members("acme").await, vec!["alice"]);
+}
+
+/// Users never seen read as OFFLINE, version 0, and load_many keeps order.
+pub async fn unknown_users_read_as_offline_version_zero(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("bob", "b1", 0.0).await;
+    let views = h
+        .store
+        .load_many(&["ghost".into(), "bob".into(), "ghost2".into()])
+        .await
+        .expect("load_many");
+    let ids: Vec<_> = views
+        .iter()
+        .map(|v| v.presence.user_id.to_string())
+        .collect();
+    assert_eq!(ids, vec!["ghost", "bob", "ghost2"]);
+    assert_eq!(
+        (views[0].presence.status, views[0].presence.v),
+        (Status::Offline, 0)
+    );
+    assert!(views[0].scopes.is_empty());
+    assert_eq!(views[1].presence.status, Status::Online);
+}
+
+/// Each present user has one deadline; `due` returns it once it passes and
+/// a refresh moves it on; an OFFLINE user has none.
+pub async fn deadlines_are_indexed_and_move_on_after_refresh(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    assert_eq!(h.store.next_deadline().await.expect("next"), None);
+    let t = h.open("alice", "s1", 0.0).await;
+    assert_eq!(t.next_deadline, Some(h.at(30.0)));
+    h.open("bob", "b1", 10.0).await;
+    assert_eq!(
+        h.store.next_deadline().await.expect("next"),
+        Some(h.at(30.0))
+    );
+    assert!(h.due(29.999).await.is_empty());
+    assert_eq!(h.due(30.0).await, vec!["alice"]);
+    assert_eq!(h.due(40.0).await, vec!["alice", "bob"], "oldest first");
+    let limited = h.store.due(h.at(40.0), 1).await.expect("due");
+    assert_eq!(limited, vec![UserId::from("alice")]);
+    h.heartbeat("alice", "s1", 25.0).expect("heartbeat");
+    let t = h.refresh("alice", 30.0).await;
+    assert_eq!(t.next_deadline, Some(h.at(55.0)));
+    assert_eq!(h.due(30.0).await, Vec::<String>::new());
+    h.apply("alice", UserOp::LogoutEverywhere, 31.0).await;
+    h.apply("bob", UserOp::LogoutEverywhere, 31.0).await;
+    assert_eq!(h.store.next_deadline().await.expect("next"), None);
+    assert!(h.due(10_000.0).await.is_empty());
+}
+
+/// Sessions left by an earlier incarnation of a node are found by name and
+/// cleared; the current incarnation's and other nodes' sessions stay.
+pub async fn a_restarted_node_clears_its_previous_incarnation(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let old = NodeId {
+        name: "node-a".into(),
+        incarnation: 1,
+    };
+    let new = NodeId {
+        name: "node-a".into(),
+        incarnation: 2,
+    };
+    let other = NodeId {
+        name: "node-b".into(),
+        incarnation: 1,
+    };
+    h.apply("alice", h.open_op_on(&old, "a-old", "l", &["acme"]), 0.0)
+        .await;
+    h.apply("bob", h.open_op_on(&old, "b-old", "l", &["acme"]), 0.0)
+        .await;
+    h.apply("bob", h.open_op_on(&other, "b-other", "l", &["acme"]), 0.0)
+        .await;
+    h.apply("carol", h.open_op_on(&new, "c-new", "l", &["acme"]), 0.0)
+        .await;
+    let mut on_a = h
+        .store
+        .users_on_node(&"node-a".into())
+        .await
+        .expect("users");
+    on_a.sort();
+    assert_eq!(on_a, vec!["alice".into(), "bob".into(), "carol".into()]);
+    for user in ["alice", "bob", "carol"] {
+        h.apply(user, UserOp::ClearNode { node: new.clone() }, 1.0)
+            .await;
+    }
+    let mut on_a = h
+        .store
+        .users_on_node(&"node-a".into())
+        .await
+        .expect("users");
+    on_a.sort();
+    assert_eq!(on_a, vec!["carol".into()]);
+    assert!(h.heartbeat("alice", "a-old", 2.0).is_err());
+    h.heartbeat("bob", "b-other", 2.0)
+        .expect("node-b's session stays");
+    h.heartbeat("carol", "c-new", 2.0)
+        .expect("the new run's session stays");
+    // Alice lingers like anyone whose connection dropped, then goes.
+    assert_eq!(h.refresh("alice", 6.0).await.to, Status::Offline);
+}
+
+/// A user's version keeps growing across offline and online again.
+pub async fn versions_survive_going_offline_and_coming_back(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let mut expected = 0;
+    for round in 0..3 {
+        let start = f64::from(round) * 100.0;
+        let t = h.open("alice", "s1", start).await;
+        expected += 1;
+        assert_eq!((t.to, t.version), (Status::Online, expected));
+        let t = h
+            .apply(
+                "alice",
+                UserOp::Logout {
+                    login: "login-1".into(),
+                },
+                start + 1.0,
+            )
+            .await;
+        expected += 1;
+        assert_eq!((t.to, t.version), (Status::Offline, expected));
+    }
+    assert_eq!(h.view("alice").await.v, 6);
+}
+
+/// 128 tasks open sessions of one user at once: exactly one sees the first
+/// session and one ONLINE; then all close at once (no linger) and exactly
+/// one sees the last session and one OFFLINE.
+pub async fn concurrent_first_and_last_sessions_are_decided_once(store: Arc<dyn PresenceStore>) {
+    let mut h = Harness::new(store);
+    h.config.linger = std::time::Duration::ZERO;
+    let tasks = 128;
+    let opens = run_concurrently(&h, tasks, |h, i| async move {
+        h.open("alice", &format!("s{i}"), 0.0).await
+    })
+    .await;
+    assert_eq!(opens.iter().filter(|t| t.first_session).count(), 1);
+    assert_eq!(opens.iter().filter(|t| t.changed()).count(), 1);
+    let closes = run_concurrently(&h, tasks, |h, i| async move {
+        h.close("alice", &format!("s{i}"), 1.0).await
+    })
+    .await;
+    assert_eq!(closes.iter().filter(|t| t.last_session).count(), 1);
+    let offline: Vec<_> = closes.iter().filter(|t| t.changed()).collect();
+    assert_eq!(offline.len(), 1);
+    assert_eq!((offline[0].to, offline[0].version), (Status::Offline, 2));
+}
+
+/// Many tasks each open and close their own session of one user, racing:
+/// every ONLINE is matched by an OFFLINE, versions have no gaps or repeats,
+/// and the user ends OFFLINE with no session left.
+pub async fn concurrent_open_close_pairs_leave_no_ghost(store: Arc<dyn PresenceStore>) {
+    let mut h = Harness::new(store);
+    h.config.linger = std::time::Duration::ZERO;
+    let transitions = run_concurrently(&h, 128, |h, i| async move {
+        let session = format!("s{i}");
+        let open = h.open("alice", &session, 0.0).await;
+        let close = h.close("alice", &session, 0.0).await;
+        vec![open, close]
+    })
+    .await;
+    let mut changes: Vec<_> = transitions
+        .into_iter()
+        .flatten()
+        .filter(|t| t.changed())
+        .collect();
+    changes.sort_by_key(|t| t.version);
+    for (index, change) in changes.iter().enumerate() {
+        assert_eq!(change.version, index as u64 + 1, "versions have no gaps");
+        let expected = if index % 2 == 0 {
+            Status::Online
+        } else {
+            Status::Offline
+        };
+        assert_eq!(change.to, expected, "ONLINE and OFFLINE alternate");
+    }
+    assert_eq!(changes.len() % 2, 0, "every ONLINE has its OFFLINE");
+    let view = h.view("alice").await;
+    assert_eq!(
+        (view.status, view.v),
+        (Status::Offline, changes.len() as u64)
+    );
+    assert!(h.members("acme").await.is_empty(), "no ghost member");
+}
+
+async fn run_concurrently<F, Fut, T>(h: &Harness, tasks: usize, task: F) -> Vec<T>
+where
+    F: Fn(Harness, usize) -> Fut,
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let start = Arc::new(tokio::sync::Barrier::new(tasks));
+    let handles: Vec<_> = (0..tasks)
+        .map(|i| {
+            let work = task(h.clone(), i);
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks);
+    for handle in handles {
+        results.push(handle.await.expect("task panicked"));
+    }
+    results
+}

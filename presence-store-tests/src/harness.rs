@@ -1,0 +1,166 @@
+//! A small driver that speaks to a store in seconds since a fixed start.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use presence_core::record::NewSession;
+use presence_core::{
+    NodeId, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update,
+    UserId, UserOp, UserPresence, UserView,
+};
+
+/// A store under test, the thresholds the cases assume, and a fixed start.
+#[derive(Clone)]
+pub struct Harness {
+    /// The store under test.
+    pub store: Arc<dyn PresenceStore>,
+    /// heartbeat 10 s, ttl 30 s, away 60 s, offline 600 s, linger 5 s, at
+    /// most 128 sessions per user.
+    pub config: PresenceConfig,
+    /// Time zero of every case.
+    pub t0: DateTime<Utc>,
+    /// The node the sessions are opened on.
+    pub node: NodeId,
+}
+
+impl Harness {
+    /// A harness around a fresh store.
+    pub fn new(store: Arc<dyn PresenceStore>) -> Self {
+        Self {
+            store,
+            config: PresenceConfig {
+                heartbeat_interval: Duration::from_secs(10),
+                session_ttl: Duration::from_secs(30),
+                away_after: Duration::from_secs(60),
+                offline_after: Duration::from_secs(600),
+                linger: Duration::from_secs(5),
+                max_sessions_per_user: 128,
+            },
+            t0: DateTime::from_timestamp(1_800_000_000, 0).expect("valid start"),
+            node: NodeId {
+                name: "node-a".into(),
+                incarnation: 1,
+            },
+        }
+    }
+
+    /// The time `seconds` after the start (millisecond precision).
+    pub fn at(&self, seconds: f64) -> DateTime<Utc> {
+        self.t0 + TimeDelta::milliseconds((seconds * 1000.0).round() as i64)
+    }
+
+    /// Applies `op` to `user` at `seconds`.
+    pub async fn try_apply(
+        &self,
+        user: &str,
+        op: UserOp,
+        seconds: f64,
+    ) -> Result<Transition, StoreError> {
+        let user = UserId::from(user);
+        self.store
+            .apply(Update {
+                user: &user,
+                op: &op,
+                now: self.at(seconds),
+                config: &self.config,
+            })
+            .await
+    }
+
+    /// Applies `op`, which must succeed.
+    pub async fn apply(&self, user: &str, op: UserOp, seconds: f64) -> Transition {
+        match self.try_apply(user, op.clone(), seconds).await {
+            Ok(transition) => transition,
+            Err(error) => panic!("{op:?} on {user} at {seconds}s failed: {error}"),
+        }
+    }
+
+    /// The operation that opens `session` of `user` under `login` in
+    /// `scopes`, on this harness's node.
+    pub fn open_op(&self, session: &str, login: &str, scopes: &[&str]) -> UserOp {
+        self.open_op_on(&self.node, session, login, scopes)
+    }
+
+    /// Like [`Harness::open_op`] on another node.
+    pub fn open_op_on(&self, node: &NodeId, session: &str, login: &str, scopes: &[&str]) -> UserOp {
+        UserOp::Open(NewSession {
+            id: SessionId::from(session),
+            login: login.into(),
+            node: node.clone(),
+            scopes: scopes.iter().map(|s| ScopeId::from(*s)).collect(),
+            metadata: BTreeMap::new(),
+        })
+    }
+
+    /// Opens a session in scope `acme` under login `login-1`.
+    pub async fn open(&self, user: &str, session: &str, seconds: f64) -> Transition {
+        self.apply(user, self.open_op(session, "login-1", &["acme"]), seconds)
+            .await
+    }
+
+    /// Closes a session.
+    pub async fn close(&self, user: &str, session: &str, seconds: f64) -> Transition {
+        let op = UserOp::Close {
+            session: session.into(),
+        };
+        self.apply(user, op, seconds).await
+    }
+
+    /// Applies what time alone changed.
+    pub async fn refresh(&self, user: &str, seconds: f64) -> Transition {
+        self.apply(user, UserOp::Refresh, seconds).await
+    }
+
+    /// A heartbeat of `session` at `seconds`.
+    pub fn heartbeat(&self, user: &str, session: &str, seconds: f64) -> Result<(), StoreError> {
+        self.store.heartbeat(
+            &UserId::from(user),
+            &SessionId::from(session),
+            self.at(seconds),
+            &self.config,
+        )
+    }
+
+    /// How observers see `user` now.
+    pub async fn view(&self, user: &str) -> UserPresence {
+        self.view_with_scopes(user).await.presence
+    }
+
+    /// How observers see `user`, with the user's scopes.
+    pub async fn view_with_scopes(&self, user: &str) -> UserView {
+        let mut views = self
+            .store
+            .load_many(&[UserId::from(user)])
+            .await
+            .expect("load_many");
+        assert_eq!(views.len(), 1, "load_many returns one view per user asked");
+        views.remove(0)
+    }
+
+    /// The ids of the present members of `scope`, sorted.
+    pub async fn members(&self, scope: &str) -> Vec<String> {
+        let mut members: Vec<String> = self
+            .store
+            .scope_members(&ScopeId::from(scope))
+            .await
+            .expect("scope_members")
+            .into_iter()
+            .map(|member| member.user_id.to_string())
+            .collect();
+        members.sort();
+        members
+    }
+
+    /// The users due at `seconds`, as strings.
+    pub async fn due(&self, seconds: f64) -> Vec<String> {
+        self.store
+            .due(self.at(seconds), 1000)
+            .await
+            .expect("due")
+            .into_iter()
+            .map(|user| user.to_string())
+            .collect()
+    }
+}
