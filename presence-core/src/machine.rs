@@ -229,10 +229,13 @@ fn settle(
         if is_live(session, now, config) {
             return true;
         }
-        if newest
-            .as_ref()
-            .is_none_or(|(hb, _)| session.last_heartbeat > *hb)
-        {
+        // Sessions that lapse at one instant end "together"; the linger
+        // goes to the greatest login among them so the answer does not
+        // depend on storage order.
+        let ends_later = |(hb, login): &(DateTime<Utc>, crate::ids::LoginId)| {
+            (session.last_heartbeat, &session.login) > (*hb, login)
+        };
+        if newest.as_ref().is_none_or(ends_later) {
             newest = Some((session.last_heartbeat, session.login.clone()));
         }
         lapsed.push(session.id.clone());

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -55,12 +55,21 @@ pub(crate) struct Inner {
     lock_hasher: std::collections::hash_map::RandomState,
     /// Sessions opened through this service, to tell their holders when the
     /// server ends them.
-    local_sessions: DashMap<SessionId, watch::Sender<Option<SessionEnd>>>,
+    local_sessions: DashMap<SessionId, LocalSession>,
+    /// Tells apart two handles of one session id (a reopen replaces the
+    /// older one).
+    handle_generations: AtomicU64,
     http_marks: DashMap<LoginId, DateTime<Utc>>,
     http_coalesce: Duration,
     store_timeout: Duration,
     sweeper: Arc<SweeperControl>,
     shut_down: AtomicBool,
+}
+
+/// The holder of a session opened through this service.
+struct LocalSession {
+    generation: u64,
+    ended: watch::Sender<Option<SessionEnd>>,
 }
 
 impl Drop for Inner {
@@ -159,6 +168,7 @@ impl PresenceBuilder {
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),
+            handle_generations: AtomicU64::new(0),
             http_marks: DashMap::new(),
             http_coalesce: self.http_coalesce,
             store_timeout: self.store_timeout,
@@ -223,8 +233,16 @@ impl Presence {
     pub async fn open_session(&self, spec: SessionSpec) -> Result<SessionHandle, Error> {
         let id = spec.id.unwrap_or_else(SessionId::random);
         let (ended_tx, ended) = watch::channel(None);
+        let generation = self
+            .inner
+            .handle_generations
+            .fetch_add(1, Ordering::Relaxed);
+        let local = LocalSession {
+            generation,
+            ended: ended_tx,
+        };
         // Registered first, so an end that races the open is not missed.
-        self.inner.local_sessions.insert(id.clone(), ended_tx);
+        let replaced = self.inner.local_sessions.insert(id.clone(), local);
         let op = UserOp::Open(NewSession {
             id: id.clone(),
             login: spec.login.clone(),
@@ -233,8 +251,16 @@ impl Presence {
             metadata: spec.metadata,
         });
         if let Err(error) = self.change(&spec.user, op).await {
-            self.inner.local_sessions.remove(&id);
+            self.forget_local(&id, generation);
+            if let Some(older) = replaced {
+                self.inner.local_sessions.entry(id).or_insert(older);
+            }
             return Err(error);
+        }
+        if let Some(older) = replaced {
+            // The session now belongs to the new handle: the old one must
+            // not close it when dropped.
+            older.ended.send_replace(Some(SessionEnd::Replaced));
         }
         tracing::debug!(user = %spec.user, session = %id, "session opened");
         Ok(SessionHandle {
@@ -242,6 +268,7 @@ impl Presence {
             user: spec.user,
             id,
             login: spec.login,
+            generation,
             ended,
             open: true,
         })
@@ -280,9 +307,7 @@ impl Presence {
         let close = UserOp::Close {
             session: session.clone(),
         };
-        let result = self.change_unchecked(user, close).await;
-        self.forget_local(session);
-        result.map(drop)
+        self.change_unchecked(user, close).await.map(drop)
     }
 
     /// Marks an authenticated HTTP request as activity: the login's HTTP
@@ -463,10 +488,10 @@ impl Presence {
             .collect();
         tracing::info!(node = %self.inner.node, sessions = sessions.len(), "presence shutting down");
         for session in sessions {
-            let Some((_, ended)) = self.inner.local_sessions.remove(&session) else {
+            let Some((_, local)) = self.inner.local_sessions.remove(&session) else {
                 continue;
             };
-            ended.send_replace(Some(SessionEnd::ShutDown));
+            local.ended.send_replace(Some(SessionEnd::ShutDown));
         }
         self.close_node_sessions().await;
         self.inner.sweeper.stop();
@@ -609,13 +634,17 @@ impl Presence {
 
     /// Tells the local holder of `session`, if any, that the server ended it.
     fn end_local(&self, session: &SessionId, reason: SessionEnd) {
-        if let Some((_, ended)) = self.inner.local_sessions.remove(session) {
-            ended.send_replace(Some(reason));
+        if let Some((_, local)) = self.inner.local_sessions.remove(session) {
+            local.ended.send_replace(Some(reason));
         }
     }
 
-    pub(crate) fn forget_local(&self, session: &SessionId) {
-        self.inner.local_sessions.remove(session);
+    /// Drops the registration of one handle, unless a newer handle of the
+    /// same session id has taken its place.
+    pub(crate) fn forget_local(&self, session: &SessionId, generation: u64) {
+        self.inner
+            .local_sessions
+            .remove_if(session, |_, local| local.generation == generation);
     }
 
     fn prune_http_marks(&self, now: DateTime<Utc>) {

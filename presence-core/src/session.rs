@@ -86,6 +86,10 @@ pub enum SessionEnd {
     Closed,
     /// The service is shutting down.
     ShutDown,
+    /// A newer [`Presence::open_session`] with the same session id (a
+    /// client resuming its session) took the session over; this handle no
+    /// longer controls it, and dropping it closes nothing.
+    Replaced,
 }
 
 /// A live session. Heartbeat and report activity through it; dropping it
@@ -96,6 +100,7 @@ pub struct SessionHandle {
     pub(crate) user: UserId,
     pub(crate) id: SessionId,
     pub(crate) login: LoginId,
+    pub(crate) generation: u64,
     pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
     pub(crate) open: bool,
 }
@@ -141,32 +146,41 @@ impl SessionHandle {
         *self.ended.borrow()
     }
 
-    /// Closes the session now (the last one starts the linger).
+    /// Closes the session now (the last one starts the linger). A session
+    /// the server has already ended, or a newer handle has taken over,
+    /// is left alone.
     pub async fn close(mut self) -> Result<(), Error> {
         self.open = false;
-        self.presence.close_session(&self.user, &self.id).await
+        if self.has_ended().is_some() {
+            return Ok(());
+        }
+        let result = self.presence.close_session(&self.user, &self.id).await;
+        self.presence.forget_local(&self.id, self.generation);
+        result
     }
 }
 
 impl Drop for SessionHandle {
     fn drop(&mut self) {
         if !self.open || self.ended.borrow().is_some() {
-            self.presence.forget_local(&self.id);
+            self.presence.forget_local(&self.id, self.generation);
             return;
         }
         let (presence, user, id) = (self.presence.clone(), self.user.clone(), self.id.clone());
+        let generation = self.generation;
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     if let Err(error) = presence.close_session(&user, &id).await {
                         tracing::warn!(%user, session = %id, %error, "closing a dropped session failed; it will lapse");
                     }
+                    presence.forget_local(&id, generation);
                 });
             }
             Err(_) => {
                 // No runtime to close it on: the session lapses after
                 // session_ttl like that of a crashed client.
-                presence.forget_local(&id);
+                presence.forget_local(&id, generation);
             }
         }
     }

@@ -228,8 +228,8 @@ struct ModelSession {
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct ModelLinger {
     until: i64,
-    /// The logins whose session ended last (several when sessions of
-    /// different logins lapsed at the same instant).
+    /// The login whose session ended last (of sessions lapsing at one
+    /// instant, the greatest); a logout of it ends the linger.
     logins: BTreeSet<usize>,
 }
 
@@ -281,10 +281,13 @@ impl ModelUser {
             // from then.
             self.linger = Some(ModelLinger {
                 until: newest + TTL + LINGER,
+                // Of sessions lapsing together, the greatest login holds it.
                 logins: lapsed
                     .iter()
                     .filter(|session| session.heartbeat == newest)
                     .map(|session| session.login)
+                    .max()
+                    .into_iter()
                     .collect(),
             });
         }
@@ -476,17 +479,6 @@ impl World {
                 let result = Expected::Ended { must, may };
                 match model.linger.clone() {
                     Some(linger) if linger.logins.contains(&login) => {
-                        if linger.logins.len() > 1 {
-                            // Sessions of several logins lapsed at the same
-                            // instant: which one "ended last" is not
-                            // defined, so the linger may or may not belong to
-                            // this login.
-                            let mut kept = world.clone();
-                            if let Some(linger) = &mut kept.users[user].linger {
-                                linger.logins.remove(&login);
-                            }
-                            branches.push((kept, result.clone()));
-                        }
                         world.users[user].linger = None;
                         branches.push((world, result));
                     }
@@ -1022,9 +1014,8 @@ fn idleness_and_manual_statuses_with_expiry() {
 }
 
 #[test]
-fn a_linger_from_sessions_of_two_logins_lapsing_together_is_accepted_either_way() {
-    // Which login such a linger belongs to is not defined; the model allows
-    // both answers and follows the one the service gives.
+fn a_linger_from_sessions_of_two_logins_lapsing_together_belongs_to_the_greater_login() {
+    // Logging out login 0 leaves login 1's linger; logging out login 1 ends it.
     scenario(&[
         open(0, 0, 1),
         open(0, 1, 0),

@@ -511,3 +511,33 @@ async fn a_bad_configuration_is_an_error_not_a_panic() {
     assert!(matches!(err, Error::Config(_)));
     assert!(err.to_string().contains("away_after"));
 }
+
+#[tokio::test]
+async fn reopening_a_session_id_hands_it_to_the_new_handle() {
+    let w = World::new().await;
+    let mut events = w.watch("acme").await;
+    let spec = || {
+        SessionSpec::new("alice", "l1")
+            .scope("acme")
+            .id("resumed-tab")
+    };
+    let mut old = w.presence.open_session(spec()).await.expect("open");
+    let new = w.presence.open_session(spec()).await.expect("reopen");
+    assert_eq!(old.ended().await, SessionEnd::Replaced);
+    drop(old);
+    tokio::task::yield_now().await;
+    w.advance(20).await;
+    new.heartbeat()
+        .expect("the session is still open for the new handle");
+    assert_eq!(new.has_ended(), None);
+    drop(new);
+    tokio::task::yield_now().await;
+    w.advance(5).await;
+    assert_eq!(
+        drain(&mut events),
+        vec![
+            ev("alice", Status::Online, 1),
+            ev("alice", Status::Offline, 2)
+        ]
+    );
+}
