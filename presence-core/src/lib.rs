@@ -105,6 +105,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod builder;
 pub mod clock;
 pub mod config;
 mod error;
@@ -120,6 +121,7 @@ pub mod status;
 pub mod store;
 mod timers;
 
+pub use builder::PresenceBuilder;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
 pub use error::Error;
@@ -128,7 +130,7 @@ pub use fanout::{Delivery, FanoutStats, Subscription};
 pub use ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 pub use memory::MemoryStore;
 pub use record::{UserOp, UserPresence, UserRecord, UserView};
-pub use service::{Presence, PresenceBuilder};
+pub use service::Presence;
 pub use session::{SessionEnd, SessionHandle, SessionSpec};
 pub use status::{ManualChoice, ManualStatus, RequestedStatus, Status, UnknownStatus};
 pub use store::{PresenceStore, StoreError, Transition, Update};

@@ -13,18 +13,18 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::{Mutex, MutexGuard, watch};
 
-use crate::clock::{Clock, SystemClock};
+use crate::clock::Clock;
 use crate::config::PresenceConfig;
 use crate::error::Error;
-use crate::event::Snapshot;
-use crate::fanout::{FanoutStats, Hub, Subscription};
+use crate::fanout::{FanoutStats, Hub};
 use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
-use crate::memory::MemoryStore;
 use crate::record::{NewSession, UserOp, UserPresence};
 use crate::session::{SessionEnd, SessionHandle, SessionSpec};
-use crate::status::{ManualChoice, RequestedStatus, Status};
+use crate::status::{ManualChoice, RequestedStatus};
 use crate::store::{PresenceStore, StoreError, Transition, Update};
+
+mod queries;
 use crate::timers::{self, SweeperControl};
 
 /// Stripes of the per-user lock that keeps one user's events in order.
@@ -79,99 +79,37 @@ impl Drop for Inner {
     }
 }
 
-/// Builds a [`Presence`] service.
-pub struct PresenceBuilder {
-    store: Option<Arc<dyn PresenceStore>>,
-    clock: Arc<dyn Clock>,
-    config: PresenceConfig,
-    node: Option<NodeId>,
-    subscriber_capacity: usize,
-    sweep_interval: Duration,
-    http_coalesce: Duration,
-    store_timeout: Duration,
+/// What a [`crate::PresenceBuilder`] settled on.
+pub(crate) struct Settings {
+    pub(crate) store: Arc<dyn PresenceStore>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) config: PresenceConfig,
+    pub(crate) node: NodeId,
+    pub(crate) subscriber_capacity: usize,
+    pub(crate) sweep_interval: Duration,
+    pub(crate) http_coalesce: Duration,
+    pub(crate) store_timeout: Duration,
 }
 
-impl PresenceBuilder {
-    /// The store (default: a new [`MemoryStore`]).
-    pub fn store(mut self, store: impl PresenceStore) -> Self {
-        self.store = Some(Arc::new(store));
-        self
-    }
-
-    /// A store shared with other services (or kept by the caller).
-    pub fn shared_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// The clock (default: [`SystemClock`]).
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The thresholds (default: [`PresenceConfig::default`]).
-    pub fn config(mut self, config: PresenceConfig) -> Self {
-        self.config = config;
-        self
-    }
-
-    /// This node's identity (default: the name `local` with a fresh
-    /// incarnation). Give each server of a cluster its own stable name, so a
-    /// restarted server clears what its previous run left.
-    pub fn node(mut self, node: NodeId) -> Self {
-        self.node = Some(node);
-        self
-    }
-
-    /// Events a subscriber may have queued before it counts as lagging
-    /// (default 256).
-    pub fn subscriber_capacity(mut self, capacity: usize) -> Self {
-        self.subscriber_capacity = capacity;
-        self
-    }
-
-    /// Longest the sweeper sleeps between looks at the store's deadlines
-    /// (default 1 s). In a cluster this bounds how late a node notices a
-    /// deadline set by a node that died.
-    pub fn sweep_interval(mut self, interval: Duration) -> Self {
-        self.sweep_interval = interval;
-        self
-    }
-
-    /// Repeated HTTP activity of one login within this window costs no
-    /// store write (default 5 s).
-    pub fn http_activity_coalesce(mut self, window: Duration) -> Self {
-        self.http_coalesce = window;
-        self
-    }
-
-    /// Longest a store call may take before it fails with
-    /// [`StoreError::Timeout`] (default 5 s).
-    pub fn store_timeout(mut self, timeout: Duration) -> Self {
-        self.store_timeout = timeout;
-        self
-    }
-
-    /// Validates the configuration, clears the sessions an earlier
-    /// incarnation of this node left in the store, and starts the sweeper.
-    /// Must run inside a tokio runtime.
-    pub async fn build(self) -> Result<Presence, Error> {
-        self.config.validate()?;
+impl Presence {
+    /// Validates the settings, clears the sessions an earlier incarnation
+    /// of this node left in the store, and starts the sweeper.
+    pub(crate) async fn start(settings: Settings) -> Result<Presence, Error> {
+        settings.config.validate()?;
         let sweeper = SweeperControl::new();
         let inner = Arc::new(Inner {
-            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            clock: self.clock,
-            config: self.config,
-            node: self.node.unwrap_or_else(|| NodeId::new("local")),
-            hub: Hub::new(self.subscriber_capacity),
+            store: settings.store,
+            clock: settings.clock,
+            config: settings.config,
+            node: settings.node,
+            hub: Hub::new(settings.subscriber_capacity),
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),
             handle_generations: AtomicU64::new(0),
             http_marks: DashMap::new(),
-            http_coalesce: self.http_coalesce,
-            store_timeout: self.store_timeout,
+            http_coalesce: settings.http_coalesce,
+            store_timeout: settings.store_timeout,
             sweeper: sweeper.clone(),
             shut_down: AtomicBool::new(false),
         });
@@ -181,26 +119,9 @@ impl PresenceBuilder {
             Arc::downgrade(&presence.inner),
             sweeper,
             presence.inner.clock.clone(),
-            self.sweep_interval.max(Duration::from_millis(1)),
+            settings.sweep_interval.max(Duration::from_millis(1)),
         );
         Ok(presence)
-    }
-}
-
-impl Presence {
-    /// A builder with the defaults: memory store, system clock, SPEC §3
-    /// thresholds.
-    pub fn builder() -> PresenceBuilder {
-        PresenceBuilder {
-            store: None,
-            clock: Arc::new(SystemClock),
-            config: PresenceConfig::default(),
-            node: None,
-            subscriber_capacity: 256,
-            sweep_interval: Duration::from_secs(1),
-            http_coalesce: Duration::from_secs(5),
-            store_timeout: Duration::from_secs(5),
-        }
     }
 
     pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
@@ -388,81 +309,6 @@ impl Presence {
             .change_unchecked(user, UserOp::LogoutEverywhere)
             .await?;
         Ok(transition.ended_sessions)
-    }
-
-    /// One user as observers see them.
-    pub async fn status(&self, user: &UserId) -> Result<UserPresence, Error> {
-        let mut views = self
-            .timed(self.inner.store.load_many(std::slice::from_ref(user)))
-            .await?;
-        Ok(views
-            .pop()
-            .map_or_else(|| UserPresence::unknown(user.clone()), |view| view.presence))
-    }
-
-    /// Several users as observers see them, in the order asked.
-    pub async fn statuses(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
-        let views = self.timed(self.inner.store.load_many(users)).await?;
-        Ok(views.into_iter().map(|view| view.presence).collect())
-    }
-
-    /// Every member of `scope` who is not `OFFLINE`.
-    pub async fn snapshot(&self, scope: &ScopeId) -> Result<Snapshot, Error> {
-        let members = self.timed(self.inner.store.scope_members(scope)).await?;
-        Ok(Snapshot {
-            scope: scope.clone(),
-            users: members
-                .into_iter()
-                .filter(|member| member.status != Status::Offline)
-                .collect(),
-        })
-    }
-
-    /// The named users of `scope`, each listed (a user not known to be in
-    /// the scope shows as `OFFLINE`, version 0, with nothing more revealed).
-    pub async fn snapshot_of(&self, scope: &ScopeId, users: &[UserId]) -> Result<Snapshot, Error> {
-        let views = self.timed(self.inner.store.load_many(users)).await?;
-        Ok(Snapshot {
-            scope: scope.clone(),
-            users: views
-                .into_iter()
-                .map(|view| {
-                    if view.scopes.contains(scope) {
-                        view.presence
-                    } else {
-                        UserPresence::unknown(view.presence.user_id)
-                    }
-                })
-                .collect(),
-        })
-    }
-
-    /// A subscription that watches nothing yet; add scopes with
-    /// [`Subscription::watch_scope`] and [`Subscription::watch_users`].
-    pub fn subscribe(&self) -> Subscription {
-        self.inner.hub.subscribe()
-    }
-
-    /// Watches a whole scope: subscribes first, then reads the snapshot, so
-    /// no change falls between the two (drop events whose `v` is not newer
-    /// than the snapshot's).
-    pub async fn watch(&self, scope: &ScopeId) -> Result<(Subscription, Snapshot), Error> {
-        let mut subscription = self.subscribe();
-        subscription.watch_scope(scope.clone());
-        let snapshot = self.snapshot(scope).await?;
-        Ok((subscription, snapshot))
-    }
-
-    /// Watches only the named users of a scope, like [`Presence::watch`].
-    pub async fn watch_users(
-        &self,
-        scope: &ScopeId,
-        users: &[UserId],
-    ) -> Result<(Subscription, Snapshot), Error> {
-        let mut subscription = self.subscribe();
-        subscription.watch_users(scope.clone(), users.iter().cloned());
-        let snapshot = self.snapshot_of(scope, users).await?;
-        Ok((subscription, snapshot))
     }
 
     /// Applies, now, every time-driven change that is due (the sweeper does

@@ -1,0 +1,122 @@
+//! [`PresenceBuilder`]: how a host app configures and starts a
+//! [`Presence`] service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::PresenceConfig;
+use crate::error::Error;
+use crate::ids::NodeId;
+use crate::memory::MemoryStore;
+use crate::service::{Presence, Settings};
+use crate::store::PresenceStore;
+
+impl Presence {
+    /// A builder with the defaults: memory store, system clock, SPEC §3
+    /// thresholds.
+    pub fn builder() -> PresenceBuilder {
+        PresenceBuilder {
+            store: None,
+            clock: Arc::new(SystemClock),
+            config: PresenceConfig::default(),
+            node: None,
+            subscriber_capacity: 256,
+            sweep_interval: Duration::from_secs(1),
+            http_coalesce: Duration::from_secs(5),
+            store_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds a [`Presence`] service.
+pub struct PresenceBuilder {
+    store: Option<Arc<dyn PresenceStore>>,
+    clock: Arc<dyn Clock>,
+    config: PresenceConfig,
+    node: Option<NodeId>,
+    subscriber_capacity: usize,
+    sweep_interval: Duration,
+    http_coalesce: Duration,
+    store_timeout: Duration,
+}
+
+impl PresenceBuilder {
+    /// The store (default: a new [`MemoryStore`]).
+    pub fn store(mut self, store: impl PresenceStore) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A store shared with other services (or kept by the caller).
+    pub fn shared_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// The clock (default: [`SystemClock`]).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The thresholds (default: [`PresenceConfig::default`]).
+    pub fn config(mut self, config: PresenceConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// This node's identity (default: the name `local` with a fresh
+    /// incarnation). Give each server of a cluster its own stable name, so a
+    /// restarted server clears what its previous run left.
+    pub fn node(mut self, node: NodeId) -> Self {
+        self.node = Some(node);
+        self
+    }
+
+    /// Events a subscriber may have queued before it counts as lagging
+    /// (default 256).
+    pub fn subscriber_capacity(mut self, capacity: usize) -> Self {
+        self.subscriber_capacity = capacity;
+        self
+    }
+
+    /// Longest the sweeper sleeps between looks at the store's deadlines
+    /// (default 1 s). In a cluster this bounds how late a node notices a
+    /// deadline set by a node that died.
+    pub fn sweep_interval(mut self, interval: Duration) -> Self {
+        self.sweep_interval = interval;
+        self
+    }
+
+    /// Repeated HTTP activity of one login within this window costs no
+    /// store write (default 5 s).
+    pub fn http_activity_coalesce(mut self, window: Duration) -> Self {
+        self.http_coalesce = window;
+        self
+    }
+
+    /// Longest a store call may take before it fails with
+    /// [`StoreError::Timeout`] (default 5 s).
+    pub fn store_timeout(mut self, timeout: Duration) -> Self {
+        self.store_timeout = timeout;
+        self
+    }
+
+    /// Validates the configuration, clears the sessions an earlier
+    /// incarnation of this node left in the store, and starts the sweeper.
+    /// Must run inside a tokio runtime.
+    pub async fn build(self) -> Result<Presence, Error> {
+        Presence::start(Settings {
+            store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+            clock: self.clock,
+            config: self.config,
+            node: self.node.unwrap_or_else(|| NodeId::new("local")),
+            subscriber_capacity: self.subscriber_capacity,
+            sweep_interval: self.sweep_interval,
+            http_coalesce: self.http_coalesce,
+            store_timeout: self.store_timeout,
+        })
+        .await
+    }
+}

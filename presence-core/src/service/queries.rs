@@ -1,0 +1,87 @@
+//! The read side of [`Presence`]: statuses, scope snapshots and
+//! subscriptions.
+
+use crate::error::Error;
+use crate::event::Snapshot;
+use crate::fanout::Subscription;
+use crate::ids::{ScopeId, UserId};
+use crate::record::UserPresence;
+use crate::service::Presence;
+use crate::status::Status;
+
+impl Presence {
+    /// One user as observers see them.
+    pub async fn status(&self, user: &UserId) -> Result<UserPresence, Error> {
+        let mut views = self
+            .timed(self.inner.store.load_many(std::slice::from_ref(user)))
+            .await?;
+        Ok(views
+            .pop()
+            .map_or_else(|| UserPresence::unknown(user.clone()), |view| view.presence))
+    }
+
+    /// Several users as observers see them, in the order asked.
+    pub async fn statuses(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
+        let views = self.timed(self.inner.store.load_many(users)).await?;
+        Ok(views.into_iter().map(|view| view.presence).collect())
+    }
+
+    /// Every member of `scope` who is not `OFFLINE`.
+    pub async fn snapshot(&self, scope: &ScopeId) -> Result<Snapshot, Error> {
+        let members = self.timed(self.inner.store.scope_members(scope)).await?;
+        Ok(Snapshot {
+            scope: scope.clone(),
+            users: members
+                .into_iter()
+                .filter(|member| member.status != Status::Offline)
+                .collect(),
+        })
+    }
+
+    /// The named users of `scope`, each listed (a user not known to be in
+    /// the scope shows as `OFFLINE`, version 0, with nothing more revealed).
+    pub async fn snapshot_of(&self, scope: &ScopeId, users: &[UserId]) -> Result<Snapshot, Error> {
+        let views = self.timed(self.inner.store.load_many(users)).await?;
+        Ok(Snapshot {
+            scope: scope.clone(),
+            users: views
+                .into_iter()
+                .map(|view| {
+                    if view.scopes.contains(scope) {
+                        view.presence
+                    } else {
+                        UserPresence::unknown(view.presence.user_id)
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// A subscription that watches nothing yet; add scopes with
+    /// [`Subscription::watch_scope`] and [`Subscription::watch_users`].
+    pub fn subscribe(&self) -> Subscription {
+        self.inner.hub.subscribe()
+    }
+
+    /// Watches a whole scope: subscribes first, then reads the snapshot, so
+    /// no change falls between the two (drop events whose `v` is not newer
+    /// than the snapshot's).
+    pub async fn watch(&self, scope: &ScopeId) -> Result<(Subscription, Snapshot), Error> {
+        let mut subscription = self.subscribe();
+        subscription.watch_scope(scope.clone());
+        let snapshot = self.snapshot(scope).await?;
+        Ok((subscription, snapshot))
+    }
+
+    /// Watches only the named users of a scope, like [`Presence::watch`].
+    pub async fn watch_users(
+        &self,
+        scope: &ScopeId,
+        users: &[UserId],
+    ) -> Result<(Subscription, Snapshot), Error> {
+        let mut subscription = self.subscribe();
+        subscription.watch_users(scope.clone(), users.iter().cloned());
+        let snapshot = self.snapshot_of(scope, users).await?;
+        Ok((subscription, snapshot))
+    }
+}
