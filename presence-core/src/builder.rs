@@ -97,7 +97,7 @@ impl PresenceBuilder {
     }
 
     /// Longest a store call may take before it fails with
-    /// [`StoreError::Timeout`] (default 5 s).
+    /// [`crate::StoreError::Timeout`] (default 5 s).
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
         self

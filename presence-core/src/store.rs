@@ -1,7 +1,7 @@
 //! The storage contract: [`PresenceStore`], what one change returns
 //! ([`Transition`]), and how a store fails ([`StoreError`]).
 //!
-//! A store keeps [`UserRecord`]s and makes each change to one user atomic;
+//! A store keeps [`UserRecord`](crate::record::UserRecord)s and makes each change to one user atomic;
 //! it never decides a status. Its `apply` loads the user's record, runs
 //! [`crate::machine::apply`] on it, and saves the result together with the
 //! indexes below, all as one atomic step for that user (a mutex, a row lock,
