@@ -7,11 +7,12 @@
 //! tasks on one user. A backend runs all of them with one macro call in an
 //! integration test:
 //!
-//! ```ignore
+//! ```
 //! presence_store_tests::conformance_tests!(|| async {
 //!     std::sync::Arc::new(presence_core::MemoryStore::new())
 //!         as std::sync::Arc<dyn presence_core::PresenceStore>
 //! });
+//! # fn main() {}
 //! ```
 //!
 //! The calling crate needs `tokio` (features `macros`, `rt-multi-thread`)
