@@ -541,3 +541,48 @@ async fn reopening_a_session_id_hands_it_to_the_new_handle() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_http_heartbeat_keeps_a_socketless_client_present_but_lets_it_go_away() {
+    let w = World::new().await;
+    let mut events = w.watch("acme").await;
+    let (user, login) = (UserId::from("alice"), "beacon-1".into());
+    let scopes = [ScopeId::from("acme")];
+    w.presence
+        .http_heartbeat(&user, &login, &scopes)
+        .await
+        .expect("opens");
+    for _ in 0..13 {
+        w.advance(25).await;
+        w.presence
+            .http_heartbeat(&user, &login, &scopes)
+            .await
+            .expect("beat");
+    }
+    // 325 s of heartbeats and no activity: present, but AWAY.
+    assert_eq!(
+        drain(&mut events),
+        vec![ev("alice", Status::Online, 1), ev("alice", Status::Away, 2)]
+    );
+    w.advance(35).await;
+    assert_eq!(drain(&mut events), vec![ev("alice", Status::Offline, 3)]);
+}
+
+#[tokio::test]
+async fn an_http_mark_that_arrives_after_logout_does_not_bring_the_login_back() {
+    let w = World::new().await;
+    let (user, login) = (UserId::from("alice"), "cookie-1".into());
+    let scopes = [ScopeId::from("acme")];
+    w.presence
+        .mark_http_activity(&user, &login, &scopes)
+        .await
+        .expect("mark");
+    w.presence.logout(&user, &login).await.expect("logout");
+    assert!(
+        !w.presence
+            .mark_http_activity(&user, &login, &scopes)
+            .await
+            .expect("late mark")
+    );
+    assert_eq!(w.status("alice").await, Status::Offline);
+}

@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     /// older one).
     handle_generations: AtomicU64,
     http_marks: DashMap<LoginId, DateTime<Utc>>,
+    /// Logins logged out within `session_ttl`, so a late HTTP activity mark
+    /// of a request that raced the logout cannot bring them back.
+    logged_out: DashMap<LoginId, DateTime<Utc>>,
     http_coalesce: Duration,
     store_timeout: Duration,
     sweeper: Arc<SweeperControl>,
@@ -108,6 +111,7 @@ impl Presence {
             local_sessions: DashMap::new(),
             handle_generations: AtomicU64::new(0),
             http_marks: DashMap::new(),
+            logged_out: DashMap::new(),
             http_coalesce: settings.http_coalesce,
             store_timeout: settings.store_timeout,
             sweeper: sweeper.clone(),
@@ -235,7 +239,8 @@ impl Presence {
     /// session is opened or refreshed, so a user browsing plain pages is
     /// present without any socket (SPEC §5). Calls for one login within the
     /// coalescing window cost nothing; returns whether this one reached the
-    /// store.
+    /// store. A login logged out within `session_ttl` is never marked, so a
+    /// request that raced its logout cannot bring the user back.
     pub async fn mark_http_activity(
         &self,
         user: &UserId,
@@ -243,6 +248,9 @@ impl Presence {
         scopes: &[ScopeId],
     ) -> Result<bool, Error> {
         let now = self.inner.clock.now();
+        if self.is_logged_out(login, now) {
+            return Ok(false);
+        }
         if let Some(mark) = self.inner.http_marks.get(login)
             && now < later(*mark, self.inner.http_coalesce)
         {
@@ -257,11 +265,35 @@ impl Presence {
             metadata: BTreeMap::from([("kind".to_owned(), "http".to_owned())]),
         });
         match self.change(user, open).await {
+            Ok(_) if self.is_logged_out(login, now) => {
+                // The logout landed while this mark was on its way: undo it.
+                self.logout(user, login).await?;
+                Ok(false)
+            }
             Ok(_) => Ok(true),
             Err(error) => {
                 self.inner.http_marks.remove(login);
                 Err(error)
             }
+        }
+    }
+
+    /// Proves the login's HTTP session live without counting it as
+    /// activity: the heartbeat of a client that cannot hold a socket. When
+    /// the session is not open (the first call, or it lapsed), it is
+    /// opened, and opening counts as activity (SPEC §3).
+    pub async fn http_heartbeat(
+        &self,
+        user: &UserId,
+        login: &LoginId,
+        scopes: &[ScopeId],
+    ) -> Result<(), Error> {
+        match self.heartbeat(user, &SessionId::for_http_login(login)) {
+            Err(error) if error.is_session_gone() => {
+                self.inner.http_marks.remove(login);
+                self.mark_http_activity(user, login, scopes).await.map(drop)
+            }
+            other => other,
         }
     }
 
@@ -296,6 +328,9 @@ impl Presence {
     /// Returns the sessions that ended.
     pub async fn logout(&self, user: &UserId, login: &LoginId) -> Result<Vec<SessionId>, Error> {
         self.inner.http_marks.remove(login);
+        self.inner
+            .logged_out
+            .insert(login.clone(), self.inner.clock.now());
         let logout = UserOp::Logout {
             login: login.clone(),
         };
@@ -498,6 +533,15 @@ impl Presence {
         self.inner
             .http_marks
             .retain(|_, mark| now < later(*mark, window));
+        let ttl = self.inner.config.session_ttl;
+        self.inner.logged_out.retain(|_, at| now < later(*at, ttl));
+    }
+
+    fn is_logged_out(&self, login: &LoginId, now: DateTime<Utc>) -> bool {
+        self.inner
+            .logged_out
+            .get(login)
+            .is_some_and(|at| now < later(*at, self.inner.config.session_ttl))
     }
 }
 
