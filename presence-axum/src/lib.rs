@@ -1,8 +1,188 @@
-//! WebSocket and HTTP routes for `presence-core` on any axum app (in
-//! progress: the `presence-axum` issue fills this crate; until then it only
-//! re-exports the service it will mount).
+//! Presence for any axum app: the presence WebSocket of SPEC §6, an HTTP
+//! heartbeat and snapshot, a tower layer that counts page requests as
+//! activity, and the browser client, all mounted in a few lines.
+//!
+//! # Mounting it
+//!
+//! The host keeps its own auth. It gives presence an extractor (any
+//! `FromRequestParts<S>` type) whose value converts into an [`Identity`]:
+//! who the user is, which login, which scopes the user is seen in and may
+//! watch. When the extractor rejects, presence answers 401.
+//!
+//! ```
+//! use axum::extract::{FromRef, FromRequestParts};
+//! use axum::http::{StatusCode, request::Parts};
+//! use axum::{Router, routing::get};
+//! use presence_axum::{AllowedOrigins, Identity, PresenceRoutes};
+//! use presence_core::Presence;
+//!
+//! /// The host's state, with its own sessions.
+//! #[derive(Clone)]
+//! struct AppState {
+//!     logins: Logins,
+//! }
+//!
+//! /// Cookie value → (user, org); a real app keeps this in its session store.
+//! #[derive(Clone, Default)]
+//! struct Logins(std::sync::Arc<dashmap::DashMap<String, (String, String)>>);
+//!
+//! impl FromRef<AppState> for Logins {
+//!     fn from_ref(state: &AppState) -> Self {
+//!         state.logins.clone()
+//!     }
+//! }
+//!
+//! /// The signed-in user, from the `sid` cookie.
+//! struct CurrentUser {
+//!     login: String,
+//!     user: String,
+//!     org: String,
+//! }
+//!
+//! impl<S: Send + Sync> FromRequestParts<S> for CurrentUser
+//! where
+//!     Logins: FromRef<S>,
+//! {
+//!     type Rejection = StatusCode;
+//!
+//!     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, StatusCode> {
+//!         let cookies = parts.headers.get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("");
+//!         let sid = cookies
+//!             .split(';')
+//!             .find_map(|c| c.trim().strip_prefix("sid="))
+//!             .ok_or(StatusCode::UNAUTHORIZED)?;
+//!         let logins = Logins::from_ref(state);
+//!         let entry = logins.0.get(sid).ok_or(StatusCode::UNAUTHORIZED)?;
+//!         let (user, org) = entry.value().clone();
+//!         Ok(CurrentUser { login: sid.to_owned(), user, org })
+//!     }
+//! }
+//!
+//! impl From<CurrentUser> for Identity {
+//!     fn from(me: CurrentUser) -> Identity {
+//!         // Seen in, and watching, the user's organisation.
+//!         Identity::new(me.user, me.login).in_scope(me.org)
+//!     }
+//! }
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let presence = Presence::builder().build().await?;
+//! let routes = PresenceRoutes::<CurrentUser>::new(presence)
+//!     .allowed_origins(AllowedOrigins::same_origin().allow("https://app.example.com"));
+//! let state = AppState { logins: Logins::default() };
+//! let app: Router = Router::new()
+//!     .route("/", get(|| async { "dashboard" }))
+//!     .merge(routes.router())
+//!     .layer(routes.activity_layer(state.clone()))
+//!     .with_state(state);
+//!
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let shutdown = {
+//!     let routes = routes.clone();
+//!     async move {
+//!         # let signal = std::future::ready(());
+//!         signal.await; // e.g. tokio::signal::ctrl_c()
+//!         routes.shutdown(std::time::Duration::from_secs(5)).await; // 1001 to every socket
+//!     }
+//! };
+//! axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A bearer token works the same way: the extractor reads
+//! `Authorization: Bearer …` instead of the cookie, and the token is the
+//! login id:
+//!
+//! ```
+//! # use axum::http::{StatusCode, request::Parts};
+//! # use axum::extract::FromRequestParts;
+//! # use presence_axum::Identity;
+//! struct TokenUser { token: String, user: String, org: String }
+//!
+//! impl<S: Send + Sync> FromRequestParts<S> for TokenUser {
+//!     type Rejection = StatusCode;
+//!
+//!     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, StatusCode> {
+//!         let token = parts
+//!             .headers
+//!             .get("authorization")
+//!             .and_then(|v| v.to_str().ok())
+//!             .and_then(|v| v.strip_prefix("Bearer "))
+//!             .ok_or(StatusCode::UNAUTHORIZED)?;
+//!         // Look the token up in the app's token store here.
+//!         let (user, org) = lookup(token).ok_or(StatusCode::UNAUTHORIZED)?;
+//!         Ok(TokenUser { token: token.to_owned(), user, org })
+//!     }
+//! }
+//! # fn lookup(_: &str) -> Option<(String, String)> { None }
+//!
+//! impl From<TokenUser> for Identity {
+//!     fn from(me: TokenUser) -> Identity {
+//!         Identity::new(me.user, me.token).in_scope(me.org)
+//!     }
+//! }
+//! ```
+//!
+//! Browsers cannot set headers on a WebSocket, so a token client passes it
+//! the way the host's extractor expects (a cookie, or a query parameter the
+//! extractor reads).
+//!
+//! # Login and logout
+//!
+//! The host's login handler calls [`login`] (the user is `ONLINE` at once);
+//! its logout handler forgets the login, then calls [`logout`]: that
+//! login's sessions end with no linger and its sockets close with 1000.
+//!
+//! # The socket
+//!
+//! One session per socket. The server sends `hello`, then a `snapshot` of
+//! each scope in [`Identity::watch_on_connect`], then `presence` events of
+//! watched scopes; it answers `heartbeat` with `pong` and applies
+//! `activity`, `status_change` (the caller's own user only) and
+//! `subscribe`/`unsubscribe` (scopes in [`Identity::may_watch`] only). Bad
+//! messages get an `error` frame with a stable code
+//! ([`ProtocolError::code`]) and change nothing. Closes: 1009 for a frame
+//! over [`SocketSettings::max_message_bytes`] (4 KiB); 1008 after a flood
+//! ([`FloodLimit`]); [`CLOSE_SESSION_LAPSED`] when heartbeats lapse
+//! (`session_ttl`); 1000 "logged out" on logout; 1001 on shutdown.
+//!
+//! Each socket is split: a reader task applies frames and forwards events, a
+//! writer task owns the sending half behind a bounded queue. Fan-out never
+//! waits for a socket: a subscriber that falls behind is told it lagged and
+//! the socket sends fresh snapshots; a socket whose queue stays full for
+//! [`SocketSettings::send_timeout`] is dropped.
+//!
+//! # The browser client
+//!
+//! `GET /presence/client.js` serves [`CLIENT_JS`]: include it with
+//! `<script src="/presence/client.js" data-autoconnect></script>` and every
+//! element `[data-user-id="ID"] .status-dot` gets a live `data-status`,
+//! every `.last-seen` a live relative time.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use presence_core::Presence;
+mod client;
+mod http_routes;
+mod identity;
+mod layer;
+mod login;
+mod origin;
+mod protocol;
+mod reply;
+mod routes;
+mod settings;
+mod socket;
+mod throttle;
+
+pub use client::CLIENT_JS;
+pub use identity::Identity;
+pub use layer::{ActivityLayer, ActivityService};
+pub use login::{login, logout};
+pub use origin::AllowedOrigins;
+pub use protocol::{ClientMessage, ProtocolError, ServerMessage, decode};
+pub use routes::PresenceRoutes;
+pub use settings::SocketSettings;
+pub use socket::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED};
+pub use throttle::FloodLimit;

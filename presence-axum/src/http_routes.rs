@@ -1,0 +1,185 @@
+//! The HTTP side of presence: a heartbeat for clients that cannot hold a
+//! socket (and for `navigator.sendBeacon`), and a scope snapshot.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request};
+use axum::http::HeaderValue;
+use axum::http::StatusCode;
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use axum::http::request::Parts;
+use axum::response::Response;
+use presence_core::{ScopeId, UserId};
+use serde::Deserialize;
+
+use crate::identity::Identity;
+use crate::protocol::{MAX_SUBSCRIBE_USERS, ServerMessage};
+use crate::reply::{error, presence_traffic, unauthenticated, unavailable};
+use crate::settings::Shared;
+
+/// Largest HTTP heartbeat body.
+const MAX_HEARTBEAT_BODY: usize = 1024;
+
+/// Runs the host's extractor; any rejection is a 401.
+pub(crate) async fn identify<A, S>(parts: &mut Parts, state: &S) -> Option<Identity>
+where
+    A: FromRequestParts<S> + Into<Identity>,
+    S: Send + Sync,
+{
+    A::from_request_parts(parts, state)
+        .await
+        .ok()
+        .map(Into::into)
+}
+
+/// The optional body of an HTTP heartbeat.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HeartbeatBody {
+    /// The user also did something (counts as activity).
+    #[serde(default)]
+    activity: bool,
+}
+
+/// `POST` heartbeat: keeps the login's HTTP session live (no activity
+/// unless the body says `{"activity":true}`). Any content type is accepted,
+/// so `navigator.sendBeacon` works; the body is empty or that JSON object.
+pub(crate) async fn heartbeat<A, S>(shared: Arc<Shared>, state: S, request: Request) -> Response
+where
+    A: FromRequestParts<S> + Into<Identity>,
+    S: Send + Sync,
+{
+    let (mut parts, body) = request.into_parts();
+    let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
+        return unauthenticated();
+    };
+    let body = match read_body(body).await {
+        Ok(body) => body,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let presence = &shared.presence;
+    let (user, login, scopes) = (&identity.user, &identity.login, &identity.member_of);
+    let result = if body.activity {
+        presence
+            .mark_http_activity(user, login, scopes)
+            .await
+            .map(drop)
+    } else {
+        presence.http_heartbeat(user, login, scopes).await
+    };
+    match result {
+        Ok(()) => presence_traffic(StatusCode::NO_CONTENT),
+        Err(failure) => {
+            tracing::warn!(%user, error = %failure, "HTTP heartbeat failed");
+            unavailable()
+        }
+    }
+}
+
+async fn read_body(body: Body) -> Result<HeartbeatBody, Refusal> {
+    let bytes = axum::body::to_bytes(body, MAX_HEARTBEAT_BODY)
+        .await
+        .map_err(|_| Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            code: "body_too_large",
+            message: "a heartbeat body is at most 1 KiB".into(),
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(HeartbeatBody::default());
+    }
+    serde_json::from_slice(&bytes).map_err(|e| Refusal {
+        status: StatusCode::BAD_REQUEST,
+        code: "malformed_json",
+        message: format!("expected {{\"activity\": true|false}}: {e}"),
+    })
+}
+
+/// A refused request, answered as a JSON error.
+struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl Refusal {
+    fn into_response(self) -> Response {
+        error(self.status, self.code, &self.message)
+    }
+}
+
+/// The query of the snapshot route.
+#[derive(Debug, Deserialize)]
+struct SnapshotQuery {
+    scope: Option<String>,
+    /// Comma-separated user ids: only these users.
+    user_ids: Option<String>,
+}
+
+/// `GET ?scope=S[&user_ids=a,b]`: the snapshot frame of SPEC §6 as JSON,
+/// for a scope the user may watch (403 otherwise, with no data).
+pub(crate) async fn snapshot<A, S>(shared: Arc<Shared>, state: S, request: Request) -> Response
+where
+    A: FromRequestParts<S> + Into<Identity>,
+    S: Send + Sync,
+{
+    let (mut parts, _) = request.into_parts();
+    let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
+        return unauthenticated();
+    };
+    let query: SnapshotQuery = match parse_query(&parts) {
+        Ok(query) => query,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let Some(scope) = query.scope.filter(|s| !s.is_empty()).map(ScopeId::from) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+            "scope is required",
+        );
+    };
+    if !identity.can_watch(&scope) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden_scope",
+            "you may not watch this scope",
+        );
+    }
+    let users: Option<Vec<UserId>> = query.user_ids.map(|ids| {
+        ids.split(',')
+            .filter(|id| !id.is_empty())
+            .take(MAX_SUBSCRIBE_USERS)
+            .map(UserId::from)
+            .collect()
+    });
+    let snapshot = match &users {
+        Some(users) => shared.presence.snapshot_of(&scope, users).await,
+        None => shared.presence.snapshot(&scope).await,
+    };
+    match snapshot {
+        Ok(snapshot) => {
+            let json = ServerMessage::snapshot(&snapshot).to_json();
+            presence_traffic((
+                [
+                    (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                json,
+            ))
+        }
+        Err(failure) => {
+            tracing::warn!(%scope, error = %failure, "snapshot failed");
+            unavailable()
+        }
+    }
+}
+
+fn parse_query(parts: &Parts) -> Result<SnapshotQuery, Refusal> {
+    axum::extract::Query::<SnapshotQuery>::try_from_uri(&parts.uri)
+        .map(|query| query.0)
+        .map_err(|e| Refusal {
+            status: StatusCode::BAD_REQUEST,
+            code: "invalid_message",
+            message: e.body_text(),
+        })
+}

@@ -1,0 +1,407 @@
+//! The WebSocket protocol of SPEC §6: what a client may send, what the
+//! server answers, and the stable error codes of bad messages.
+
+use chrono::{DateTime, Utc};
+use presence_core::{PresenceEvent, RequestedStatus, ScopeId, Snapshot, UserId, UserPresence};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A message from the client, decoded and checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// Proves the socket live; answered with `pong`.
+    Heartbeat,
+    /// The user did something.
+    Activity,
+    /// The user's manual status, with an optional expiry.
+    StatusChange {
+        /// `ONLINE` clears the manual status.
+        status: RequestedStatus,
+        /// When the manual status clears by itself.
+        until: Option<DateTime<Utc>>,
+    },
+    /// Watch a scope, whole or only some of its users.
+    Subscribe {
+        /// The scope.
+        scope: ScopeId,
+        /// Only these users, when given.
+        user_ids: Option<Vec<UserId>>,
+    },
+    /// Stop watching a scope.
+    Unsubscribe {
+        /// The scope.
+        scope: ScopeId,
+    },
+}
+
+/// Why a client's message was refused. The `code` strings are stable: a
+/// client may match on them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// A binary frame; the protocol is JSON text.
+    BinaryFrame,
+    /// Not a JSON object with a string `type`.
+    MalformedJson(String),
+    /// A `type` this server does not know.
+    UnknownType(String),
+    /// A known `type` with missing or ill-typed fields.
+    InvalidMessage(String),
+    /// A status that is not `ONLINE`, `AWAY`, `BUSY` or `INVISIBLE`.
+    UnknownStatus(String),
+    /// An `until` that is not an RFC 3339 time in the future.
+    BadUntil(String),
+    /// A scope this user may not watch.
+    ForbiddenScope(ScopeId),
+    /// Too many messages: this one was dropped.
+    RateLimited,
+    /// The presence store could not apply the change; try again.
+    Unavailable,
+}
+
+impl ProtocolError {
+    /// The stable code sent in the `error` frame.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ProtocolError::BinaryFrame => "binary_frame",
+            ProtocolError::MalformedJson(_) => "malformed_json",
+            ProtocolError::UnknownType(_) => "unknown_type",
+            ProtocolError::InvalidMessage(_) => "invalid_message",
+            ProtocolError::UnknownStatus(_) => "unknown_status",
+            ProtocolError::BadUntil(_) => "bad_until",
+            ProtocolError::ForbiddenScope(_) => "forbidden_scope",
+            ProtocolError::RateLimited => "rate_limited",
+            ProtocolError::Unavailable => "unavailable",
+        }
+    }
+
+    /// A sentence for humans.
+    pub fn message(&self) -> String {
+        match self {
+            ProtocolError::BinaryFrame => "binary frames are not accepted; send JSON text".into(),
+            ProtocolError::MalformedJson(why) => format!("not a JSON object with a type: {why}"),
+            ProtocolError::UnknownType(kind) => format!("unknown message type {kind:?}"),
+            ProtocolError::InvalidMessage(why) => format!("invalid message: {why}"),
+            ProtocolError::UnknownStatus(status) => {
+                format!("unknown status {status:?}; expected ONLINE, AWAY, BUSY or INVISIBLE")
+            }
+            ProtocolError::BadUntil(why) => format!("bad until: {why}"),
+            ProtocolError::ForbiddenScope(scope) => format!("you may not watch scope {scope}"),
+            ProtocolError::RateLimited => "too many messages; this one was dropped".into(),
+            ProtocolError::Unavailable => "presence is unavailable right now; try again".into(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatusChangeFields {
+    #[serde(rename = "type")]
+    _type: String,
+    status: String,
+    #[serde(default)]
+    until: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscribeFields {
+    #[serde(rename = "type")]
+    _type: String,
+    scope: String,
+    #[serde(default)]
+    user_ids: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UnsubscribeFields {
+    #[serde(rename = "type")]
+    _type: String,
+    scope: String,
+}
+
+/// Longest id or scope name a client may send.
+const MAX_NAME_LEN: usize = 256;
+/// Most users one `subscribe` may name.
+pub(crate) const MAX_SUBSCRIBE_USERS: usize = 256;
+
+/// Decodes one text frame. `now` judges whether `until` is in the future.
+pub fn decode(text: &str, now: DateTime<Utc>) -> Result<ClientMessage, ProtocolError> {
+    let value: Value =
+        serde_json::from_str(text).map_err(|e| ProtocolError::MalformedJson(e.to_string()))?;
+    let Some(kind) = value.get("type").and_then(Value::as_str) else {
+        return Err(ProtocolError::MalformedJson(
+            "expected an object with a string \"type\"".into(),
+        ));
+    };
+    let invalid = |e: serde_json::Error| ProtocolError::InvalidMessage(e.to_string());
+    match kind {
+        "heartbeat" => Ok(ClientMessage::Heartbeat),
+        "activity" => Ok(ClientMessage::Activity),
+        "status_change" => {
+            let fields: StatusChangeFields =
+                serde_json::from_value(value.clone()).map_err(invalid)?;
+            let status = fields
+                .status
+                .parse::<RequestedStatus>()
+                .map_err(|_| ProtocolError::UnknownStatus(clip(&fields.status)))?;
+            let until = fields
+                .until
+                .as_deref()
+                .map(|u| parse_until(u, now))
+                .transpose()?;
+            Ok(ClientMessage::StatusChange { status, until })
+        }
+        "subscribe" => {
+            let fields: SubscribeFields = serde_json::from_value(value.clone()).map_err(invalid)?;
+            let scope = name(fields.scope, "scope")?;
+            let user_ids = match fields.user_ids {
+                None => None,
+                Some(ids) if ids.len() > MAX_SUBSCRIBE_USERS => {
+                    return Err(ProtocolError::InvalidMessage(format!(
+                        "user_ids names more than {MAX_SUBSCRIBE_USERS} users"
+                    )));
+                }
+                Some(ids) => Some(
+                    ids.into_iter()
+                        .map(|id| name(id, "user id").map(UserId::from))
+                        .collect::<Result<_, _>>()?,
+                ),
+            };
+            Ok(ClientMessage::Subscribe {
+                scope: scope.into(),
+                user_ids,
+            })
+        }
+        "unsubscribe" => {
+            let fields: UnsubscribeFields =
+                serde_json::from_value(value.clone()).map_err(invalid)?;
+            Ok(ClientMessage::Unsubscribe {
+                scope: name(fields.scope, "scope")?.into(),
+            })
+        }
+        other => Err(ProtocolError::UnknownType(clip(other))),
+    }
+}
+
+fn parse_until(until: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ProtocolError> {
+    let at = DateTime::parse_from_rfc3339(until)
+        .map_err(|e| ProtocolError::BadUntil(format!("{:?} is not RFC 3339: {e}", clip(until))))?
+        .with_timezone(&Utc);
+    if at <= now {
+        return Err(ProtocolError::BadUntil(format!(
+            "{until} is not in the future"
+        )));
+    }
+    Ok(at)
+}
+
+fn name(value: String, what: &str) -> Result<String, ProtocolError> {
+    if value.is_empty() || value.len() > MAX_NAME_LEN {
+        return Err(ProtocolError::InvalidMessage(format!(
+            "{what} must be 1 to {MAX_NAME_LEN} bytes"
+        )));
+    }
+    Ok(value)
+}
+
+/// Keeps echoed client text short.
+fn clip(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+/// A message from the server.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage<'a> {
+    /// The first frame after the upgrade.
+    Hello {
+        /// This socket's session.
+        session_id: &'a str,
+        /// Who the server says you are.
+        user_id: &'a UserId,
+        /// How often to send `heartbeat`.
+        heartbeat_interval_ms: u64,
+    },
+    /// The users of a scope as they are now.
+    Snapshot {
+        /// The scope.
+        scope: &'a ScopeId,
+        /// Every user not `OFFLINE`, and every user asked for.
+        users: &'a [UserPresence],
+    },
+    /// One change of one user's status in a watched scope.
+    Presence {
+        /// The scope.
+        scope: &'a ScopeId,
+        /// The user.
+        user_id: &'a UserId,
+        /// The new status.
+        status: presence_core::Status,
+        /// The user's newest activity or session end.
+        last_seen: Option<DateTime<Utc>>,
+        /// The new version.
+        v: u64,
+    },
+    /// The answer to `heartbeat`.
+    Pong,
+    /// A refused message; the connection stays usable.
+    Error {
+        /// A stable code, see [`ProtocolError::code`].
+        code: &'a str,
+        /// A sentence for humans.
+        message: &'a str,
+    },
+}
+
+impl<'a> ServerMessage<'a> {
+    /// The frame for a snapshot.
+    pub fn snapshot(snapshot: &'a Snapshot) -> Self {
+        ServerMessage::Snapshot {
+            scope: &snapshot.scope,
+            users: &snapshot.users,
+        }
+    }
+
+    /// The frame for an event.
+    pub fn presence(event: &'a PresenceEvent) -> Self {
+        ServerMessage::Presence {
+            scope: &event.scope,
+            user_id: &event.user_id,
+            status: event.status,
+            last_seen: event.last_seen,
+            v: event.v,
+        }
+    }
+
+    /// The JSON text of the frame.
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("valid")
+            .with_timezone(&Utc)
+    }
+
+    fn code(text: &str) -> &'static str {
+        decode(text, now()).expect_err("refused").code()
+    }
+
+    #[test]
+    fn every_message_of_the_protocol_decodes() {
+        assert_eq!(
+            decode(r#"{"type":"heartbeat"}"#, now()),
+            Ok(ClientMessage::Heartbeat)
+        );
+        assert_eq!(
+            decode(r#"{"type":"activity"}"#, now()),
+            Ok(ClientMessage::Activity)
+        );
+        assert_eq!(
+            decode(
+                r#"{"type":"status_change","status":"BUSY","until":"2026-01-01T01:00:00+01:00"}"#,
+                now()
+            ),
+            Err(ProtocolError::BadUntil(
+                "2026-01-01T01:00:00+01:00 is not in the future".into()
+            )),
+            "an until given in another offset is compared as an instant"
+        );
+        assert_eq!(
+            decode(
+                r#"{"type":"status_change","status":"INVISIBLE","until":"2026-01-01T01:00:00Z"}"#,
+                now()
+            ),
+            Ok(ClientMessage::StatusChange {
+                status: RequestedStatus::Invisible,
+                until: Some(now() + chrono::TimeDelta::hours(1)),
+            })
+        );
+        assert_eq!(
+            decode(
+                r#"{"type":"subscribe","scope":"acme","user_ids":["a","b"]}"#,
+                now()
+            ),
+            Ok(ClientMessage::Subscribe {
+                scope: "acme".into(),
+                user_ids: Some(vec!["a".into(), "b".into()]),
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"unsubscribe","scope":"acme"}"#, now()),
+            Ok(ClientMessage::Unsubscribe {
+                scope: "acme".into()
+            })
+        );
+    }
+
+    #[test]
+    fn bad_messages_get_stable_codes() {
+        assert_eq!(code("not json"), "malformed_json");
+        assert_eq!(code("[1,2]"), "malformed_json");
+        assert_eq!(code(r#"{"type":7}"#), "malformed_json");
+        assert_eq!(code(r#"{"type":"dance"}"#), "unknown_type");
+        assert_eq!(
+            code(r#"{"type":"status_change","status":"SLEEPY"}"#),
+            "unknown_status"
+        );
+        assert_eq!(code(r#"{"type":"status_change"}"#), "invalid_message");
+        assert_eq!(
+            code(r#"{"type":"status_change","status":"BUSY","until":"soon"}"#),
+            "bad_until"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","status":"BUSY","until":"2025-01-01T00:00:00Z"}"#),
+            "bad_until"
+        );
+        assert_eq!(code(r#"{"type":"subscribe"}"#), "invalid_message");
+        assert_eq!(
+            code(r#"{"type":"subscribe","scope":""}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","scope":"a","user_ids":"b"}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","status":"BUSY","user_id":"bob"}"#),
+            "invalid_message"
+        );
+    }
+
+    #[test]
+    fn server_frames_match_the_spec() {
+        let user = UserId::from("alice");
+        let hello = ServerMessage::Hello {
+            session_id: "s1",
+            user_id: &user,
+            heartbeat_interval_ms: 30_000,
+        };
+        assert_eq!(
+            hello.to_json(),
+            r#"{"type":"hello","session_id":"s1","user_id":"alice","heartbeat_interval_ms":30000}"#
+        );
+        assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
+        let snapshot = Snapshot {
+            scope: "acme".into(),
+            users: vec![UserPresence {
+                user_id: user.clone(),
+                status: presence_core::Status::Online,
+                last_seen: None,
+                v: 3,
+            }],
+        };
+        assert_eq!(
+            ServerMessage::snapshot(&snapshot).to_json(),
+            r#"{"type":"snapshot","scope":"acme","users":[{"user_id":"alice","status":"ONLINE","last_seen":null,"v":3}]}"#
+        );
+    }
+}

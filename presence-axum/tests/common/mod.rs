@@ -1,0 +1,315 @@
+//! A real axum app with presence mounted, served on 127.0.0.1:0, and a real
+//! WebSocket client to drive it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::routing::{get, post};
+use dashmap::DashMap;
+use futures_util::{SinkExt, StreamExt};
+use presence_axum::{AllowedOrigins, Identity, PresenceRoutes, SocketSettings};
+use presence_core::{ManualClock, Presence, PresenceConfig};
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// token → (user, org)
+#[derive(Clone, Default)]
+pub struct Tokens(pub Arc<DashMap<String, (String, String)>>);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub tokens: Tokens,
+    pub presence: Presence,
+}
+
+impl FromRef<AppState> for Tokens {
+    fn from_ref(state: &AppState) -> Self {
+        state.tokens.clone()
+    }
+}
+
+/// The test app's auth: `Authorization: Bearer TOKEN`.
+pub struct BearerUser {
+    pub token: String,
+    pub user: String,
+    pub org: String,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for BearerUser
+where
+    Tokens: FromRef<S>,
+{
+    type Rejection = StatusCode;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, StatusCode> {
+        let token = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or(StatusCode::UNAUTHORIZED)?;
+        let tokens = Tokens::from_ref(state);
+        let (user, org) = tokens.0.get(token).ok_or(StatusCode::UNAUTHORIZED)?.clone();
+        Ok(BearerUser {
+            token: token.to_owned(),
+            user,
+            org,
+        })
+    }
+}
+
+impl From<BearerUser> for Identity {
+    fn from(me: BearerUser) -> Identity {
+        Identity::new(me.user, me.token)
+            .in_scope(me.org)
+            .may_watch("lobby")
+    }
+}
+
+pub fn config() -> PresenceConfig {
+    PresenceConfig {
+        heartbeat_interval: Duration::from_secs(10),
+        session_ttl: Duration::from_secs(30),
+        away_after: Duration::from_secs(120),
+        offline_after: Duration::from_secs(600),
+        linger: Duration::from_secs(5),
+        max_sessions_per_user: 16,
+    }
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub presence: Presence,
+    pub routes: PresenceRoutes<BearerUser>,
+    pub tokens: Tokens,
+    pub http: reqwest::Client,
+}
+
+impl Server {
+    pub async fn start() -> Self {
+        Self::start_with(SocketSettings::default()).await
+    }
+
+    pub async fn start_with(settings: SocketSettings) -> Self {
+        let clock = Arc::new(ManualClock::default());
+        let presence = Presence::builder()
+            .clock(clock.clone())
+            .config(config())
+            .build()
+            .await
+            .expect("presence");
+        let routes = PresenceRoutes::<BearerUser>::new(presence.clone())
+            .allowed_origins(AllowedOrigins::same_origin().allow("https://app.example.com"))
+            .socket_settings(settings);
+        let tokens = Tokens::default();
+        let state = AppState {
+            tokens: tokens.clone(),
+            presence: presence.clone(),
+        };
+        let app = Router::new()
+            .route("/", get(|| async { "dashboard" }))
+            .route("/logout", post(logout))
+            .merge(routes.router())
+            .layer(routes.activity_layer(state.clone()))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            axum::serve(listener, app).await.expect("serve");
+        });
+        Self {
+            addr,
+            clock,
+            presence,
+            routes,
+            tokens,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Signs `user` of `org` in and returns the bearer token of this login.
+    pub fn token(&self, user: &str, org: &str) -> String {
+        let token = format!("{user}-{}", uuid_like());
+        self.tokens
+            .0
+            .insert(token.clone(), (user.to_owned(), org.to_owned()));
+        token
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn connect(&self, token: &str) -> Client {
+        self.try_connect(Some(token), None)
+            .await
+            .expect("the upgrade is accepted")
+    }
+
+    pub async fn try_connect(
+        &self,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Client, tungstenite::Error> {
+        let mut request = format!("ws://{}/ws/presence", self.addr)
+            .into_client_request()
+            .expect("request");
+        if let Some(token) = token {
+            request.headers_mut().insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("header"),
+            );
+        }
+        if let Some(origin) = origin {
+            request
+                .headers_mut()
+                .insert("origin", origin.parse().expect("header"));
+        }
+        let (ws, _) = tokio_tungstenite::connect_async(request).await?;
+        Ok(Client { ws })
+    }
+
+    /// Moves the presence clock on and applies what falls due.
+    pub async fn advance(&self, seconds: u64) {
+        self.clock.advance(Duration::from_secs(seconds));
+        self.presence.run_due().await.expect("sweep");
+    }
+}
+
+/// The app's logout handler: forget the login, then tell presence.
+async fn logout(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    me: BearerUser,
+) -> StatusCode {
+    state.tokens.0.remove(&me.token);
+    let identity: Identity = me.into();
+    presence_axum::logout(&state.presence, &identity)
+        .await
+        .expect("logout");
+    StatusCode::NO_CONTENT
+}
+
+fn uuid_like() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+impl Client {
+    pub async fn send(&mut self, message: Value) {
+        self.send_text(&message.to_string()).await;
+    }
+
+    pub async fn send_text(&mut self, text: &str) {
+        self.ws
+            .send(Message::Text(text.into()))
+            .await
+            .expect("send");
+    }
+
+    /// The next JSON frame.
+    pub async fn next(&mut self) -> Value {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a frame in time");
+            match frame {
+                Some(Ok(Message::Text(text))) => {
+                    return serde_json::from_str(text.as_str()).expect("JSON from the server");
+                }
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a text frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// The next frame, which must be of `kind`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let frame = self.next().await;
+        assert_eq!(frame["type"], kind, "unexpected frame {frame}");
+        frame
+    }
+
+    /// Reads `hello` and the snapshot of the user's org.
+    pub async fn handshake(&mut self) -> (Value, Value) {
+        let hello = self.expect("hello").await;
+        let snapshot = self.expect("snapshot").await;
+        (hello, snapshot)
+    }
+
+    /// The next error frame's code.
+    pub async fn error_code(&mut self) -> String {
+        let frame = self.expect("error").await;
+        frame["code"].as_str().expect("a code").to_owned()
+    }
+
+    /// Asserts that nothing arrives for a while.
+    pub async fn quiet(&mut self, millis: u64) {
+        if let Ok(frame) = tokio::time::timeout(Duration::from_millis(millis), self.ws.next()).await
+        {
+            panic!("expected silence, got {frame:?}");
+        }
+    }
+
+    /// Heartbeat round trip: proves the connection still usable.
+    pub async fn ping(&mut self) {
+        self.send(serde_json::json!({"type": "heartbeat"})).await;
+        self.expect("pong").await;
+    }
+
+    /// Activity and a heartbeat round trip: a watcher that stays ONLINE.
+    pub async fn stay_active(&mut self) {
+        self.send(serde_json::json!({"type": "activity"})).await;
+        self.ping().await;
+    }
+
+    /// Reads until the server closes; returns the close code and reason.
+    pub async fn closed(&mut self) -> (u16, String) {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a close in time");
+            match frame {
+                Some(Ok(Message::Close(Some(close)))) => {
+                    return (u16::from(close.code), close.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+}
+
+/// A presence frame's (user, status, v).
+pub fn change(frame: &Value) -> (String, String, u64) {
+    assert_eq!(frame["type"], "presence", "unexpected frame {frame}");
+    (
+        frame["user_id"].as_str().expect("user").to_owned(),
+        frame["status"].as_str().expect("status").to_owned(),
+        frame["v"].as_u64().expect("v"),
+    )
+}
+
+pub fn ev(user: &str, status: &str, v: u64) -> (String, String, u64) {
+    (user.to_owned(), status.to_owned(), v)
+}

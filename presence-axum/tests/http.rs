@@ -1,0 +1,241 @@
+//! The HTTP side: the activity layer, the HTTP heartbeat, the snapshot
+//! route, the JavaScript client and the login helper.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, change, ev};
+use presence_axum::Identity;
+use presence_core::Status;
+use serde_json::json;
+
+async fn status_of(server: &Server, user: &str) -> Status {
+    server
+        .presence
+        .status(&user.into())
+        .await
+        .expect("status")
+        .status
+}
+
+/// Waits for the activity layer's background mark to land.
+async fn eventually(server: &Server, user: &str, expected: Status) {
+    for _ in 0..100 {
+        if status_of(server, user).await == expected {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{user} never became {expected}");
+}
+
+#[tokio::test]
+async fn browsing_plain_pages_keeps_a_user_online_without_a_socket() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let alice = server.token("alice", "acme");
+    for _ in 0..5 {
+        let page = server
+            .http
+            .get(server.url("/"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("page");
+        assert_eq!(page.status(), 200);
+    }
+    eventually(&server, "alice", Status::Online).await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    // A page every 20 s for 3 minutes: ONLINE throughout, one event in all.
+    for _ in 0..9 {
+        server.advance(20).await;
+        bob.stay_active().await;
+        server
+            .http
+            .get(server.url("/"))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("page");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    bob.quiet(200).await;
+    // She stops browsing: the HTTP session lapses, then the linger ends.
+    server.advance(20).await;
+    bob.stay_active().await;
+    server.advance(15).await;
+    assert_eq!(change(&bob.next().await), ev("alice", "OFFLINE", 2));
+
+    let stranger = server.http.get(server.url("/")).send().await.expect("page");
+    assert_eq!(
+        stranger.status(),
+        200,
+        "unauthenticated pages are served as before"
+    );
+}
+
+#[tokio::test]
+async fn the_http_heartbeat_keeps_a_socketless_client_live_but_is_not_activity() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let alice = server.token("alice", "acme");
+    let beat = |body: &'static str| {
+        server
+            .http
+            .post(server.url("/presence/heartbeat"))
+            .bearer_auth(&alice)
+            .header("content-type", "text/plain;charset=UTF-8") // as sendBeacon sends it
+            .body(body)
+            .send()
+    };
+    assert_eq!(beat("").await.expect("beat").status(), 204);
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    for _ in 0..11 {
+        server.advance(10).await;
+        bob.stay_active().await;
+        assert_eq!(beat("").await.expect("beat").status(), 204);
+    }
+    // 120 s of heartbeats and no activity: AWAY (away_after is 120 s).
+    server.advance(10).await;
+    assert_eq!(change(&bob.next().await), ev("alice", "AWAY", 2));
+    assert_eq!(
+        beat(r#"{"activity":true}"#).await.expect("beat").status(),
+        204
+    );
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 3));
+
+    let too_big = server
+        .http
+        .post(server.url("/presence/heartbeat"))
+        .bearer_auth(&alice)
+        .body("x".repeat(2048))
+        .send()
+        .await
+        .expect("beat");
+    assert_eq!(too_big.status(), 413);
+    assert_eq!(beat("{nope").await.expect("beat").status(), 400);
+    assert_eq!(
+        beat(r#"{"activity":"yes"}"#).await.expect("beat").status(),
+        400
+    );
+    let anonymous = server
+        .http
+        .post(server.url("/presence/heartbeat"))
+        .send()
+        .await
+        .expect("beat");
+    assert_eq!(anonymous.status(), 401);
+    bob.quiet(200).await;
+}
+
+#[tokio::test]
+async fn the_snapshot_route_answers_watchable_scopes_only() {
+    let server = Server::start().await;
+    let alice = server.token("alice", "acme");
+    let mut socket = server.connect(&alice).await;
+    socket.handshake().await;
+    let get = |query: &str, token: Option<&str>| {
+        let mut request = server
+            .http
+            .get(server.url(&format!("/presence/snapshot{query}")));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let response = get("?scope=acme", Some(&alice)).await.expect("snapshot");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["type"], "snapshot");
+    assert_eq!(body["scope"], "acme");
+    assert_eq!(body["users"][0]["user_id"], "alice");
+    assert_eq!(body["users"][0]["status"], "ONLINE");
+
+    let response = get("?scope=acme&user_ids=alice,zed", Some(&alice))
+        .await
+        .expect("snapshot");
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(
+        body["users"][1],
+        json!({"user_id": "zed", "status": "OFFLINE", "last_seen": null, "v": 0})
+    );
+
+    let response = get("?scope=globex", Some(&alice)).await.expect("snapshot");
+    assert_eq!(response.status(), 403);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["code"], "forbidden_scope");
+    assert!(body.get("users").is_none(), "no data");
+    assert_eq!(
+        get("?scope=acme", None).await.expect("snapshot").status(),
+        401
+    );
+    assert_eq!(get("", Some(&alice)).await.expect("snapshot").status(), 400);
+}
+
+#[tokio::test]
+async fn the_client_is_served_as_cacheable_javascript_that_parses() {
+    let server = Server::start().await;
+    let response = server
+        .http
+        .get(server.url("/presence/client.js"))
+        .send()
+        .await
+        .expect("client");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/javascript; charset=utf-8"
+    );
+    assert!(
+        response.headers()["cache-control"]
+            .to_str()
+            .expect("ascii")
+            .contains("max-age")
+    );
+    let etag = response.headers()["etag"].clone();
+    let body = response.text().await.expect("body");
+    assert_eq!(body, presence_axum::CLIENT_JS);
+
+    let again = server
+        .http
+        .get(server.url("/presence/client.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("client");
+    assert_eq!(again.status(), 304);
+
+    let file = std::env::temp_dir().join(format!("presence-client-{}.js", std::process::id()));
+    std::fs::write(&file, &body).expect("write");
+    let check = std::process::Command::new("node")
+        .arg("--check")
+        .arg(&file)
+        .output()
+        .expect("node is installed (.ci/run installs it)");
+    let _ = std::fs::remove_file(&file);
+    assert!(
+        check.status.success(),
+        "the client does not parse: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[tokio::test]
+async fn login_shows_the_user_online_at_once() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let identity = Identity::new("alice", "fresh-login").in_scope("acme");
+    presence_axum::login(&server.presence, &identity)
+        .await
+        .expect("login");
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    presence_axum::logout(&server.presence, &identity)
+        .await
+        .expect("logout");
+    assert_eq!(change(&bob.next().await), ev("alice", "OFFLINE", 2));
+}

@@ -1,0 +1,462 @@
+//! The presence WebSocket against a real axum server and a real client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, change, ev};
+use futures_util::SinkExt;
+use serde_json::json;
+use tokio_tungstenite::tungstenite;
+
+#[tokio::test]
+async fn hello_snapshot_events_and_pong() {
+    let server = Server::start().await;
+    let bob_token = server.token("bob", "acme");
+    let mut bob = server.connect(&bob_token).await;
+    let (hello, snapshot) = bob.handshake().await;
+    assert_eq!(hello["user_id"], "bob");
+    assert_eq!(hello["heartbeat_interval_ms"], 10_000);
+    assert!(
+        hello["session_id"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+    );
+    assert_eq!(snapshot["scope"], "acme");
+    let opened = server
+        .clock_now()
+        .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+    assert_eq!(
+        snapshot["users"],
+        json!([{"user_id": "bob", "status": "ONLINE", "last_seen": opened, "v": 1}]),
+        "opening a session is activity"
+    );
+
+    let alice_token = server.token("alice", "acme");
+    let mut alice = server.connect(&alice_token).await;
+    alice.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    alice.ping().await;
+    alice.send(json!({"type": "activity"})).await;
+    bob.quiet(200).await; // a heartbeat, a repeated activity: nothing visible
+}
+
+#[tokio::test]
+async fn the_upgrade_needs_a_user_and_an_allowed_origin() {
+    let server = Server::start().await;
+    let token = server.token("alice", "acme");
+    let status = |result: Result<_, tungstenite::Error>| match result {
+        Err(tungstenite::Error::Http(response)) => response.status().as_u16(),
+        Ok(_) => 101,
+        Err(other) => panic!("unexpected failure {other}"),
+    };
+    assert_eq!(status(server.try_connect(None, None).await), 401);
+    assert_eq!(status(server.try_connect(Some("forged"), None).await), 401);
+    assert_eq!(
+        status(
+            server
+                .try_connect(Some(&token), Some("https://evil.example"))
+                .await
+        ),
+        403
+    );
+    let own = format!("http://{}", server.addr);
+    assert_eq!(
+        status(server.try_connect(Some(&token), Some(&own)).await),
+        101
+    );
+    assert_eq!(
+        status(
+            server
+                .try_connect(Some(&token), Some("https://app.example.com"))
+                .await
+        ),
+        101
+    );
+    assert_eq!(
+        status(server.try_connect(Some(&token), None).await),
+        101,
+        "no Origin: not a browser"
+    );
+}
+
+#[tokio::test]
+async fn a_frame_over_4_kib_closes_with_1009() {
+    let server = Server::start().await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+    let big = json!({"type": "heartbeat", "pad": "x".repeat(5000)}).to_string();
+    alice.send_text(&big).await;
+    assert_eq!(alice.closed().await.0, 1009);
+}
+
+#[tokio::test]
+async fn bad_messages_get_error_frames_and_the_socket_stays_usable() {
+    let server = Server::start().await;
+    let bob_token = server.token("bob", "acme");
+    let mut bob = server.connect(&bob_token).await;
+    bob.handshake().await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+
+    alice
+        .ws
+        .send(tungstenite::Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .expect("send");
+    assert_eq!(alice.error_code().await, "binary_frame");
+    for (frame, code) in [
+        ("{not json", "malformed_json"),
+        (r#"{"type":"dance"}"#, "unknown_type"),
+        (
+            r#"{"type":"status_change","status":"SLEEPY"}"#,
+            "unknown_status",
+        ),
+        (
+            r#"{"type":"status_change","status":"BUSY","until":"tomorrow"}"#,
+            "bad_until",
+        ),
+        (
+            r#"{"type":"status_change","status":"BUSY","until":"2020-01-01T00:00:00Z"}"#,
+            "bad_until",
+        ),
+        (
+            r#"{"type":"status_change","status":"BUSY","user_id":"bob"}"#,
+            "invalid_message",
+        ),
+        (
+            r#"{"type":"subscribe","scope":"globex"}"#,
+            "forbidden_scope",
+        ),
+    ] {
+        alice.send_text(frame).await;
+        assert_eq!(alice.error_code().await, code, "for {frame}");
+    }
+    alice.ping().await;
+    bob.quiet(200).await; // none of it changed anything anyone sees
+    let bob_now = server.presence.status(&"bob".into()).await.expect("status");
+    assert_eq!(
+        bob_now.status,
+        presence_core::Status::Online,
+        "no one else's status moved"
+    );
+}
+
+#[tokio::test]
+async fn a_flood_is_throttled_then_closed_with_1008_and_others_do_not_notice() {
+    let server = Server::start().await;
+    let mut calm = server.connect(&server.token("bob", "acme")).await;
+    calm.handshake().await;
+    let mut flood = server.connect(&server.token("mallory", "acme")).await;
+    flood.handshake().await;
+    calm.expect("presence").await;
+    for _ in 0..200 {
+        if flood
+            .ws
+            .send(tungstenite::Message::Text(r#"{"type":"heartbeat"}"#.into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut pongs = 0;
+    let mut throttled = 0;
+    let code = loop {
+        match tokio::time::timeout(
+            Duration::from_secs(5),
+            futures_util::StreamExt::next(&mut flood.ws),
+        )
+        .await
+        .expect("frames in time")
+        {
+            Some(Ok(tungstenite::Message::Text(text))) => {
+                let frame: serde_json::Value = serde_json::from_str(text.as_str()).expect("json");
+                match frame["type"].as_str() {
+                    Some("pong") => pongs += 1,
+                    Some("error") => {
+                        assert_eq!(frame["code"], "rate_limited");
+                        throttled += 1;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            Some(Ok(tungstenite::Message::Close(Some(close)))) => break u16::from(close.code),
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(code, 1008);
+    assert!(
+        (40..60).contains(&pongs),
+        "a burst is served ({pongs} pongs)"
+    );
+    assert!(throttled > 0, "throttled before the close");
+    calm.ping().await;
+}
+
+#[tokio::test]
+async fn manual_status_with_expiry_reaches_watchers_and_only_changes_your_own_user() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+
+    let until = (server.clock_now() + chrono::TimeDelta::seconds(60)).to_rfc3339();
+    alice
+        .send(json!({"type": "status_change", "status": "BUSY", "until": until}))
+        .await;
+    assert_eq!(change(&bob.next().await), ev("alice", "BUSY", 2));
+    assert_eq!(
+        change(&alice.next().await),
+        ev("alice", "BUSY", 2),
+        "your own changes too"
+    );
+    for _ in 0..5 {
+        server.advance(10).await;
+        alice.ping().await;
+        bob.ping().await;
+    }
+    bob.quiet(100).await;
+    server.advance(10).await;
+    assert_eq!(
+        change(&bob.next().await),
+        ev("alice", "ONLINE", 3),
+        "BUSY expired"
+    );
+
+    alice
+        .send(json!({"type": "status_change", "status": "INVISIBLE"}))
+        .await;
+    assert_eq!(
+        change(&bob.next().await),
+        ev("alice", "OFFLINE", 4),
+        "invisible looks offline"
+    );
+    let bob_now = server.presence.status(&"bob".into()).await.expect("status");
+    assert_eq!(bob_now.status, presence_core::Status::Online);
+}
+
+#[tokio::test]
+async fn closing_one_of_two_tabs_is_silent_the_last_one_lingers() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let token = server.token("alice", "acme");
+    let mut first = server.connect(&token).await;
+    first.handshake().await;
+    let mut second = server.connect(&token).await;
+    second.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+
+    first.ws.close(None).await.expect("close");
+    bob.quiet(300).await;
+    second.ws.close(None).await.expect("close");
+    bob.quiet(300).await;
+    server.advance(4).await;
+    bob.quiet(200).await; // inside the linger: a reload would show nothing
+    server.advance(1).await;
+    assert_eq!(change(&bob.next().await), ev("alice", "OFFLINE", 2));
+}
+
+#[tokio::test]
+async fn a_reconnect_inside_the_linger_shows_no_flicker() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let token = server.token("alice", "acme");
+    let mut page = server.connect(&token).await;
+    page.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    page.ws.close(None).await.expect("close");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.advance(3).await;
+    let mut next_page = server.connect(&token).await;
+    next_page.handshake().await;
+    server.advance(10).await;
+    bob.quiet(300).await;
+}
+
+#[tokio::test]
+async fn logout_closes_that_logins_sockets_at_once() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let laptop = server.token("alice", "acme");
+    let phone = server.token("alice", "acme");
+    let mut laptop_socket = server.connect(&laptop).await;
+    laptop_socket.handshake().await;
+    let mut phone_socket = server.connect(&phone).await;
+    phone_socket.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+
+    let response = server
+        .http
+        .post(server.url("/logout"))
+        .bearer_auth(&laptop)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        laptop_socket.closed().await,
+        (1000, "logged out".to_owned())
+    );
+    bob.quiet(300).await; // the phone still holds her
+    phone_socket.ping().await;
+
+    let response = server
+        .http
+        .post(server.url("/logout"))
+        .bearer_auth(&phone)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), 204);
+    assert_eq!(phone_socket.closed().await.0, 1000);
+    assert_eq!(
+        change(&bob.next().await),
+        ev("alice", "OFFLINE", 2),
+        "no linger"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_socket_is_closed_when_its_heartbeats_lapse() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let mut silent = server.connect(&server.token("alice", "acme")).await;
+    silent.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    for _ in 0..3 {
+        server.advance(10).await;
+        bob.ping().await;
+    }
+    assert_eq!(silent.closed().await.0, presence_axum::CLOSE_SESSION_LAPSED);
+    server.advance(5).await;
+    assert_eq!(change(&bob.next().await), ev("alice", "OFFLINE", 2));
+}
+
+#[tokio::test]
+async fn scopes_are_isolated_and_a_user_list_subscription_filters() {
+    let server = Server::start().await;
+    let mut outsider = server.connect(&server.token("gina", "globex")).await;
+    outsider.handshake().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    // Bob watches only carol in the lobby.
+    bob.send(json!({"type": "subscribe", "scope": "lobby", "user_ids": ["carol"]}))
+        .await;
+    let lobby = bob.expect("snapshot").await;
+    assert_eq!(lobby["scope"], "lobby");
+    assert_eq!(
+        lobby["users"],
+        json!([{"user_id": "carol", "status": "OFFLINE", "last_seen": null, "v": 0}])
+    );
+
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+    outsider.quiet(300).await; // acme's events never reach globex
+    outsider
+        .send(json!({"type": "subscribe", "scope": "acme"}))
+        .await;
+    assert_eq!(outsider.error_code().await, "forbidden_scope");
+    outsider.quiet(200).await;
+
+    bob.send(json!({"type": "unsubscribe", "scope": "acme"}))
+        .await;
+    bob.ping().await;
+    alice
+        .send(json!({"type": "status_change", "status": "BUSY"}))
+        .await;
+    bob.quiet(300).await;
+}
+
+#[tokio::test]
+async fn graceful_shutdown_closes_every_socket_with_1001() {
+    let server = Server::start().await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    alice.expect("presence").await;
+    assert_eq!(server.routes.open_sockets(), 2);
+    server.routes.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(alice.closed().await.0, 1001);
+    assert_eq!(bob.closed().await.0, 1001);
+    assert_eq!(server.routes.open_sockets(), 0);
+}
+
+trait ClockNow {
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc>;
+}
+
+impl ClockNow for Server {
+    fn clock_now(&self) -> chrono::DateTime<chrono::Utc> {
+        use presence_core::Clock;
+        self.clock.now()
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_does_not_stall_the_others() {
+    let server = Server::start_with(presence_axum::SocketSettings {
+        send_timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .await;
+    let mut stuck = server.connect(&server.token("carol", "acme")).await;
+    stuck.handshake().await; // and never reads again
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let alice = presence_core::UserId::from("alice");
+    let _tab = server
+        .presence
+        .open_session(presence_core::SessionSpec::new("alice", "l").scope("acme"))
+        .await
+        .expect("open");
+    let changes = 20_000u64;
+    for n in 0..changes {
+        let status = if n % 2 == 0 {
+            presence_core::RequestedStatus::Busy
+        } else {
+            presence_core::RequestedStatus::Online
+        };
+        server
+            .presence
+            .set_status(&alice, status, None)
+            .await
+            .expect("set");
+    }
+    let last_v = changes + 1;
+    // Bob catches up, by events or (when he lagged) by fresh snapshots.
+    let started = std::time::Instant::now();
+    let mut seen_v = 0;
+    while seen_v < last_v {
+        let frame = bob.next().await;
+        match frame["type"].as_str() {
+            Some("presence") if frame["user_id"] == "alice" => {
+                seen_v = seen_v.max(frame["v"].as_u64().expect("v"));
+            }
+            Some("snapshot") => {
+                for user in frame["users"].as_array().expect("users") {
+                    if user["user_id"] == "alice" {
+                        seen_v = seen_v.max(user["v"].as_u64().expect("v"));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    bob.ping().await;
+    drop(stuck);
+}
