@@ -4,6 +4,7 @@
  * Plain ES2020, no build step, no dependencies. Either
  *
  *   <script src="/presence/client.js" data-autoconnect></script>   (instance: window.presence)
+ *   optional attributes: data-path="/ws/presence", data-activity-throttle-ms="15000"
  *
  * or
  *
@@ -645,8 +646,14 @@
   // document.currentScript is only set while this script first runs.
   const script = root.document && root.document.currentScript;
   if (script && script.hasAttribute && script.hasAttribute('data-autoconnect')) {
+    // Options may ride on the tag: data-path, data-activity-throttle-ms.
+    const options = {};
+    const path = script.getAttribute('data-path');
+    if (path) options.path = path;
+    const throttle = Number(script.getAttribute('data-activity-throttle-ms'));
+    if (throttle > 0) options.activityThrottleMs = throttle;
     whenReady(root.document, () => {
-      if (!root.presence) root.presence = Presence.connect();
+      if (!root.presence) root.presence = Presence.connect(options);
     });
   }
 })(typeof window !== 'undefined' ? window : undefined);

@@ -1,0 +1,113 @@
+//! `presence-demo`: the seed's app with presence that works. Sign in as two
+//! users of one organisation in two browsers and watch each other's dot
+//! follow you across pages, go AWAY when idle, BUSY when you say so, and
+//! OFFLINE when you leave.
+//!
+//! `cargo run --release -p presence-demo`, then open <http://127.0.0.1:3000>.
+//! Configuration comes from the environment (SPEC §7): `LISTEN_ADDR`,
+//! `PRESENCE_STORE_URL`, `PRESENCE_HEARTBEAT_INTERVAL`,
+//! `PRESENCE_SESSION_TTL`, `PRESENCE_AWAY_AFTER`, `PRESENCE_OFFLINE_AFTER`,
+//! `PRESENCE_LINGER` (durations like `500ms`, `30s`, `5m`),
+//! `PRESENCE_ALLOWED_ORIGINS` (comma-separated), and
+//! `PRESENCE_ACTIVITY_THROTTLE` (how often the browser reports input).
+
+mod accounts;
+mod app;
+mod auth;
+mod pages;
+mod settings;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use presence_axum::PresenceRoutes;
+use presence_core::Presence;
+
+use crate::accounts::Accounts;
+use crate::app::AppState;
+use crate::auth::CurrentLogin;
+use crate::settings::{Settings, StoreUrl};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                "presence_demo=info,presence_core=info,presence_axum=info".into()
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let settings = match Settings::from_env(|name| std::env::var(name).ok()) {
+        Ok(settings) => settings,
+        Err(bad) => {
+            eprintln!("presence-demo: bad configuration: {bad}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("presence-demo: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
+    let builder = Presence::builder().config(settings.presence);
+    let presence = match settings.store {
+        StoreUrl::Memory => builder.build().await?,
+    };
+    let routes = PresenceRoutes::<CurrentLogin>::new(presence.clone())
+        .snapshot_path("/api/presence")
+        .allowed_origins(settings.allowed_origins.clone());
+    let state = AppState {
+        accounts: Accounts::default(),
+        presence,
+        activity_throttle: settings.activity_throttle,
+    };
+    let app = app::router(state, &routes);
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let address = listener.local_addr()?;
+    // Tests read this line to learn the port.
+    println!("presence-demo listening on http://{address}");
+    std::io::stdout().flush()?;
+    let shutdown = async move {
+        stop_signal().await;
+        tracing::info!("shutting down: closing presence sockets");
+        routes.shutdown(Duration::from_secs(5)).await;
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

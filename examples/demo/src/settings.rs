@@ -1,0 +1,190 @@
+//! The demo's configuration, from the environment (SPEC §7). A bad value is
+//! an error naming the variable; `main` prints it and exits with code 2.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use presence_axum::AllowedOrigins;
+use presence_core::PresenceConfig;
+
+/// Everything the demo reads from its environment.
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) listen: SocketAddr,
+    pub(crate) store: StoreUrl,
+    pub(crate) presence: PresenceConfig,
+    pub(crate) allowed_origins: AllowedOrigins,
+    /// The browser client's least gap between `activity` messages.
+    pub(crate) activity_throttle: Duration,
+}
+
+/// Where presence state lives.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum StoreUrl {
+    Memory,
+}
+
+/// A variable with a value the demo cannot use.
+#[derive(Debug)]
+pub(crate) struct BadSetting {
+    pub(crate) variable: &'static str,
+    pub(crate) value: String,
+    pub(crate) why: String,
+}
+
+impl std::fmt::Display for BadSetting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={:?}: {}", self.variable, self.value, self.why)
+    }
+}
+
+impl Settings {
+    /// Reads the settings through `get` (the process environment in
+    /// `main`, a map in tests).
+    pub(crate) fn from_env(get: impl Fn(&str) -> Option<String>) -> Result<Self, BadSetting> {
+        let defaults = PresenceConfig::default();
+        let duration = |variable: &'static str, default: Duration| {
+            get(variable).map_or(Ok(default), |value| parse_duration(variable, &value))
+        };
+        let listen = match get("LISTEN_ADDR") {
+            None => SocketAddr::from(([127, 0, 0, 1], 3000)),
+            Some(value) => value.parse().map_err(|e| BadSetting {
+                variable: "LISTEN_ADDR",
+                why: format!("not a socket address like 127.0.0.1:3000 ({e})"),
+                value,
+            })?,
+        };
+        let store = parse_store(get("PRESENCE_STORE_URL"))?;
+        let presence = PresenceConfig {
+            heartbeat_interval: duration(
+                "PRESENCE_HEARTBEAT_INTERVAL",
+                defaults.heartbeat_interval,
+            )?,
+            session_ttl: duration("PRESENCE_SESSION_TTL", defaults.session_ttl)?,
+            away_after: duration("PRESENCE_AWAY_AFTER", defaults.away_after)?,
+            offline_after: duration("PRESENCE_OFFLINE_AFTER", defaults.offline_after)?,
+            linger: duration("PRESENCE_LINGER", defaults.linger)?,
+            ..defaults
+        };
+        presence.validate().map_err(|e| BadSetting {
+            variable: "PRESENCE_*",
+            value: format!("{presence:?}"),
+            why: e.to_string(),
+        })?;
+        // The client reports input at most this often: never so rarely that
+        // a user at the keyboard could turn AWAY.
+        let default_throttle = Duration::from_secs(15).min(presence.away_after / 4);
+        let activity_throttle = duration("PRESENCE_ACTIVITY_THROTTLE", default_throttle)?;
+        let mut allowed_origins = AllowedOrigins::same_origin();
+        if let Some(list) = get("PRESENCE_ALLOWED_ORIGINS") {
+            for origin in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                if !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                    return Err(BadSetting {
+                        variable: "PRESENCE_ALLOWED_ORIGINS",
+                        value: list.clone(),
+                        why: format!("{origin:?} is not an origin like https://app.example.com"),
+                    });
+                }
+                allowed_origins = allowed_origins.allow(origin);
+            }
+        }
+        Ok(Self {
+            listen,
+            store,
+            presence,
+            allowed_origins,
+            activity_throttle,
+        })
+    }
+}
+
+fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, BadSetting> {
+    let bad = |why: String| BadSetting {
+        variable,
+        value: value.to_owned(),
+        why,
+    };
+    let duration = humantime::parse_duration(value.trim())
+        .map_err(|e| bad(format!("not a duration like 500ms, 30s or 5m ({e})")))?;
+    if duration.is_zero() {
+        return Err(bad("must be more than zero".into()));
+    }
+    Ok(duration)
+}
+
+fn parse_store(url: Option<String>) -> Result<StoreUrl, BadSetting> {
+    let Some(url) = url.filter(|u| !u.trim().is_empty()) else {
+        return Ok(StoreUrl::Memory);
+    };
+    let bad = |why: &str| BadSetting {
+        variable: "PRESENCE_STORE_URL",
+        value: url.clone(),
+        why: why.to_owned(),
+    };
+    match url.split_once("://").map(|(scheme, _)| scheme) {
+        Some("memory") => Ok(StoreUrl::Memory),
+        Some("sqlite" | "postgres" | "postgresql" | "redis" | "rediss") => Err(bad(
+            "this store is not supported yet; use memory:// (the default)",
+        )),
+        _ => Err(bad(
+            "expected memory:// (sqlite://, postgres:// and redis:// are coming)",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> Result<Settings, BadSetting> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_env(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_nothing() {
+        let s = settings(&[]).expect("defaults");
+        assert_eq!(s.listen.to_string(), "127.0.0.1:3000");
+        assert_eq!(s.store, StoreUrl::Memory);
+        assert_eq!(s.presence, PresenceConfig::default());
+        assert_eq!(s.activity_throttle, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn humane_durations_are_read() {
+        let s = settings(&[
+            ("PRESENCE_HEARTBEAT_INTERVAL", "500ms"),
+            ("PRESENCE_SESSION_TTL", "2s"),
+            ("PRESENCE_AWAY_AFTER", "2s"),
+            ("PRESENCE_OFFLINE_AFTER", "5s"),
+            ("PRESENCE_LINGER", "1s"),
+        ])
+        .expect("valid");
+        assert_eq!(s.presence.heartbeat_interval, Duration::from_millis(500));
+        assert_eq!(s.presence.offline_after, Duration::from_secs(5));
+        assert_eq!(s.activity_throttle, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("LISTEN_ADDR", "localhost"),
+            ("PRESENCE_AWAY_AFTER", "soon"),
+            ("PRESENCE_LINGER", "0s"),
+            ("PRESENCE_STORE_URL", "redis://127.0.0.1"),
+            ("PRESENCE_STORE_URL", "mongodb://x"),
+            ("PRESENCE_ALLOWED_ORIGINS", "evil.example"),
+        ];
+        for (variable, value) in cases {
+            let error = settings(&[(variable, value)]).expect_err("refused");
+            assert_eq!(error.variable, variable, "{error}");
+        }
+        let error = settings(&[("PRESENCE_AWAY_AFTER", "1h")]).expect_err("away after offline");
+        assert!(error.to_string().contains("away"), "{error}");
+    }
+}

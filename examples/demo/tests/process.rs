@@ -1,0 +1,171 @@
+//! The demo as a process: configuration errors, the JSON API, the presence
+//! socket with a bearer token, and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const DEMO: &str = env!("CARGO_BIN_EXE_presence-demo");
+
+/// A running demo, killed when dropped.
+struct Demo {
+    child: Child,
+    base: String,
+}
+
+impl Demo {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let mut child = Command::new(DEMO)
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the demo starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("the listening line");
+        let base = line
+            .trim()
+            .strip_prefix("presence-demo listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        Self { child, base }
+    }
+
+    fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_bad_setting_is_a_clear_error_and_exit_code_2() {
+    for (variable, value, says) in [
+        ("PRESENCE_AWAY_AFTER", "soon", "PRESENCE_AWAY_AFTER"),
+        ("PRESENCE_LINGER", "-1s", "PRESENCE_LINGER"),
+        ("LISTEN_ADDR", "nowhere", "LISTEN_ADDR"),
+        (
+            "PRESENCE_STORE_URL",
+            "redis://127.0.0.1:6379",
+            "not supported yet",
+        ),
+        ("PRESENCE_OFFLINE_AFTER", "1s", "away"),
+    ] {
+        let output = Command::new(DEMO)
+            .env(variable, value)
+            .output()
+            .expect("the demo runs");
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{variable}={value}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn api_login_socket_snapshot_logout_and_sigterm() {
+    let mut demo = Demo::start(&[]);
+    let http = reqwest::Client::new();
+    let login = |name: &'static str, org: &'static str| {
+        http.post(format!("{}/api/login", demo.base))
+            .json(&json!({"username": name, "org": org}))
+            .send()
+    };
+    let alice: Value = login("Alice", "acme")
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(alice["user_id"], "alice");
+    let token = alice["token"].as_str().expect("token").to_owned();
+    let refused = login("ALICE", "globex").await.expect("login");
+    assert_eq!(refused.status(), 400, "usernames are unique");
+
+    let snapshot: Value = http
+        .get(format!("{}/api/presence?scope=acme", demo.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("snapshot")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        snapshot["users"][0]["user_id"], "alice",
+        "ONLINE at login: {snapshot}"
+    );
+    assert_eq!(snapshot["users"][0]["status"], "ONLINE");
+    let foreign = http
+        .get(format!("{}/api/presence?scope=globex", demo.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("snapshot");
+    assert_eq!(foreign.status(), 403);
+
+    let mut request = format!("{}/ws/presence", demo.base.replace("http://", "ws://"))
+        .into_client_request()
+        .expect("request");
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    let (mut socket, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("upgrade");
+    let frame = next_json(&mut socket).await;
+    assert_eq!(frame["type"], "hello");
+    assert_eq!(frame["heartbeat_interval_ms"], 30_000);
+    assert_eq!(next_json(&mut socket).await["type"], "snapshot");
+
+    demo.terminate();
+    let close = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed in time");
+    assert_eq!(close, Some(1001));
+    let status = tokio::task::spawn_blocking(move || demo.child.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    assert!(status.success(), "exits cleanly: {status}");
+}
+
+async fn next_json(
+    socket: &mut tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+) -> Value {
+    let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("a frame in time");
+    match frame {
+        Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).expect("json"),
+        other => panic!("expected a text frame, got {other:?}"),
+    }
+}
