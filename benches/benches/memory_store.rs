@@ -42,10 +42,12 @@ fn apply(
     at: DateTime<Utc>,
     config: &PresenceConfig,
 ) {
+    let node = NodeId::new("bench");
     let update = Update {
         user,
         op,
         now: at,
+        node: &node,
         config,
     };
     runtime

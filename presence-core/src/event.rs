@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::ids::{ScopeId, UserId};
 use crate::record::UserPresence;
 use crate::status::Status;
+use crate::store::Transition;
 
 /// One change of one user's effective status, told to one scope (SPEC §4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +23,26 @@ pub struct PresenceEvent {
     pub v: u64,
     /// When the change happened.
     pub at: DateTime<Utc>,
+}
+
+impl PresenceEvent {
+    /// The events of a transition, one per scope of the user; none when
+    /// observers see no change.
+    pub fn for_transition(transition: &Transition) -> impl Iterator<Item = PresenceEvent> + '_ {
+        let scopes: &[ScopeId] = if transition.changed() {
+            &transition.scopes
+        } else {
+            &[]
+        };
+        scopes.iter().map(|scope| PresenceEvent {
+            scope: scope.clone(),
+            user_id: transition.user.clone(),
+            status: transition.to,
+            last_seen: transition.last_seen,
+            v: transition.version,
+            at: transition.at,
+        })
+    }
 }
 
 /// The users of one scope as observers see them at one moment.

@@ -16,13 +16,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use dashmap::DashMap;
 use tokio::sync::{mpsc, watch};
 
 use crate::event::PresenceEvent;
-use crate::ids::{ScopeId, UserId};
+use crate::feed::ClusterFeed;
+use crate::ids::{NodeId, ScopeId, UserId};
 use crate::store::Transition;
 
 /// What a [`Subscription`] yields.
@@ -65,6 +66,10 @@ impl Mailbox {
 struct ScopeWatchers {
     whole: HashMap<SubscriberId, Mailbox>,
     by_user: HashMap<UserId, HashMap<SubscriberId, Mailbox>>,
+    /// With a cluster feed, events of one user may arrive twice or out of
+    /// order (from this node and from others): the last `v` delivered per
+    /// user lets the stale ones drop.
+    delivered_v: Mutex<HashMap<UserId, u64>>,
 }
 
 impl ScopeWatchers {
@@ -102,6 +107,8 @@ pub(crate) struct Hub {
     closed: watch::Sender<bool>,
     delivered: AtomicU64,
     dropped: AtomicU64,
+    /// The store's cluster feed, told which scopes this node watches.
+    feed: OnceLock<(Arc<dyn ClusterFeed>, NodeId)>,
 }
 
 impl Hub {
@@ -113,7 +120,17 @@ impl Hub {
             closed: watch::channel(false).0,
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            feed: OnceLock::new(),
         })
+    }
+
+    /// Tells `feed` which scopes this node watches, from now on (scopes
+    /// watched already are told at once).
+    pub(crate) fn attach_feed(&self, feed: Arc<dyn ClusterFeed>, node: NodeId) {
+        for scope in self.scopes.iter() {
+            feed.watch(&node, scope.key());
+        }
+        let _ = self.feed.set((feed, node));
     }
 
     pub(crate) fn subscribe(self: &Arc<Self>) -> Subscription {
@@ -138,38 +155,88 @@ impl Hub {
         if !transition.changed() {
             return;
         }
-        let (mut delivered, mut dropped) = (0, 0);
         for scope in &transition.scopes {
-            let Some(watchers) = self.scopes.get(scope) else {
-                continue;
-            };
-            let watchers = watchers.read().unwrap_or_else(|e| e.into_inner());
-            let by_user = watchers.by_user.get(&transition.user);
-            if watchers.whole.is_empty() && by_user.is_none() {
-                continue;
+            if self.scopes.contains_key(scope) {
+                self.deliver(PresenceEvent {
+                    scope: scope.clone(),
+                    user_id: transition.user.clone(),
+                    status: transition.to,
+                    last_seen: transition.last_seen,
+                    v: transition.version,
+                    at: transition.at,
+                });
             }
-            let event = Arc::new(PresenceEvent {
-                scope: scope.clone(),
-                user_id: transition.user.clone(),
-                status: transition.to,
-                last_seen: transition.last_seen,
-                v: transition.version,
-                at: transition.at,
-            });
-            let mailboxes = watchers
-                .whole
-                .values()
-                .chain(by_user.into_iter().flat_map(|m| m.values()));
-            for mailbox in mailboxes {
-                if mailbox.deliver(&event) {
-                    delivered += 1;
-                } else {
-                    dropped += 1;
-                }
+        }
+    }
+
+    /// Tells the watchers of `event.scope` (or of its user) about it,
+    /// unless a cluster feed already brought a version as new.
+    pub(crate) fn deliver(&self, event: PresenceEvent) {
+        let Some(watchers) = self.scopes.get(&event.scope) else {
+            return;
+        };
+        let watchers = watchers.read().unwrap_or_else(|e| e.into_inner());
+        let by_user = watchers.by_user.get(&event.user_id);
+        if watchers.whole.is_empty() && by_user.is_none() {
+            return;
+        }
+        if self.feed.get().is_some() {
+            let mut seen = watchers
+                .delivered_v
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let last = seen.entry(event.user_id.clone()).or_insert(0);
+            if event.v <= *last {
+                return;
+            }
+            *last = event.v;
+        }
+        let event = Arc::new(event);
+        let (mut delivered, mut dropped) = (0, 0);
+        let mailboxes = watchers
+            .whole
+            .values()
+            .chain(by_user.into_iter().flat_map(|m| m.values()));
+        for mailbox in mailboxes {
+            if mailbox.deliver(&event) {
+                delivered += 1;
+            } else {
+                dropped += 1;
             }
         }
         self.delivered.fetch_add(delivered, Ordering::Relaxed);
         self.dropped.fetch_add(dropped, Ordering::Relaxed);
+    }
+
+    /// Every subscriber may have missed events: each is told it lagged
+    /// (and re-reads its snapshots).
+    pub(crate) fn resync(&self) {
+        let wake = Arc::new(PresenceEvent {
+            scope: ScopeId::from(""),
+            user_id: UserId::from(""),
+            status: crate::status::Status::Offline,
+            last_seen: None,
+            v: 0,
+            at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        });
+        for entry in self.scopes.iter() {
+            let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+            watchers
+                .delivered_v
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            let mailboxes = watchers
+                .whole
+                .values()
+                .chain(watchers.by_user.values().flat_map(|m| m.values()));
+            for mailbox in mailboxes {
+                mailbox.lagged.store(true, Ordering::Release);
+                // Wakes a subscriber waiting on an empty queue; what it
+                // carries is discarded with the rest on `Lagged`.
+                let _ = mailbox.queue.try_send(wake.clone());
+            }
+        }
     }
 
     pub(crate) fn stats(&self) -> FanoutStats {
@@ -185,7 +252,15 @@ impl Hub {
     }
 
     fn add(&self, scope: &ScopeId, id: SubscriberId, mailbox: &Mailbox, watch: &Watch) {
-        let entry = self.scopes.entry(scope.clone()).or_default();
+        let entry = match self.scopes.entry(scope.clone()) {
+            dashmap::Entry::Occupied(entry) => entry.into_ref(),
+            dashmap::Entry::Vacant(entry) => {
+                if let Some((feed, node)) = self.feed.get() {
+                    feed.watch(node, scope);
+                }
+                entry.insert(RwLock::default())
+            }
+        };
         let mut watchers = entry.write().unwrap_or_else(|e| e.into_inner());
         match watch {
             Watch::Scope => {
@@ -214,12 +289,17 @@ impl Hub {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(id, users);
         }
-        self.scopes.remove_if(scope, |_, watchers| {
+        let removed = self.scopes.remove_if(scope, |_, watchers| {
             watchers
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
                 .is_empty()
         });
+        if removed.is_some()
+            && let Some((feed, node)) = self.feed.get()
+        {
+            feed.unwatch(node, scope);
+        }
     }
 }
 
@@ -279,24 +359,42 @@ impl Subscription {
 
     /// The next delivery, or `None` once the service has shut down.
     pub async fn recv(&mut self) -> Option<Delivery> {
-        if let Some(lagged) = self.take_lagged() {
-            return Some(lagged);
-        }
-        if *self.closed.borrow() {
-            return None;
-        }
-        tokio::select! {
-            event = self.receiver.recv() => event.map(Delivery::Event),
-            _ = self.closed.wait_for(|closed| *closed) => None,
+        loop {
+            if let Some(lagged) = self.take_lagged() {
+                return Some(lagged);
+            }
+            if *self.closed.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                event = self.receiver.recv() => event?,
+                _ = self.closed.wait_for(|closed| *closed) => return None,
+            };
+            // A resync wakes the subscriber through its queue with an
+            // event of version 0, which is no news.
+            if let Some(lagged) = self.take_lagged() {
+                return Some(lagged);
+            }
+            if event.v > 0 {
+                return Some(Delivery::Event(event));
+            }
         }
     }
 
     /// The next delivery if one is waiting.
     pub fn try_recv(&mut self) -> Option<Delivery> {
-        if let Some(lagged) = self.take_lagged() {
-            return Some(lagged);
+        loop {
+            if let Some(lagged) = self.take_lagged() {
+                return Some(lagged);
+            }
+            let event = self.receiver.try_recv().ok()?;
+            if let Some(lagged) = self.take_lagged() {
+                return Some(lagged);
+            }
+            if event.v > 0 {
+                return Some(Delivery::Event(event));
+            }
         }
-        self.receiver.try_recv().ok().map(Delivery::Event)
     }
 
     fn take_lagged(&mut self) -> Option<Delivery> {
@@ -329,5 +427,79 @@ impl fmt::Debug for Subscription {
             .field("id", &self.id)
             .field("watches", &self.watches)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::status::Status;
+
+    fn event(user: &str, v: u64) -> PresenceEvent {
+        PresenceEvent {
+            scope: "acme".into(),
+            user_id: user.into(),
+            status: Status::Online,
+            last_seen: None,
+            v,
+            at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        }
+    }
+
+    #[derive(Debug)]
+    struct SilentFeed;
+
+    #[async_trait::async_trait]
+    impl ClusterFeed for SilentFeed {
+        async fn join(
+            &self,
+            _: &NodeId,
+            _: Arc<dyn crate::feed::FeedSink>,
+        ) -> Result<(), crate::store::StoreError> {
+            Ok(())
+        }
+        fn leave(&self, _: &NodeId) {}
+        fn watch(&self, _: &NodeId, _: &ScopeId) {}
+        fn unwatch(&self, _: &NodeId, _: &ScopeId) {}
+    }
+
+    #[tokio::test]
+    async fn with_a_feed_duplicates_and_stragglers_are_dropped() {
+        let hub = Hub::new(16);
+        hub.attach_feed(Arc::new(SilentFeed), NodeId::new("a"));
+        let mut subscription = hub.subscribe();
+        subscription.watch_scope("acme".into());
+        for v in [1, 1, 3, 2, 4] {
+            hub.deliver(event("alice", v));
+        }
+        hub.deliver(event("bob", 1));
+        let mut seen = Vec::new();
+        while let Some(Delivery::Event(e)) = subscription.try_recv() {
+            seen.push((e.user_id.to_string(), e.v));
+        }
+        let expected: Vec<(String, u64)> = vec![
+            ("alice".into(), 1),
+            ("alice".into(), 3),
+            ("alice".into(), 4),
+            ("bob".into(), 1),
+        ];
+        assert_eq!(seen, expected);
+    }
+
+    #[tokio::test]
+    async fn a_resync_wakes_a_waiting_subscriber_with_lagged() {
+        let hub = Hub::new(16);
+        let mut subscription = hub.subscribe();
+        subscription.watch_scope("acme".into());
+        let waiting = tokio::spawn(async move { subscription.recv().await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        hub.resync();
+        let delivery = tokio::time::timeout(Duration::from_secs(1), waiting)
+            .await
+            .expect("woken")
+            .expect("join");
+        assert_eq!(delivery, Some(Delivery::Lagged));
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
-use crate::ids::{ScopeId, UserId};
+use crate::ids::{NodeName, ScopeId, SessionId, UserId};
 use crate::record::{Linger, SessionRecord, Shown, UserOp, UserRecord};
 use crate::status::{ManualStatus, Status};
 use crate::store::Transition;
@@ -67,6 +67,11 @@ pub fn apply(
     config: &PresenceConfig,
 ) -> Result<Transition, OpError> {
     check(record, op, now, config)?;
+    let holders: Vec<(SessionId, NodeName)> = record
+        .sessions
+        .iter()
+        .map(|s| (s.id.clone(), s.node.name.clone()))
+        .collect();
     let from = record.shown.status;
     let sessions_before = record.sessions.len();
     let mut ended_sessions = settle(record, now, config);
@@ -164,6 +169,16 @@ pub fn apply(
         present: is_present(record),
         first_session: open_before_op == 0 && !record.sessions.is_empty(),
         last_session: sessions_before > 0 && record.sessions.is_empty(),
+        ended_nodes: ended_sessions
+            .iter()
+            .map(|id| {
+                holders
+                    .iter()
+                    .find(|(held, _)| held == id)
+                    .map(|(_, node)| node.clone())
+                    .unwrap_or_else(|| NodeName::from(""))
+            })
+            .collect(),
         ended_sessions,
         next_deadline: next_deadline(record, now, config),
     })

@@ -12,16 +12,17 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
 use crate::config::PresenceConfig;
-use crate::ids::{NodeName, ScopeId, SessionId, UserId};
+use crate::feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
+use crate::ids::{NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::machine;
-use crate::record::{UserPresence, UserRecord, UserView};
+use crate::record::{UserOp, UserPresence, UserRecord, UserView};
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
 /// Shards of the deadline index: enough that two cores rarely meet on one.
@@ -35,6 +36,67 @@ pub struct MemoryStore {
     scopes: DashMap<ScopeId, HashSet<UserId>>,
     nodes: DashMap<NodeName, HashSet<UserId>>,
     deadlines: DeadlineIndex,
+    feed: Arc<MemoryFeed>,
+}
+
+/// The feed of services sharing one memory store in one process: a change
+/// is handed to the other nodes' sinks while its user is still locked, so
+/// they see each user's changes in order.
+#[derive(Default)]
+struct MemoryFeed {
+    nodes: RwLock<Vec<(NodeId, Arc<dyn FeedSink>)>>,
+}
+
+impl fmt::Debug for MemoryFeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        f.debug_list()
+            .entries(nodes.iter().map(|(node, _)| node))
+            .finish()
+    }
+}
+
+impl MemoryFeed {
+    fn broadcast(&self, origin: &NodeId, transition: &Transition, op: &UserOp) {
+        let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
+        if nodes.iter().all(|(node, _)| node.name == origin.name) {
+            return;
+        }
+        let broadcast = Broadcast::of(transition, op);
+        for (node, sink) in nodes.iter().filter(|(node, _)| node.name != origin.name) {
+            for event in &broadcast.events {
+                sink.deliver(FeedMessage::Event(event.clone()));
+            }
+            for (holder, sessions) in &broadcast.ended {
+                if *holder == node.name {
+                    sink.deliver(FeedMessage::SessionsEnded {
+                        sessions: sessions.clone(),
+                        reason: broadcast.reason,
+                    });
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl ClusterFeed for MemoryFeed {
+    async fn join(&self, node: &NodeId, sink: Arc<dyn FeedSink>) -> Result<(), StoreError> {
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        nodes.retain(|(joined, _)| joined.name != node.name);
+        nodes.push((node.clone(), sink));
+        Ok(())
+    }
+
+    fn leave(&self, node: &NodeId) {
+        let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
+        nodes.retain(|(joined, _)| joined != node);
+    }
+
+    // Every node gets every event; its hub keeps those it watches.
+    fn watch(&self, _: &NodeId, _: &ScopeId) {}
+
+    fn unwatch(&self, _: &NodeId, _: &ScopeId) {}
 }
 
 struct UserSlot {
@@ -68,6 +130,7 @@ impl MemoryStore {
             scopes: DashMap::new(),
             nodes: DashMap::new(),
             deadlines: DeadlineIndex::new(),
+            feed: Arc::default(),
         }
     }
 
@@ -170,6 +233,7 @@ impl PresenceStore for MemoryStore {
             update.config,
         )?;
         self.reindex(&slot, &mut state, &transition);
+        self.feed.broadcast(update.node, &transition, update.op);
         Ok(transition)
     }
 
@@ -226,6 +290,10 @@ impl PresenceStore for MemoryStore {
             .get(node)
             .map(|users| users.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
+        Some(self.feed.clone())
     }
 }
 

@@ -8,6 +8,7 @@ use tokio::sync::watch;
 
 use crate::error::Error;
 use crate::ids::{LoginId, ScopeId, SessionId, UserId};
+use crate::record::UserOp;
 use crate::service::Presence;
 
 /// A session to open: whose it is, under which login, in which scopes.
@@ -76,11 +77,12 @@ impl SessionSpec {
 }
 
 /// Why a session ended without its holder closing it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SessionEnd {
     /// Its login logged out (or the user logged out everywhere).
     LoggedOut,
     /// Its heartbeats lapsed, or a restarted node cleared it.
+    #[default]
     Lapsed,
     /// It was closed through the service rather than through this handle.
     Closed,
@@ -90,6 +92,17 @@ pub enum SessionEnd {
     /// client resuming its session) took the session over; this handle no
     /// longer controls it, and dropping it closes nothing.
     Replaced,
+}
+
+impl SessionEnd {
+    /// Why the sessions a change ended have ended.
+    pub fn for_op(op: &UserOp) -> Self {
+        match op {
+            UserOp::Logout { .. } | UserOp::LogoutEverywhere => SessionEnd::LoggedOut,
+            UserOp::Close { .. } => SessionEnd::Closed,
+            _ => SessionEnd::Lapsed,
+        }
+    }
 }
 
 /// A live session. Heartbeat and report activity through it; dropping it

@@ -22,13 +22,15 @@
 
 use std::error::Error as StdError;
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::config::PresenceConfig;
-use crate::ids::{NodeName, ScopeId, SessionId, UserId};
+use crate::feed::ClusterFeed;
+use crate::ids::{NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::machine::OpError;
 use crate::record::{UserOp, UserPresence, UserView};
 use crate::status::Status;
@@ -61,6 +63,8 @@ pub struct Transition {
     pub last_session: bool,
     /// Sessions this change ended (closed, logged out, lapsed, cleared).
     pub ended_sessions: Vec<SessionId>,
+    /// The node holding each of `ended_sessions`, in the same order.
+    pub ended_nodes: Vec<NodeName>,
     /// When time alone will change this user next, if ever.
     pub next_deadline: Option<DateTime<Utc>>,
 }
@@ -116,6 +120,8 @@ pub struct Update<'a> {
     pub op: &'a UserOp,
     /// The time of the change, from the service's clock.
     pub now: DateTime<Utc>,
+    /// The node making the change (its feed does not echo it back).
+    pub node: &'a NodeId,
     /// The rules to apply it with.
     pub config: &'a PresenceConfig,
 }
@@ -126,6 +132,7 @@ impl fmt::Debug for Update<'_> {
             .field("user", self.user)
             .field("op", self.op)
             .field("now", &self.now)
+            .field("node", self.node)
             .finish()
     }
 }
@@ -173,4 +180,10 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
 
     /// The users that hold sessions opened by any incarnation of `node`.
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError>;
+
+    /// The feed between the nodes sharing this store (see [`crate::feed`]),
+    /// if several services may share it.
+    fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
+        None
+    }
 }

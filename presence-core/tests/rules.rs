@@ -447,8 +447,13 @@ async fn a_node_that_dies_leaves_no_ghost_and_its_restart_clears_its_sessions() 
         Status::Online,
         "one store, one presence"
     );
-    // The memory store has no cross-node feed: a node publishes what it applies.
-    assert_eq!(drain(&mut events), vec![ev("carol", Status::Online, 1)]);
+    let mut online: Vec<_> = drain(&mut events).into_iter().map(|e| e.0).collect();
+    online.sort();
+    assert_eq!(
+        online,
+        vec!["alice", "bob", "carol"],
+        "changes made on the other node arrive"
+    );
 
     // Alice's lapses are found by the surviving node's sweeper.
     survivor.advance(20).await;
@@ -488,7 +493,11 @@ async fn graceful_shutdown_tells_session_holders_and_users_linger() {
     // The client reconnects to the other node inside the linger: no flicker.
     let _moved = staying.tab("alice", "l1").await;
     staying.advance(10).await;
-    assert!(drain(&mut events).is_empty(), "no OFFLINE blip");
+    assert_eq!(
+        drain(&mut events),
+        vec![ev("alice", Status::Online, 1)],
+        "no OFFLINE blip"
+    );
     let alice = staying
         .presence
         .status(&"alice".into())
@@ -585,4 +594,30 @@ async fn an_http_mark_that_arrives_after_logout_does_not_bring_the_login_back() 
             .expect("late mark")
     );
     assert_eq!(w.status("alice").await, Status::Offline);
+}
+
+#[tokio::test]
+async fn a_logout_on_one_node_ends_the_sessions_held_by_another() {
+    let store: Arc<dyn PresenceStore> = Arc::new(MemoryStore::new());
+    let a = World::on(store.clone(), "node-a").await;
+    let b = World::on(store, "node-b").await;
+    let mut events = b.watch("acme").await;
+    let mut socket_on_a = a.tab("alice", "laptop").await;
+    let _phone_on_b = b.tab("alice", "phone").await;
+    b.presence
+        .logout(&"alice".into(), &"laptop".into())
+        .await
+        .expect("logout");
+    assert_eq!(socket_on_a.ended().await, SessionEnd::LoggedOut);
+    b.presence
+        .logout(&"alice".into(), &"phone".into())
+        .await
+        .expect("logout");
+    assert_eq!(
+        drain(&mut events),
+        vec![
+            ev("alice", Status::Online, 1),
+            ev("alice", Status::Offline, 2)
+        ]
+    );
 }

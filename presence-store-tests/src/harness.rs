@@ -64,6 +64,7 @@ impl Harness {
                 user: &user,
                 op: &op,
                 now: self.at(seconds),
+                node: &self.node,
                 config: &self.config,
             })
             .await

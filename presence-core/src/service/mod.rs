@@ -17,6 +17,7 @@ use crate::clock::Clock;
 use crate::config::PresenceConfig;
 use crate::error::Error;
 use crate::fanout::{FanoutStats, Hub};
+use crate::feed::{FeedMessage, FeedSink};
 use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
 use crate::record::{NewSession, UserOp, UserPresence};
@@ -73,12 +74,46 @@ pub(crate) struct Inner {
 struct LocalSession {
     generation: u64,
     ended: watch::Sender<Option<SessionEnd>>,
+    /// How it was opened, to register it again after a feed resync.
+    user: UserId,
+    opened: NewSession,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
         self.sweeper.stop();
         self.hub.close();
+        if let Some(feed) = self.store.cluster_feed() {
+            feed.leave(&self.node);
+        }
+    }
+}
+
+/// Where the store's cluster feed delivers this node's messages.
+struct NodeSink {
+    inner: std::sync::Weak<Inner>,
+}
+
+impl FeedSink for NodeSink {
+    fn deliver(&self, message: FeedMessage) {
+        let Some(inner) = self.inner.upgrade() else {
+            return;
+        };
+        let presence = Presence::from_inner(inner);
+        match message {
+            FeedMessage::Event(event) => presence.inner.hub.deliver(event),
+            FeedMessage::SessionsEnded { sessions, reason } => {
+                for session in &sessions {
+                    presence.end_local(session, reason);
+                }
+            }
+            FeedMessage::Resync => {
+                presence.inner.hub.resync();
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(async move { presence.register_local_sessions().await });
+                }
+            }
+        }
     }
 }
 
@@ -118,6 +153,18 @@ impl Presence {
             shut_down: AtomicBool::new(false),
         });
         let presence = Presence { inner };
+        if let Some(feed) = presence.inner.store.cluster_feed() {
+            presence
+                .inner
+                .hub
+                .attach_feed(feed.clone(), presence.inner.node.clone());
+            let sink = Arc::new(NodeSink {
+                inner: Arc::downgrade(&presence.inner),
+            });
+            presence
+                .timed(feed.join(&presence.inner.node, sink))
+                .await?;
+        }
         presence.clear_previous_incarnation().await?;
         timers::spawn(
             Arc::downgrade(&presence.inner),
@@ -162,19 +209,22 @@ impl Presence {
             .inner
             .handle_generations
             .fetch_add(1, Ordering::Relaxed);
-        let local = LocalSession {
-            generation,
-            ended: ended_tx,
-        };
-        // Registered first, so an end that races the open is not missed.
-        let replaced = self.inner.local_sessions.insert(id.clone(), local);
-        let op = UserOp::Open(NewSession {
+        let opened = NewSession {
             id: id.clone(),
             login: spec.login.clone(),
             node: self.inner.node.clone(),
             scopes: spec.scopes,
             metadata: spec.metadata,
-        });
+        };
+        let local = LocalSession {
+            generation,
+            ended: ended_tx,
+            user: spec.user.clone(),
+            opened: opened.clone(),
+        };
+        // Registered first, so an end that races the open is not missed.
+        let replaced = self.inner.local_sessions.insert(id.clone(), local);
+        let op = UserOp::Open(opened);
         if let Err(error) = self.change(&spec.user, op).await {
             self.forget_local(&id, generation);
             if let Some(older) = replaced {
@@ -377,6 +427,28 @@ impl Presence {
         self.close_node_sessions().await;
         self.inner.sweeper.stop();
         self.inner.hub.close();
+        if let Some(feed) = self.inner.store.cluster_feed() {
+            feed.leave(&self.inner.node);
+        }
+    }
+
+    /// Opens again every session this node holds: after the store's feed
+    /// resynced, the store may have lost them (it restarted empty); opening
+    /// a live session id only refreshes it.
+    async fn register_local_sessions(&self) {
+        let sessions: Vec<(UserId, NewSession)> = self
+            .inner
+            .local_sessions
+            .iter()
+            .map(|entry| (entry.user.clone(), entry.opened.clone()))
+            .collect();
+        let count = sessions.len();
+        for (user, opened) in sessions {
+            if let Err(error) = self.change(&user, UserOp::Open(opened)).await {
+                tracing::warn!(%user, %error, "registering a live session again failed");
+            }
+        }
+        tracing::info!(node = %self.inner.node, sessions = count, "live sessions registered again after a resync");
     }
 
     /// One sweep at `now`: refreshes every due user and returns the next
@@ -474,6 +546,7 @@ impl Presence {
             user,
             op: &op,
             now,
+            node: &self.inner.node,
             config: &self.inner.config,
         };
         let transition = self.timed(self.inner.store.apply(update)).await?;
@@ -484,11 +557,7 @@ impl Presence {
             );
         }
         self.inner.hub.publish(&transition);
-        let reason = match op {
-            UserOp::Logout { .. } | UserOp::LogoutEverywhere => SessionEnd::LoggedOut,
-            UserOp::Close { .. } => SessionEnd::Closed,
-            _ => SessionEnd::Lapsed,
-        };
+        let reason = SessionEnd::for_op(&op);
         for session in &transition.ended_sessions {
             self.end_local(session, reason);
         }

@@ -1,0 +1,106 @@
+//! The cluster feed: how the nodes sharing one store tell each other what
+//! changed.
+//!
+//! Each node's service joins its store's feed (if the store has one) with a
+//! [`FeedSink`]. A change applied on one node reaches the others as
+//! [`FeedMessage::Event`]s for the scopes they watch, and sessions it ended
+//! that another node holds (a logout on node B of a login whose socket is on
+//! node A; a lapse found by B's sweeper) reach their holder as
+//! [`FeedMessage::SessionsEnded`]. A feed that may have lost messages (its
+//! connection dropped) sends [`FeedMessage::Resync`]: every watcher then
+//! re-reads its snapshot, and the node re-registers its live sessions.
+//!
+//! Nodes deliver in per-user order using versions: an event whose `v` is
+//! not newer than the last one delivered for that user and scope is dropped,
+//! so duplicates and stragglers from racing nodes never reach a watcher.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::event::PresenceEvent;
+use crate::ids::{NodeId, NodeName, ScopeId, SessionId};
+use crate::record::UserOp;
+use crate::session::SessionEnd;
+use crate::store::{StoreError, Transition};
+
+/// What a feed tells one node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FeedMessage {
+    /// A change told in a scope (made by another node).
+    Event(PresenceEvent),
+    /// Sessions this node holds were ended by another node.
+    SessionsEnded {
+        /// The sessions.
+        sessions: Vec<SessionId>,
+        /// Why they ended.
+        reason: SessionEnd,
+    },
+    /// Messages may have been lost: watchers must re-read their snapshots,
+    /// and the node re-registers its live sessions (the store may have lost
+    /// them too).
+    Resync,
+}
+
+/// Where a feed delivers a node's messages. Must not block: it is called
+/// with the user's change still in progress, to keep per-user order.
+pub trait FeedSink: Send + Sync {
+    /// Takes one message.
+    fn deliver(&self, message: FeedMessage);
+}
+
+/// A store's channel between the nodes that share it.
+#[async_trait]
+pub trait ClusterFeed: Send + Sync + std::fmt::Debug {
+    /// Starts delivering `node`'s messages to `sink`.
+    async fn join(&self, node: &NodeId, sink: Arc<dyn FeedSink>) -> Result<(), StoreError>;
+
+    /// Stops delivering to `node` (it is shutting down).
+    fn leave(&self, node: &NodeId);
+
+    /// `node` now has local watchers of `scope`: deliver its events there.
+    /// Feeds that deliver every event to every node may ignore this.
+    fn watch(&self, node: &NodeId, scope: &ScopeId);
+
+    /// `node` has no local watcher of `scope` any more.
+    fn unwatch(&self, node: &NodeId, scope: &ScopeId);
+}
+
+/// What one transition tells the other nodes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Broadcast {
+    /// One event per scope of the user, if observers must be told.
+    pub events: Vec<PresenceEvent>,
+    /// The sessions the change ended, grouped by the node holding them.
+    pub ended: Vec<(NodeName, Vec<SessionId>)>,
+    /// Why they ended.
+    pub reason: SessionEnd,
+}
+
+impl Broadcast {
+    /// What `transition`, the result of `op`, tells the cluster.
+    pub fn of(transition: &Transition, op: &UserOp) -> Self {
+        let events = PresenceEvent::for_transition(transition).collect();
+        let mut ended: Vec<(NodeName, Vec<SessionId>)> = Vec::new();
+        for (session, node) in transition
+            .ended_sessions
+            .iter()
+            .zip(&transition.ended_nodes)
+        {
+            match ended.iter_mut().find(|(name, _)| name == node) {
+                Some((_, sessions)) => sessions.push(session.clone()),
+                None => ended.push((node.clone(), vec![session.clone()])),
+            }
+        }
+        Self {
+            events,
+            ended,
+            reason: SessionEnd::for_op(op),
+        }
+    }
+
+    /// Whether there is nothing to tell.
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.ended.is_empty()
+    }
+}
