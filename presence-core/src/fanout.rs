@@ -211,6 +211,27 @@ impl Hub {
     /// Every subscriber may have missed events: each is told it lagged
     /// (and re-reads its snapshots).
     pub(crate) fn resync(&self) {
+        for entry in self.scopes.iter() {
+            // The store may have restarted empty, its versions from zero.
+            entry
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .delivered_v
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+            Self::lag_all(&entry);
+        }
+    }
+
+    /// The watchers of `scope` may have missed events.
+    pub(crate) fn resync_scope(&self, scope: &ScopeId) {
+        if let Some(entry) = self.scopes.get(scope) {
+            Self::lag_all(&entry);
+        }
+    }
+
+    fn lag_all(watchers: &RwLock<ScopeWatchers>) {
         let wake = Arc::new(PresenceEvent {
             scope: ScopeId::from(""),
             user_id: UserId::from(""),
@@ -219,23 +240,16 @@ impl Hub {
             v: 0,
             at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         });
-        for entry in self.scopes.iter() {
-            let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
-            watchers
-                .delivered_v
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-            let mailboxes = watchers
-                .whole
-                .values()
-                .chain(watchers.by_user.values().flat_map(|m| m.values()));
-            for mailbox in mailboxes {
-                mailbox.lagged.store(true, Ordering::Release);
-                // Wakes a subscriber waiting on an empty queue; what it
-                // carries is discarded with the rest on `Lagged`.
-                let _ = mailbox.queue.try_send(wake.clone());
-            }
+        let watchers = watchers.read().unwrap_or_else(|e| e.into_inner());
+        let mailboxes = watchers
+            .whole
+            .values()
+            .chain(watchers.by_user.values().flat_map(|m| m.values()));
+        for mailbox in mailboxes {
+            mailbox.lagged.store(true, Ordering::Release);
+            // Wakes a subscriber waiting on an empty queue; what it carries
+            // is discarded with the rest on `Lagged`.
+            let _ = mailbox.queue.try_send(wake.clone());
         }
     }
 

@@ -36,6 +36,9 @@ pub enum FeedMessage {
         /// Why they ended.
         reason: SessionEnd,
     },
+    /// Events of this scope may have been missed (the feed has only just
+    /// started listening to it): its watchers re-read their snapshot.
+    ScopeLagged(ScopeId),
     /// Messages may have been lost: watchers must re-read their snapshots,
     /// and the node re-registers its live sessions (the store may have lost
     /// them too).

@@ -1,8 +1,78 @@
-//! A Redis store for `presence-core` that makes several app servers one
-//! presence cluster (in progress: the `presence-redis` issue fills this
-//! crate; until then it only re-exports the core contract it will implement).
+//! A Redis store for presence: point several app servers at one Redis and
+//! they are one presence cluster. A user connected to any node is seen from
+//! every node, and a node that dies leaves no ghost.
+//!
+//! ```no_run
+//! use presence_core::{NodeId, Presence};
+//! use presence_redis::{RedisConfig, RedisStore};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = RedisStore::connect(RedisConfig::new("redis://127.0.0.1:6379").prefix("myapp")).await?;
+//! let presence = Presence::builder()
+//!     .store(store)
+//!     // A stable name per server: a restarted server clears what it left.
+//!     .node(NodeId::new("web-1"))
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # How it works
+//!
+//! - **Atomic changes, logic in core.** A change reads the user's record,
+//!   runs [`presence_core::machine::apply`] on it in Rust, and writes the
+//!   result with one Lua script that first checks the record's revision
+//!   (compare-and-set) and then writes the record, the deadline index, the
+//!   scope and node sets, and publishes the events, in one atomic step. A
+//!   conflict (another node changed the user meanwhile) recomputes from the
+//!   fresh record. No status logic lives in Lua.
+//! - **Cheap heartbeats.** A heartbeat is answered from memory (this process
+//!   knows the sessions it opened) and written in one batch per
+//!   [`RedisConfig::flush_interval`]: one script call per batch, not per
+//!   heartbeat. A session another node ended is found gone at the next
+//!   batch (or told at once through the feed), and its next heartbeat fails.
+//! - **Liveness.** Heartbeats are scores in a per-user sorted set; every
+//!   user's next deadline (lapse, linger end, away, offline, manual expiry)
+//!   is a score in one global sorted set. Any live node's sweeper takes the
+//!   due users from it, so a node killed with `kill -9` has its users
+//!   OFFLINE after `session_ttl` plus the linger and one sweep; only the node
+//!   whose compare-and-set wins publishes each change. A restarted node
+//!   clears what its previous incarnation left (through the node's user
+//!   set). No SCAN or KEYS anywhere; no keyspace notifications.
+//! - **Cross-node events.** Changes are published on one channel per scope
+//!   (`PREFIX:ev:SCOPE`); a node subscribes only to the scopes its local
+//!   watchers use, drops its own echoes and stale versions, and delivers in
+//!   per-user order. Sessions ended by another node (a logout there) are
+//!   told to their holder on `PREFIX:end:NODE`. When the pub/sub connection
+//!   drops and returns, every watcher gets a fresh snapshot and the node
+//!   registers its live sessions again (Redis may have restarted empty).
+//! - **Redis down.** Calls fail with a typed [`presence_core::StoreError`]
+//!   within [`RedisConfig::response_timeout`]; the connection manager
+//!   reconnects by itself.
+//!
+//! # Keys
+//!
+//! Everything lives under [`RedisConfig::prefix`]: `PREFIX:{USER}:rec`
+//! (hash: record JSON and revision), `PREFIX:{USER}:hb` (sorted set:
+//! session → heartbeat ms), `PREFIX:due` (sorted set: user → next deadline
+//! ms), `PREFIX:scope:SCOPE` and `PREFIX:node:NODE` (sets of users). Times
+//! are the services' clocks (ms since the epoch): keep node clocks in sync
+//! (NTP); a skew shortens or lengthens lapses by as much.
+//!
+//! The scripts touch the scope and node sets without declaring them as
+//! keys, so this store needs a standalone Redis (or a primary with
+//! replicas), not Redis Cluster.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub use presence_core::PresenceStore;
+mod config;
+mod error;
+mod feed;
+mod heartbeats;
+mod keys;
+mod scripts;
+mod store;
+
+pub use config::RedisConfig;
+pub use store::RedisStore;

@@ -107,6 +107,7 @@ impl FeedSink for NodeSink {
                     presence.end_local(session, reason);
                 }
             }
+            FeedMessage::ScopeLagged(scope) => presence.inner.hub.resync_scope(&scope),
             FeedMessage::Resync => {
                 presence.inner.hub.resync();
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {

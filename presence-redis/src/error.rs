@@ -1,0 +1,23 @@
+//! Redis failures as the core's [`StoreError`].
+
+use std::time::Duration;
+
+use presence_core::StoreError;
+
+/// Sorts a Redis failure: unreachable, too slow (past `timeout`), or
+/// anything else.
+pub(crate) fn store_error(error: redis::RedisError, timeout: Duration) -> StoreError {
+    if error.is_timeout() {
+        StoreError::Timeout(timeout)
+    } else if error.is_io_error() || error.is_connection_dropped() || error.is_connection_refusal()
+    {
+        StoreError::Unavailable(Box::new(error))
+    } else {
+        StoreError::Backend(Box::new(error))
+    }
+}
+
+/// Stored data that does not decode.
+pub(crate) fn corrupt(error: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(Box::new(error))
+}

@@ -1,0 +1,329 @@
+//! The cluster feed on Redis pub/sub.
+//!
+//! A transition's events are published on per-scope channels and the
+//! sessions it ended on a per-node channel, by the same script that writes
+//! the change (so each change is published once, in per-user order). A
+//! node subscribes only to the scopes its local watchers use and to its own
+//! node channel. When the pub/sub connection drops, the feed reconnects and
+//! tells every node to resync: watchers re-read snapshots, live sessions
+//! are registered again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use presence_core::{
+    ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, PresenceEvent, ScopeId, SessionEnd,
+    SessionId, StoreError,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::heartbeats::LocalSessions;
+use crate::keys::Keys;
+
+/// An event as published: who made it, and the event.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EventMessage {
+    /// The node that made the change (it already told its own watchers).
+    pub(crate) o: String,
+    pub(crate) e: PresenceEvent,
+}
+
+/// Sessions of one node ended by another.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EndedMessage {
+    pub(crate) s: Vec<SessionId>,
+    /// `logout`, `closed` or `lapsed`.
+    pub(crate) r: String,
+}
+
+pub(crate) fn reason_name(reason: SessionEnd) -> &'static str {
+    match reason {
+        SessionEnd::LoggedOut => "logout",
+        SessionEnd::Closed => "closed",
+        _ => "lapsed",
+    }
+}
+
+fn reason_of(name: &str) -> SessionEnd {
+    match name {
+        "logout" => SessionEnd::LoggedOut,
+        "closed" => SessionEnd::Closed,
+        _ => SessionEnd::Lapsed,
+    }
+}
+
+/// The nodes of this process that joined, and what they watch.
+#[derive(Default)]
+struct Joined {
+    nodes: Vec<(NodeId, Arc<dyn FeedSink>)>,
+    /// scope → nodes of this process watching it
+    watching: HashMap<ScopeId, Vec<NodeName>>,
+}
+
+enum Command {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// The Redis feed of one store.
+pub(crate) struct RedisFeed {
+    client: redis::Client,
+    keys: Keys,
+    local: Arc<LocalSessions>,
+    joined: Arc<Mutex<Joined>>,
+    commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
+}
+
+impl std::fmt::Debug for RedisFeed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFeed").finish_non_exhaustive()
+    }
+}
+
+impl RedisFeed {
+    pub(crate) fn new(client: redis::Client, keys: Keys, local: Arc<LocalSessions>) -> Self {
+        Self {
+            client,
+            keys,
+            local,
+            joined: Arc::default(),
+            commands: Mutex::new(None),
+        }
+    }
+
+    fn send(&self, command: Command) {
+        if let Some(commands) = &*self.commands.lock().unwrap_or_else(|e| e.into_inner()) {
+            let _ = commands.send(command);
+        }
+    }
+
+    /// Starts the listener task once (on the first join).
+    fn start(&self) {
+        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
+        if commands.is_some() {
+            return;
+        }
+        let (sender, receiver) = mpsc::unbounded_channel();
+        *commands = Some(sender);
+        let listener = Listener {
+            client: self.client.clone(),
+            keys: self.keys.clone(),
+            local: self.local.clone(),
+            joined: self.joined.clone(),
+        };
+        tokio::spawn(listener.run(receiver));
+    }
+}
+
+#[async_trait]
+impl ClusterFeed for RedisFeed {
+    async fn join(&self, node: &NodeId, sink: Arc<dyn FeedSink>) -> Result<(), StoreError> {
+        {
+            let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+            joined.nodes.retain(|(n, _)| n.name != node.name);
+            joined.nodes.push((node.clone(), sink));
+        }
+        self.start();
+        self.send(Command::Subscribe(self.keys.node_channel(&node.name)));
+        Ok(())
+    }
+
+    fn leave(&self, node: &NodeId) {
+        let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+        joined.nodes.retain(|(n, _)| n != node);
+        for nodes in joined.watching.values_mut() {
+            nodes.retain(|name| *name != node.name);
+        }
+    }
+
+    fn watch(&self, node: &NodeId, scope: &ScopeId) {
+        let first = {
+            let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+            let nodes = joined.watching.entry(scope.clone()).or_default();
+            let first = nodes.is_empty();
+            if !nodes.contains(&node.name) {
+                nodes.push(node.name.clone());
+            }
+            first
+        };
+        if first {
+            self.send(Command::Subscribe(self.keys.scope_channel(scope)));
+        }
+    }
+
+    fn unwatch(&self, node: &NodeId, scope: &ScopeId) {
+        let last = {
+            let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(nodes) = joined.watching.get_mut(scope) else {
+                return;
+            };
+            nodes.retain(|name| *name != node.name);
+            let last = nodes.is_empty();
+            if last {
+                joined.watching.remove(scope);
+            }
+            last
+        };
+        if last {
+            self.send(Command::Unsubscribe(self.keys.scope_channel(scope)));
+        }
+    }
+}
+
+/// The task that holds the pub/sub connection.
+struct Listener {
+    client: redis::Client,
+    keys: Keys,
+    local: Arc<LocalSessions>,
+    joined: Arc<Mutex<Joined>>,
+}
+
+impl Listener {
+    async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut connected_before = false;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let pubsub = match self.client.get_async_pubsub().await {
+                Ok(pubsub) => pubsub,
+                Err(error) => {
+                    tracing::debug!(%error, "presence feed: Redis unreachable; retrying");
+                    if self.sleep_or_stop(&mut commands, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(100);
+            let (mut sink, mut stream) = pubsub.split();
+            let channels = self.channels();
+            if !channels.is_empty() && sink.subscribe(&channels).await.is_err() {
+                continue;
+            }
+            if connected_before {
+                tracing::info!("presence feed reconnected; resyncing");
+                self.tell_all(FeedMessage::Resync);
+            }
+            connected_before = true;
+            loop {
+                tokio::select! {
+                    message = stream.next() => match message {
+                        Some(message) => self.dispatch(&message),
+                        None => break,
+                    },
+                    command = commands.recv() => match command {
+                        Some(Command::Subscribe(channel)) => {
+                            if sink.subscribe(&channel).await.is_err() { break; }
+                            // Events published before the subscription
+                            // took effect were missed: resnapshot.
+                            if let Some(scope) = self.keys.scope_of_channel(&channel) {
+                                self.tell_all(FeedMessage::ScopeLagged(ScopeId::from(scope)));
+                            }
+                        }
+                        Some(Command::Unsubscribe(channel)) => {
+                            if sink.unsubscribe(&channel).await.is_err() { break; }
+                        }
+                        None => return,
+                    },
+                }
+            }
+            tracing::warn!("presence feed: pub/sub connection lost; reconnecting");
+        }
+    }
+
+    /// Waits, draining commands (the subscription is rebuilt from state on
+    /// reconnect); true when the feed is gone.
+    async fn sleep_or_stop(
+        &self,
+        commands: &mut mpsc::UnboundedReceiver<Command>,
+        delay: Duration,
+    ) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return false,
+                command = commands.recv() => if command.is_none() { return true },
+            }
+        }
+    }
+
+    fn channels(&self) -> Vec<String> {
+        let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+        joined
+            .nodes
+            .iter()
+            .map(|(node, _)| self.keys.node_channel(&node.name))
+            .chain(
+                joined
+                    .watching
+                    .keys()
+                    .map(|scope| self.keys.scope_channel(scope)),
+            )
+            .collect()
+    }
+
+    fn tell_all(&self, message: FeedMessage) {
+        let sinks: Vec<Arc<dyn FeedSink>> = {
+            let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+            joined.nodes.iter().map(|(_, sink)| sink.clone()).collect()
+        };
+        for sink in sinks {
+            sink.deliver(message.clone());
+        }
+    }
+
+    fn dispatch(&self, message: &redis::Msg) {
+        let channel = message.get_channel_name();
+        let payload: &[u8] = message.get_payload_bytes();
+        if let Some(scope) = self.keys.scope_of_channel(channel) {
+            let Ok(published) = serde_json::from_slice::<EventMessage>(payload) else {
+                tracing::warn!(channel, "presence feed: undecodable event dropped");
+                return;
+            };
+            let sinks: Vec<Arc<dyn FeedSink>> = {
+                let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+                let Some(watching) = joined.watching.get(&ScopeId::from(scope)) else {
+                    return;
+                };
+                joined
+                    .nodes
+                    .iter()
+                    .filter(|(node, _)| {
+                        watching.contains(&node.name) && node.name.as_str() != published.o
+                    })
+                    .map(|(_, sink)| sink.clone())
+                    .collect()
+            };
+            for sink in sinks {
+                sink.deliver(FeedMessage::Event(published.e.clone()));
+            }
+        } else if let Some(node) = self.keys.node_of_channel(channel) {
+            let Ok(ended) = serde_json::from_slice::<EndedMessage>(payload) else {
+                tracing::warn!(channel, "presence feed: undecodable message dropped");
+                return;
+            };
+            for session in &ended.s {
+                self.local.ended(session);
+            }
+            let sink = {
+                let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+                joined
+                    .nodes
+                    .iter()
+                    .find(|(n, _)| n.name.as_str() == node)
+                    .map(|(_, sink)| sink.clone())
+            };
+            if let Some(sink) = sink {
+                sink.deliver(FeedMessage::SessionsEnded {
+                    sessions: ended.s,
+                    reason: reason_of(&ended.r),
+                });
+            }
+        }
+    }
+}

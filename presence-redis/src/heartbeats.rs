@@ -1,0 +1,121 @@
+//! Heartbeats without a round trip each: the store remembers the sessions
+//! this process opened, answers `heartbeat` from memory, and writes the
+//! newest heartbeat of each in one batch per flush interval.
+
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use presence_core::{PresenceConfig, SessionId, StoreError, UserId};
+
+/// A session opened through this store, as far as this process knows.
+#[derive(Debug)]
+pub(crate) struct LocalSession {
+    user: UserId,
+    /// Newest heartbeat, ms since the epoch.
+    heartbeat_ms: AtomicI64,
+    /// Waiting in the next batch.
+    queued: AtomicBool,
+    /// Another node (or the store) ended it.
+    gone: AtomicBool,
+}
+
+/// The sessions of this process and the heartbeats not written yet.
+#[derive(Debug, Default)]
+pub(crate) struct LocalSessions {
+    sessions: DashMap<SessionId, Arc<LocalSession>>,
+    pending: Mutex<Vec<(SessionId, Arc<LocalSession>)>>,
+}
+
+/// One heartbeat to write.
+pub(crate) struct PendingBeat {
+    pub(crate) user: UserId,
+    pub(crate) session: SessionId,
+    pub(crate) at_ms: i64,
+}
+
+impl LocalSessions {
+    /// A session this process opened (or refreshed) at `at`.
+    pub(crate) fn opened(&self, user: &UserId, session: &SessionId, at: DateTime<Utc>) {
+        let entry = self
+            .sessions
+            .entry(session.clone())
+            .or_insert_with(|| {
+                Arc::new(LocalSession {
+                    user: user.clone(),
+                    heartbeat_ms: AtomicI64::new(i64::MIN),
+                    queued: AtomicBool::new(false),
+                    gone: AtomicBool::new(false),
+                })
+            })
+            .clone();
+        entry
+            .heartbeat_ms
+            .fetch_max(at.timestamp_millis(), Ordering::AcqRel);
+        entry.gone.store(false, Ordering::Release);
+    }
+
+    /// The session ended (closed here, or ended by another node).
+    pub(crate) fn ended(&self, session: &SessionId) {
+        if let Some((_, local)) = self.sessions.remove(session) {
+            local.gone.store(true, Ordering::Release);
+        }
+    }
+
+    /// The newest heartbeat this process has for `session`.
+    pub(crate) fn newest_heartbeat(&self, session: &SessionId) -> Option<DateTime<Utc>> {
+        let local = self.sessions.get(session)?;
+        DateTime::<Utc>::from_timestamp_millis(local.heartbeat_ms.load(Ordering::Acquire))
+    }
+
+    /// Records a heartbeat in memory; fails when this process holds no such
+    /// live session (a heartbeat never revives one).
+    pub(crate) fn beat(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> Result<(), StoreError> {
+        let local = self
+            .sessions
+            .get(session)
+            .map(|entry| entry.clone())
+            .ok_or(StoreError::SessionNotFound)?;
+        let ttl_ms = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        let now_ms = now.timestamp_millis();
+        let last = local.heartbeat_ms.load(Ordering::Acquire);
+        if local.user != *user
+            || local.gone.load(Ordering::Acquire)
+            || last.saturating_add(ttl_ms) <= now_ms
+        {
+            return Err(StoreError::SessionNotFound);
+        }
+        local.heartbeat_ms.fetch_max(now_ms, Ordering::AcqRel);
+        if !local.queued.swap(true, Ordering::AcqRel) {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push((session.clone(), local));
+        }
+        Ok(())
+    }
+
+    /// Everything waiting to be written.
+    pub(crate) fn take_pending(&self) -> Vec<PendingBeat> {
+        let queued = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        queued
+            .into_iter()
+            .map(|(session, local)| {
+                local.queued.store(false, Ordering::Release);
+                PendingBeat {
+                    user: local.user.clone(),
+                    session,
+                    at_ms: local.heartbeat_ms.load(Ordering::Acquire),
+                }
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,70 @@
+//! Where everything lives in Redis, all under one prefix.
+//!
+//! A user's keys share the hash tag `{user}`, so a future cluster mode keeps
+//! each user's record and heartbeats in one slot.
+
+use presence_core::{NodeName, ScopeId, UserId};
+
+/// The key names of one store.
+#[derive(Clone, Debug)]
+pub(crate) struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub(crate) fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    /// Hash: `data` (the user's record, JSON) and `rev` (bumped by every
+    /// write, the compare-and-set revision).
+    pub(crate) fn record(&self, user: &UserId) -> String {
+        format!("{}:{{{}}}:rec", self.prefix, user)
+    }
+
+    /// Sorted set: session id → newest heartbeat (ms since the epoch).
+    pub(crate) fn heartbeats(&self, user: &UserId) -> String {
+        format!("{}:{{{}}}:hb", self.prefix, user)
+    }
+
+    /// Sorted set: user → the next instant time alone changes them (ms).
+    pub(crate) fn due(&self) -> String {
+        format!("{}:due", self.prefix)
+    }
+
+    /// Set: the users present in a scope.
+    pub(crate) fn scope(&self, scope: &ScopeId) -> String {
+        format!("{}:scope:{}", self.prefix, scope)
+    }
+
+    /// Set: the users holding sessions on a node.
+    pub(crate) fn node(&self, node: &NodeName) -> String {
+        format!("{}:node:{}", self.prefix, node)
+    }
+
+    /// Channel: the events of a scope.
+    pub(crate) fn scope_channel(&self, scope: &ScopeId) -> String {
+        format!("{}:ev:{}", self.prefix, scope)
+    }
+
+    /// The scope of a scope channel's name.
+    pub(crate) fn scope_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":ev:")
+    }
+
+    /// Channel: sessions of a node that other nodes ended.
+    pub(crate) fn node_channel(&self, node: &NodeName) -> String {
+        format!("{}:end:{}", self.prefix, node)
+    }
+
+    /// The node of a node channel's name.
+    pub(crate) fn node_of_channel<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":end:")
+    }
+}

@@ -1,0 +1,448 @@
+//! [`RedisStore`]: the [`PresenceStore`] contract on Redis.
+//!
+//! A change reads the user's record (and heartbeats) in one round trip,
+//! runs the core's state machine on it in Rust, then writes the result with
+//! one compare-and-set script that checks the record's revision, writes the
+//! record and every index, and publishes the events, atomically. If another
+//! node changed the user in between, the change is computed again from the
+//! fresh record. The first and last session of a user are thereby decided
+//! exactly once, whichever nodes race.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use presence_core::machine;
+use presence_core::{
+    Broadcast, ClusterFeed, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
+    StoreError, Transition, Update, UserId, UserOp, UserPresence, UserRecord, UserView,
+};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::json;
+
+use crate::config::RedisConfig;
+use crate::error::{corrupt, store_error};
+use crate::feed::{EndedMessage, EventMessage, RedisFeed, reason_name};
+use crate::heartbeats::LocalSessions;
+use crate::keys::Keys;
+use crate::scripts;
+
+/// A [`PresenceStore`] on Redis; several services (nodes) pointed at one
+/// Redis and prefix are one presence cluster. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    connection: ConnectionManager,
+    keys: Keys,
+    config: RedisConfig,
+    local: Arc<LocalSessions>,
+    feed: Arc<RedisFeed>,
+    user_locks: UserLocks,
+}
+
+/// Striped per-user locks of this process.
+struct UserLocks {
+    stripes: Box<[tokio::sync::Mutex<()>]>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl UserLocks {
+    fn new() -> Self {
+        Self {
+            stripes: (0..1024).map(|_| tokio::sync::Mutex::new(())).collect(),
+            hasher: Default::default(),
+        }
+    }
+
+    async fn lock(&self, user: &UserId) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let stripe = self.hasher.hash_one(user) as usize % self.stripes.len();
+        self.stripes[stripe].lock().await
+    }
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("url", &self.shared.config.url)
+            .field("prefix", &self.shared.config.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user's record as read, with the revision the write must find.
+struct Loaded {
+    record: UserRecord,
+    revision: String,
+}
+
+impl RedisStore {
+    /// Connects (failing at once if Redis cannot be reached) and starts the
+    /// heartbeat flusher. Must run inside a tokio runtime.
+    pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        let timeout = config.response_timeout;
+        let client = redis::Client::open(config.url.as_str())
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(config.response_timeout))
+            .set_connection_timeout(Some(config.connection_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let connection = ConnectionManager::new_with_config(client.clone(), manager_config)
+            .await
+            .map_err(|e| store_error(e, timeout))?;
+        let keys = Keys::new(&config.prefix);
+        let local = Arc::new(LocalSessions::default());
+        let feed = Arc::new(RedisFeed::new(client, keys.clone(), local.clone()));
+        let shared = Arc::new(Shared {
+            connection,
+            keys,
+            config,
+            local,
+            feed,
+            user_locks: UserLocks::new(),
+        });
+        tokio::spawn(flush_heartbeats(Arc::downgrade(&shared)));
+        Ok(Self { shared })
+    }
+
+    fn connection(&self) -> ConnectionManager {
+        self.shared.connection.clone()
+    }
+
+    fn fail(&self, error: redis::RedisError) -> StoreError {
+        store_error(error, self.shared.config.response_timeout)
+    }
+
+    /// Reads users' records with their heartbeats merged in.
+    async fn load(&self, users: &[UserId]) -> Result<Vec<Loaded>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = &self.shared.keys;
+        let mut pipe = redis::pipe();
+        for user in users {
+            pipe.cmd("HMGET")
+                .arg(keys.record(user))
+                .arg("data")
+                .arg("rev");
+            pipe.cmd("ZRANGE")
+                .arg(keys.heartbeats(user))
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES");
+        }
+        let replies: Vec<redis::Value> = pipe
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        let unexpected = |e: redis::ParsingError| StoreError::Corrupt(Box::new(e));
+        replies
+            .chunks(2)
+            .map(|pair| {
+                let [fields, heartbeats] = pair else {
+                    return Err(StoreError::Backend("a reply is missing".into()));
+                };
+                let fields: Vec<Option<String>> =
+                    redis::from_redis_value_ref(fields).map_err(unexpected)?;
+                let heartbeats: Vec<(String, i64)> =
+                    redis::from_redis_value_ref(heartbeats).map_err(unexpected)?;
+                let mut fields = fields.into_iter();
+                let data = fields.next().flatten();
+                let revision = fields.next().flatten().unwrap_or_else(|| "0".into());
+                let mut record: UserRecord = match data {
+                    Some(json) => serde_json::from_str(&json).map_err(corrupt)?,
+                    None => UserRecord::default(),
+                };
+                merge_heartbeats(&mut record, &heartbeats);
+                Ok(Loaded { record, revision })
+            })
+            .collect()
+    }
+
+    /// One attempt: read, compute, compare-and-set. `None` on a conflict.
+    async fn try_apply(&self, update: &Update<'_>) -> Result<Option<Transition>, StoreError> {
+        let keys = &self.shared.keys;
+        let user = update.user;
+        let loaded = self
+            .load(std::slice::from_ref(user))
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Backend("no reply for the user's record".into()))?;
+        let mut record = loaded.record;
+        // Heartbeats of this process not written yet count too.
+        for session in &mut record.sessions {
+            if let Some(at) = self.shared.local.newest_heartbeat(&session.id)
+                && at > session.last_heartbeat
+            {
+                session.last_heartbeat = at;
+            }
+        }
+        let before = Indexed::of(&record, keys);
+        let transition = machine::apply(user, &mut record, update.op, update.now, update.config)?;
+        let after = Indexed::of_after(&record, &transition, keys);
+
+        let mut hb_add = Vec::new();
+        for session in &record.sessions {
+            hb_add.push(json!([
+                session.last_heartbeat.timestamp_millis(),
+                session.id
+            ]));
+        }
+        let broadcast = Broadcast::of(&transition, update.op);
+        let mut publish = Vec::new();
+        for event in &broadcast.events {
+            let message = EventMessage {
+                o: update.node.name.to_string(),
+                e: event.clone(),
+            };
+            let payload = serde_json::to_string(&message).map_err(corrupt)?;
+            publish.push(json!([keys.scope_channel(&event.scope), payload]));
+        }
+        for (holder, sessions) in &broadcast.ended {
+            if *holder == update.node.name {
+                continue;
+            }
+            let message = EndedMessage {
+                s: sessions.clone(),
+                r: reason_name(broadcast.reason).into(),
+            };
+            let payload = serde_json::to_string(&message).map_err(corrupt)?;
+            publish.push(json!([keys.node_channel(holder), payload]));
+        }
+        let plan = json!({
+            "hb_add": hb_add,
+            "hb_rem": transition.ended_sessions,
+            "sadd": after.keys.iter().filter(|k| !before.keys.contains(k)).collect::<Vec<_>>(),
+            "srem": before.keys.iter().filter(|k| !after.keys.contains(k)).collect::<Vec<_>>(),
+            "pub": publish,
+        });
+        let data = serde_json::to_string(&record).map_err(corrupt)?;
+        let deadline = transition
+            .next_deadline
+            .map_or(String::new(), |at| at.timestamp_millis().to_string());
+        let written: i64 = scripts::APPLY
+            .key(keys.record(user))
+            .key(keys.heartbeats(user))
+            .key(keys.due())
+            .arg(&loaded.revision)
+            .arg(data)
+            .arg(user.as_str())
+            .arg(deadline)
+            .arg(plan.to_string())
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        if written == 0 {
+            return Ok(None);
+        }
+        self.track_local(update, &transition);
+        Ok(Some(transition))
+    }
+
+    /// Keeps the in-memory view of this process's sessions in line.
+    fn track_local(&self, update: &Update<'_>, transition: &Transition) {
+        if let UserOp::Open(new) = update.op {
+            self.shared.local.opened(update.user, &new.id, update.now);
+        }
+        for session in &transition.ended_sessions {
+            self.shared.local.ended(session);
+        }
+    }
+}
+
+/// The scope and node sets a record puts its user in.
+struct Indexed {
+    keys: Vec<String>,
+}
+
+impl Indexed {
+    /// Before a change: the record as stored says where its user is.
+    fn of(record: &UserRecord, keys: &Keys) -> Self {
+        let present = !record.sessions.is_empty() || record.linger.is_some();
+        Self::build(record, present, keys)
+    }
+
+    fn of_after(record: &UserRecord, transition: &Transition, keys: &Keys) -> Self {
+        Self::build(record, transition.present, keys)
+    }
+
+    fn build(record: &UserRecord, present: bool, keys: &Keys) -> Self {
+        let mut all: Vec<String> = Vec::new();
+        if present {
+            all.extend(record.scopes.iter().map(|scope| keys.scope(scope)));
+        }
+        for session in &record.sessions {
+            let key = keys.node(&session.node.name);
+            if !all.contains(&key) {
+                all.push(key);
+            }
+        }
+        Self { keys: all }
+    }
+}
+
+fn merge_heartbeats(record: &mut UserRecord, heartbeats: &[(String, i64)]) {
+    for (session, ms) in heartbeats {
+        let Some(at) = DateTime::<Utc>::from_timestamp_millis(*ms) else {
+            continue;
+        };
+        if let Some(stored) = record
+            .sessions
+            .iter_mut()
+            .find(|s| s.id.as_str() == session.as_str())
+            && at > stored.last_heartbeat
+        {
+            stored.last_heartbeat = at;
+        }
+    }
+}
+
+/// Writes buffered heartbeats once per flush interval, in one script call;
+/// sessions Redis no longer holds are marked gone, so their next heartbeat
+/// fails and their holder learns the session ended.
+async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
+    loop {
+        let interval = match shared.upgrade() {
+            Some(shared) => shared.config.flush_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let beats = shared.local.take_pending();
+        if beats.is_empty() {
+            continue;
+        }
+        let mut script = scripts::HEARTBEATS.prepare_invoke();
+        for beat in &beats {
+            script
+                .arg(shared.keys.heartbeats(&beat.user))
+                .arg(beat.session.as_str())
+                .arg(beat.at_ms);
+        }
+        let gone: Result<Vec<usize>, _> = script.invoke_async(&mut shared.connection.clone()).await;
+        match gone {
+            Ok(gone) => {
+                for position in gone {
+                    if let Some(beat) = position.checked_sub(1).and_then(|i| beats.get(i)) {
+                        shared.local.ended(&beat.session);
+                    }
+                }
+            }
+            Err(error) => {
+                // The sessions stay live locally; their records lapse only
+                // if Redis stays away past the TTL.
+                tracing::warn!(%error, count = beats.len(), "writing heartbeats to Redis failed");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl PresenceStore for RedisStore {
+    async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError> {
+        // One change per user at a time from this process: compare-and-set
+        // conflicts are left to changes from other nodes.
+        let _turn = self.shared.user_locks.lock(update.user).await;
+        for attempt in 0..self.shared.config.max_attempts.max(1) {
+            if let Some(transition) = self.try_apply(&update).await? {
+                return Ok(transition);
+            }
+            // Another node changed this user meanwhile: compute again.
+            if attempt > 1 {
+                let jitter = u64::from(update.now.timestamp_subsec_nanos() % 7);
+                tokio::time::sleep(Duration::from_millis(u64::from(attempt) + jitter)).await;
+            }
+        }
+        Err(StoreError::Backend(
+            format!(
+                "user {} changed by other nodes {} times in a row",
+                update.user, self.shared.config.max_attempts
+            )
+            .into(),
+        ))
+    }
+
+    fn heartbeat(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> Result<(), StoreError> {
+        self.shared.local.beat(user, session, now, config)
+    }
+
+    async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError> {
+        let loaded = self.load(users).await?;
+        Ok(users
+            .iter()
+            .zip(loaded)
+            .map(|(user, loaded)| UserView::of(user.clone(), &loaded.record))
+            .collect())
+    }
+
+    async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
+        let members: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.shared.keys.scope(scope))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        let mut users: Vec<UserId> = members.into_iter().map(UserId::from).collect();
+        users.sort();
+        Ok(self
+            .load_many(&users)
+            .await?
+            .into_iter()
+            .map(|view| view.presence)
+            .collect())
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.shared.keys.due())
+            .arg("-inf")
+            .arg(now.timestamp_millis())
+            .arg("BYSCORE")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let first: Vec<(String, i64)> = redis::cmd("ZRANGE")
+            .arg(self.shared.keys.due())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(first
+            .first()
+            .and_then(|(_, ms)| DateTime::<Utc>::from_timestamp_millis(*ms)))
+    }
+
+    async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.shared.keys.node(node))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
+        Some(self.shared.feed.clone())
+    }
+}
