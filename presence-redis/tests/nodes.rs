@@ -1,0 +1,313 @@
+//! Several nodes, each with its own `RedisStore` (its own connections and
+//! pub/sub listener), on one real Redis; and a Redis that dies and returns.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_core::{
+    Delivery, ManualClock, NodeId, Presence, PresenceConfig, SessionEnd, SessionSpec, Status,
+    StoreError, Subscription,
+};
+use presence_redis::{RedisConfig, RedisStore};
+
+fn config() -> PresenceConfig {
+    PresenceConfig {
+        heartbeat_interval: Duration::from_secs(10),
+        session_ttl: Duration::from_secs(30),
+        away_after: Duration::from_secs(120),
+        offline_after: Duration::from_secs(600),
+        linger: Duration::from_secs(5),
+        max_sessions_per_user: 64,
+    }
+}
+
+fn redis_url() -> String {
+    std::env::var("PRESENCE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+fn prefix() -> String {
+    format!("presence-test-{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn node(url: &str, prefix: &str, name: &str, clock: &Arc<ManualClock>) -> Presence {
+    let store = RedisStore::connect(
+        RedisConfig::new(url)
+            .prefix(prefix)
+            .flush_interval(Duration::from_millis(50)),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Redis must be running at {url}: {e}"));
+    Presence::builder()
+        .store(store)
+        .clock(clock.clone())
+        .config(config())
+        .node(NodeId::new(name))
+        .store_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .expect("presence")
+}
+
+/// Watches `acme` on `node`, once the node's feed listens to it (the feed
+/// tells the watchers to resnapshot when its subscription takes effect).
+async fn watch(node: &Presence) -> Subscription {
+    let (mut events, _) = node.watch(&"acme".into()).await.expect("watch");
+    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        Ok(Some(Delivery::Lagged)) => events,
+        other => panic!("expected the feed's resnapshot notice, got {other:?}"),
+    }
+}
+
+/// The next event (skipping lag notices), within a few seconds.
+async fn next(events: &mut Subscription) -> (String, Status, u64) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
+            Ok(Some(Delivery::Lagged)) => continue,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+async fn quiet(events: &mut Subscription, millis: u64) {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(millis), events.recv()).await {
+            Err(_) => return,
+            Ok(Some(Delivery::Lagged)) => continue,
+            Ok(other) => panic!("expected nothing, got {other:?}"),
+        }
+    }
+}
+
+fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
+    (user.to_owned(), status, v)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
+    let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
+    let a = node(&url, &prefix, "node-a", &clock).await;
+    let b = node(&url, &prefix, "node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let tab = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(
+        b.status(&"alice".into()).await.expect("status").status,
+        Status::Online
+    );
+    tab.close().await.expect("close");
+    clock.advance(Duration::from_secs(4));
+    b.run_due().await.expect("sweep");
+    quiet(&mut events, 300).await;
+    clock.advance(Duration::from_secs(1));
+    b.run_due().await.expect("sweep");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_dies_leaves_no_ghost_and_a_logout_elsewhere_closes_its_sockets() {
+    let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
+    let dying = node(&url, &prefix, "node-a", &clock).await;
+    let b = node(&url, &prefix, "node-b", &clock).await;
+    let mut events = watch(&b).await;
+    std::mem::forget(
+        dying
+            .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+            .await
+            .expect("open"),
+    );
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    drop(dying); // killed: nothing closed, nothing said
+
+    let c = node(&url, &prefix, "node-c", &clock).await;
+    let mut carol_on_c = c
+        .open_session(SessionSpec::new("carol", "phone").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(10));
+        carol_on_c.heartbeat().expect("carol is alive");
+        // Node C writes heartbeats every 50 ms (real time).
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        b.run_due().await.expect("sweep");
+    }
+    clock.advance(Duration::from_secs(5));
+    b.run_due().await.expect("sweep");
+    assert_eq!(
+        next(&mut events).await,
+        ev("alice", Status::Offline, 2),
+        "no ghost"
+    );
+    quiet(&mut events, 300).await; // carol, heartbeating on node C, stays
+
+    b.logout(&"carol".into(), &"phone".into())
+        .await
+        .expect("logout");
+    let ended = tokio::time::timeout(Duration::from_secs(5), carol_on_c.ended())
+        .await
+        .expect("told in time");
+    assert_eq!(ended, SessionEnd::LoggedOut);
+    assert_eq!(next(&mut events).await, ev("carol", Status::Offline, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
+    let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
+    let a = node(&url, &prefix, "node-a", &clock).await;
+    let b = node(&url, &prefix, "node-b", &clock).await;
+    let mut events = watch(&a).await;
+    // Both nodes hold a session at once, then both close at once.
+    let mut tasks = Vec::new();
+    for (n, presence) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let tab = presence
+                .open_session(SessionSpec::new("alice", format!("l{n}")).scope("acme"))
+                .await
+                .expect("open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tab.close().await.expect("close");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    clock.advance(Duration::from_secs(6));
+    a.run_due().await.expect("sweep");
+    b.run_due().await.expect("sweep");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
+    quiet(&mut events, 300).await;
+}
+
+/// A `redis-server` of the test's own, on a free port.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (.ci/run installs it)");
+        Self { child, port }
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    async fn ready(&self) {
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_dies_and_returns_empty_presence_converges_without_a_panic() {
+    let redis = OwnRedis::start();
+    redis.ready().await;
+    let (url, prefix, clock) = (redis.url(), prefix(), Arc::new(ManualClock::default()));
+    let a = node(&url, &prefix, "node-a", &clock).await;
+    let b = node(&url, &prefix, "node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let alice = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+
+    let port = redis.port;
+    drop(redis); // killed
+    let started = std::time::Instant::now();
+    let failure = a
+        .set_status(&"alice".into(), presence_core::RequestedStatus::Busy, None)
+        .await
+        .expect_err("Redis is down");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "no hang: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(
+            failure,
+            presence_core::Error::Store(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ),
+        "a typed error: {failure:?}"
+    );
+    alice
+        .heartbeat()
+        .expect("heartbeats are served from memory meanwhile");
+
+    let redis = OwnRedis::start_on(port); // back, and empty
+    redis.ready().await;
+    // The feed reconnects, watchers resnapshot and node A registers alice again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let seen = b.status(&"alice".into()).await;
+        if matches!(&seen, Ok(p) if p.status == Status::Online) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never converged: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let converged = started.elapsed();
+    alice.heartbeat().expect("alive");
+    drop(alice);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    clock.advance(Duration::from_secs(6));
+    b.run_due().await.expect("sweep");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while b.status(&"alice".into()).await.expect("status").status != Status::Offline {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a ghost after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("converged {converged:?} after Redis was killed");
+}
