@@ -22,7 +22,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use presence_axum::PresenceRoutes;
-use presence_core::Presence;
+use presence_core::{NodeId, Presence};
+use presence_redis::{RedisConfig, RedisStore};
 
 use crate::accounts::Accounts;
 use crate::app::AppState;
@@ -57,9 +58,26 @@ async fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
-    let builder = Presence::builder().config(settings.presence);
-    let presence = match settings.store {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
+    let address = listener.local_addr()?;
+    // A stable name per address: a demo restarted on the same address
+    // clears the sessions its previous run left in a shared store.
+    let node = NodeId::new(
+        std::env::var("PRESENCE_NODE_NAME").unwrap_or_else(|_| format!("demo-{address}")),
+    );
+    let builder = Presence::builder().config(settings.presence).node(node);
+    let presence = match &settings.store {
         StoreUrl::Memory => builder.build().await?,
+        StoreUrl::Redis(url) => {
+            let prefix =
+                std::env::var("PRESENCE_REDIS_PREFIX").unwrap_or_else(|_| "presence-demo".into());
+            let store = RedisStore::connect(RedisConfig::new(url.as_str()).prefix(prefix))
+                .await
+                .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
+            builder.store(store).build().await?
+        }
     };
     let routes = PresenceRoutes::<CurrentLogin>::new(presence.clone())
         .snapshot_path("/api/presence")
@@ -70,10 +88,6 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         activity_throttle: settings.activity_throttle,
     };
     let app = app::router(state, &routes);
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
-    let address = listener.local_addr()?;
     // Tests read this line to learn the port.
     println!("presence-demo listening on http://{address}");
     std::io::stdout().flush()?;

@@ -22,6 +22,8 @@ pub(crate) struct Settings {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum StoreUrl {
     Memory,
+    /// `redis://…`: several demos on one Redis are one cluster.
+    Redis(String),
 }
 
 /// A variable with a value the demo cannot use.
@@ -123,12 +125,11 @@ fn parse_store(url: Option<String>) -> Result<StoreUrl, BadSetting> {
     };
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(StoreUrl::Memory),
-        Some("sqlite" | "postgres" | "postgresql" | "redis" | "rediss") => Err(bad(
-            "this store is not supported yet; use memory:// (the default)",
+        Some("redis" | "rediss") => Ok(StoreUrl::Redis(url)),
+        Some("sqlite" | "postgres" | "postgresql") => Err(bad(
+            "this store is not supported yet; use memory:// (the default) or redis://",
         )),
-        _ => Err(bad(
-            "expected memory:// (sqlite://, postgres:// and redis:// are coming)",
-        )),
+        _ => Err(bad("expected memory:// or redis://HOST:PORT")),
     }
 }
 
@@ -176,7 +177,7 @@ mod tests {
             ("LISTEN_ADDR", "localhost"),
             ("PRESENCE_AWAY_AFTER", "soon"),
             ("PRESENCE_LINGER", "0s"),
-            ("PRESENCE_STORE_URL", "redis://127.0.0.1"),
+            ("PRESENCE_STORE_URL", "sqlite://demo.db"),
             ("PRESENCE_STORE_URL", "mongodb://x"),
             ("PRESENCE_ALLOWED_ORIGINS", "evil.example"),
         ];

@@ -63,7 +63,7 @@ fn a_bad_setting_is_a_clear_error_and_exit_code_2() {
         ("LISTEN_ADDR", "nowhere", "LISTEN_ADDR"),
         (
             "PRESENCE_STORE_URL",
-            "redis://127.0.0.1:6379",
+            "sqlite://demo.db",
             "not supported yet",
         ),
         ("PRESENCE_OFFLINE_AFTER", "1s", "away"),
@@ -168,4 +168,76 @@ async fn next_json(
         Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).expect("json"),
         other => panic!("expected a text frame, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn two_demos_on_one_redis_are_one_cluster() {
+    let prefix = format!("presence-demo-test-{}", std::process::id());
+    let url = std::env::var("PRESENCE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let env = [
+        ("PRESENCE_STORE_URL", url.as_str()),
+        ("PRESENCE_REDIS_PREFIX", prefix.as_str()),
+    ];
+    let one = Demo::start(&env);
+    let two = Demo::start(&env);
+    let http = reqwest::Client::new();
+    let token = |demo: &Demo, name: &'static str| {
+        let request = http
+            .post(format!("{}/api/login", demo.base))
+            .json(&json!({"username": name, "org": "acme"}))
+            .send();
+        async move {
+            let body: Value = request.await.expect("login").json().await.expect("json");
+            body["token"].as_str().expect("token").to_owned()
+        }
+    };
+    let bob = token(&two, "bob").await;
+    let alice = token(&one, "alice").await;
+    // Alice signed in on demo one; Bob asks demo two.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let snapshot: Value = http
+            .get(format!("{}/api/presence?scope=acme", two.base))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .expect("snapshot")
+            .json()
+            .await
+            .expect("json");
+        let users = snapshot["users"].as_array().expect("users");
+        if users
+            .iter()
+            .any(|u| u["user_id"] == "alice" && u["status"] == "ONLINE")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "demo two never saw alice: {snapshot}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let response = http
+        .post(format!("{}/api/logout", one.base))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(response.status(), 204);
+    let snapshot: Value = http
+        .get(format!("{}/api/presence?scope=acme", two.base))
+        .bearer_auth(&bob)
+        .send()
+        .await
+        .expect("snapshot")
+        .json()
+        .await
+        .expect("json");
+    let users = snapshot["users"].as_array().expect("users");
+    assert!(
+        !users.iter().any(|u| u["user_id"] == "alice"),
+        "logged out on one, gone on two: {snapshot}"
+    );
 }
