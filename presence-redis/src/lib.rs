@@ -28,8 +28,9 @@
 //!   fresh record. No status logic lives in Lua.
 //! - **Cheap heartbeats.** A heartbeat is answered from memory (this process
 //!   knows the sessions it opened) and written in one batch per
-//!   [`RedisConfig::flush_interval`]: one script call per batch, not per
-//!   heartbeat. A session another node ended is found gone at the next
+//!   [`RedisConfig::flush_interval`] as pipelined `ZADD … XX GT CH`
+//!   commands, a thousand per round trip: no script per heartbeat, and `XX`
+//!   never revives a session another node ended. A session another node ended is found gone at the next
 //!   batch (or told at once through the feed), and its next heartbeat fails.
 //! - **Liveness.** Heartbeats are scores in a per-user sorted set; every
 //!   user's next deadline (lapse, linger end, away, offline, manual expiry)
@@ -59,7 +60,7 @@
 //! are the services' clocks (ms since the epoch): keep node clocks in sync
 //! (NTP); a skew shortens or lengthens lapses by as much.
 //!
-//! The scripts touch the scope and node sets without declaring them as
+//! The change script touches the scope and node sets without declaring them as
 //! keys, so this store needs a standalone Redis (or a primary with
 //! replicas), not Redis Cluster.
 

@@ -1,5 +1,5 @@
-//! The two Lua scripts. Neither decides a status: the core's state machine
-//! computes every change in Rust; the scripts only make its write atomic
+//! The Lua script of a change. It decides no status: the core's state machine
+//! computes every change in Rust; the script only makes its write atomic
 //! and check that nothing changed since it was read.
 
 use std::sync::LazyLock;
@@ -44,27 +44,6 @@ for _, message in ipairs(plan['pub']) do
   redis.call('PUBLISH', message[1], message[2])
 end
 return 1
-"#,
-    )
-});
-
-/// One batch of heartbeats: for each (heartbeats key, session, ms) triple
-/// in ARGV, raises the session's heartbeat if the session is still there
-/// (it never revives an ended one). Returns the 1-based positions of the
-/// triples whose session is gone.
-pub(crate) static HEARTBEATS: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
-        r#"
-local gone = {}
-for i = 1, #ARGV, 3 do
-  local key, session, ms = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  if redis.call('ZSCORE', key, session) then
-    redis.call('ZADD', key, 'GT', ms, session)
-  else
-    table.insert(gone, (i + 2) / 3)
-  end
-end
-return gone
 "#,
     )
 });

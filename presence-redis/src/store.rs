@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::config::RedisConfig;
 use crate::error::{corrupt, store_error};
 use crate::feed::{EndedMessage, EventMessage, RedisFeed, reason_name};
-use crate::heartbeats::LocalSessions;
+use crate::heartbeats::{LocalSessions, PendingBeat};
 use crate::keys::Keys;
 use crate::scripts;
 
@@ -112,6 +112,12 @@ impl RedisStore {
 
     fn connection(&self) -> ConnectionManager {
         self.shared.connection.clone()
+    }
+
+    /// Writes the heartbeats buffered so far now, rather than at the next
+    /// flush interval (e.g. before a graceful shutdown); returns how many.
+    pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        self.shared.flush().await
     }
 
     fn fail(&self, error: redis::RedisError) -> StoreError {
@@ -302,9 +308,7 @@ fn merge_heartbeats(record: &mut UserRecord, heartbeats: &[(String, i64)]) {
     }
 }
 
-/// Writes buffered heartbeats once per flush interval, in one script call;
-/// sessions Redis no longer holds are marked gone, so their next heartbeat
-/// fails and their holder learns the session ended.
+/// Writes buffered heartbeats once per flush interval.
 async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
     loop {
         let interval = match shared.upgrade() {
@@ -315,32 +319,68 @@ async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        let beats = shared.local.take_pending();
-        if beats.is_empty() {
-            continue;
+        if let Err(error) = shared.flush().await {
+            // The sessions stay live locally; their records lapse only if
+            // Redis stays away past the TTL.
+            tracing::warn!(%error, "writing heartbeats to Redis failed");
         }
-        let mut script = scripts::HEARTBEATS.prepare_invoke();
-        for beat in &beats {
-            script
-                .arg(shared.keys.heartbeats(&beat.user))
-                .arg(beat.session.as_str())
-                .arg(beat.at_ms);
-        }
-        let gone: Result<Vec<usize>, _> = script.invoke_async(&mut shared.connection.clone()).await;
-        match gone {
-            Ok(gone) => {
-                for position in gone {
-                    if let Some(beat) = position.checked_sub(1).and_then(|i| beats.get(i)) {
-                        shared.local.ended(&beat.session);
-                    }
+    }
+}
+
+/// Heartbeats per script call: big enough to amortise the round trip,
+/// small enough not to stall Redis.
+const HEARTBEAT_BATCH: usize = 1000;
+
+impl Shared {
+    /// Writes every buffered heartbeat, a batch per script call; sessions
+    /// Redis no longer holds are marked gone, so their next heartbeat fails
+    /// and their holder learns the session ended.
+    async fn flush(&self) -> Result<usize, StoreError> {
+        let fail = |e| store_error(e, self.config.response_timeout);
+        let beats = self.local.take_pending();
+        for batch in beats.chunks(HEARTBEAT_BATCH) {
+            // XX: never revives an ended session; GT: never moves one back.
+            let mut pipe = redis::pipe();
+            for beat in batch {
+                pipe.cmd("ZADD")
+                    .arg(self.keys.heartbeats(&beat.user))
+                    .arg("XX")
+                    .arg("GT")
+                    .arg("CH")
+                    .arg(beat.at_ms)
+                    .arg(beat.session.as_str());
+            }
+            let changed: Vec<i64> = pipe
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(fail)?;
+            // Unchanged: gone, or a heartbeat no newer than the stored one.
+            let unchanged: Vec<&PendingBeat> = batch
+                .iter()
+                .zip(&changed)
+                .filter(|(_, changed)| **changed == 0)
+                .map(|(beat, _)| beat)
+                .collect();
+            if unchanged.is_empty() {
+                continue;
+            }
+            let mut pipe = redis::pipe();
+            for beat in &unchanged {
+                pipe.cmd("ZSCORE")
+                    .arg(self.keys.heartbeats(&beat.user))
+                    .arg(beat.session.as_str());
+            }
+            let scores: Vec<Option<f64>> = pipe
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(fail)?;
+            for (beat, score) in unchanged.iter().zip(scores) {
+                if score.is_none() {
+                    self.local.ended(&beat.session);
                 }
             }
-            Err(error) => {
-                // The sessions stay live locally; their records lapse only
-                // if Redis stays away past the TTL.
-                tracing::warn!(%error, count = beats.len(), "writing heartbeats to Redis failed");
-            }
         }
+        Ok(beats.len())
     }
 }
 
