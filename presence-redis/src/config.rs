@@ -21,6 +21,10 @@ pub struct RedisConfig {
     /// How many times a change is retried when another node changed the
     /// same user between its read and its write (default 32).
     pub max_attempts: u32,
+    /// Connect to a Redis Cluster whose seed nodes are `url` and these
+    /// (feature `cluster`; see [`RedisConfig::cluster`]).
+    #[cfg(feature = "cluster")]
+    pub cluster_nodes: Option<Vec<String>>,
 }
 
 impl RedisConfig {
@@ -33,7 +37,24 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(2),
             connection_timeout: Duration::from_secs(2),
             max_attempts: 32,
+            #[cfg(feature = "cluster")]
+            cluster_nodes: None,
         }
+    }
+
+    /// A Redis Cluster with these seed nodes (`redis://host:port` each).
+    ///
+    /// Every key of the store carries the prefix as its hash tag, so all
+    /// presence keys live in one slot: each change stays one atomic script,
+    /// and the cluster brings failover rather than sharding of presence.
+    /// Pub/sub goes through the first node (cluster-wide `PUBLISH` reaches
+    /// every node).
+    #[cfg(feature = "cluster")]
+    pub fn cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let mut config = Self::new(nodes.first().cloned().unwrap_or_default());
+        config.cluster_nodes = Some(nodes);
+        config
     }
 
     /// Uses `prefix` for every key and channel.

@@ -12,10 +12,15 @@ pub(crate) struct Keys {
 }
 
 impl Keys {
-    pub(crate) fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-        }
+    /// Keys under `prefix`; with `one_slot`, the prefix is a hash tag that
+    /// puts every key in one cluster slot.
+    pub(crate) fn new(prefix: &str, one_slot: bool) -> Self {
+        let prefix = if one_slot {
+            format!("{{{prefix}}}")
+        } else {
+            prefix.to_owned()
+        };
+        Self { prefix }
     }
 
     /// Hash: `data` (the user's record, JSON) and `rev` (bumped by every

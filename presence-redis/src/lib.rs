@@ -60,14 +60,18 @@
 //! are the services' clocks (ms since the epoch): keep node clocks in sync
 //! (NTP); a skew shortens or lengthens lapses by as much.
 //!
-//! The change script touches the scope and node sets without declaring them as
-//! keys, so this store needs a standalone Redis (or a primary with
-//! replicas), not Redis Cluster.
+//! The change script touches the scope and node sets without declaring them
+//! as keys, which a standalone Redis (or a primary with replicas) allows.
+//! For Redis Cluster, enable the `cluster` feature and use
+//! [`RedisConfig::cluster`]: every key then carries the prefix as its hash
+//! tag, so all of the store's keys share one slot and each change stays one
+//! atomic script (the cluster brings failover, not sharding of presence).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod config;
+mod connection;
 mod error;
 mod feed;
 mod heartbeats;

@@ -19,6 +19,8 @@ use presence_core::{
     StoreError, Transition, Update, UserId, UserOp, UserPresence, UserRecord, UserView,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::connection::Connection;
 use serde_json::json;
 
 use crate::config::RedisConfig;
@@ -36,7 +38,7 @@ pub struct RedisStore {
 }
 
 struct Shared {
-    connection: ConnectionManager,
+    connection: Connection,
     keys: Keys,
     config: RedisConfig,
     local: Arc<LocalSessions>,
@@ -84,18 +86,10 @@ impl RedisStore {
     /// Connects (failing at once if Redis cannot be reached) and starts the
     /// heartbeat flusher. Must run inside a tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
-        let timeout = config.response_timeout;
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(config.response_timeout))
-            .set_connection_timeout(Some(config.connection_timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let connection = ConnectionManager::new_with_config(client.clone(), manager_config)
-            .await
-            .map_err(|e| store_error(e, timeout))?;
-        let keys = Keys::new(&config.prefix);
+        let (connection, one_slot) = open_connection(&client, &config).await?;
+        let keys = Keys::new(&config.prefix, one_slot);
         let local = Arc::new(LocalSessions::default());
         let feed = Arc::new(RedisFeed::new(client, keys.clone(), local.clone()));
         let shared = Arc::new(Shared {
@@ -110,7 +104,7 @@ impl RedisStore {
         Ok(Self { shared })
     }
 
-    fn connection(&self) -> ConnectionManager {
+    fn connection(&self) -> Connection {
         self.shared.connection.clone()
     }
 
@@ -259,6 +253,37 @@ impl RedisStore {
             self.shared.local.ended(session);
         }
     }
+}
+
+/// Connects to a single Redis, or to a cluster; says whether every key must
+/// share one slot.
+async fn open_connection(
+    client: &redis::Client,
+    config: &RedisConfig,
+) -> Result<(Connection, bool), StoreError> {
+    let timeout = config.response_timeout;
+    #[cfg(feature = "cluster")]
+    if let Some(nodes) = &config.cluster_nodes {
+        let cluster = redis::cluster::ClusterClient::builder(nodes.iter().map(String::as_str))
+            .response_timeout(config.response_timeout)
+            .connection_timeout(config.connection_timeout)
+            .build()
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        let connection = cluster
+            .get_async_connection()
+            .await
+            .map_err(|e| store_error(e, timeout))?;
+        return Ok((Connection::Cluster(connection), true));
+    }
+    let manager_config = ConnectionManagerConfig::new()
+        .set_response_timeout(Some(config.response_timeout))
+        .set_connection_timeout(Some(config.connection_timeout))
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_millis(500));
+    let connection = ConnectionManager::new_with_config(client.clone(), manager_config)
+        .await
+        .map_err(|e| store_error(e, timeout))?;
+    Ok((Connection::Single(connection), false))
 }
 
 /// The scope and node sets a record puts its user in.
