@@ -31,4 +31,9 @@ impl Error {
     pub fn is_session_gone(&self) -> bool {
         matches!(self, Error::Store(StoreError::SessionNotFound))
     }
+
+    /// Whether the login has logged out (it opens no session).
+    pub fn is_logged_out(&self) -> bool {
+        matches!(self, Error::Store(StoreError::LoggedOut))
+    }
 }

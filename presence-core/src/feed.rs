@@ -78,32 +78,45 @@ pub struct Broadcast {
     pub ended: Vec<(NodeName, Vec<SessionId>)>,
     /// Why they ended.
     pub reason: SessionEnd,
+    /// Sessions another node took over, grouped by their previous holder
+    /// (told [`SessionEnd::Replaced`]).
+    pub replaced: Vec<(NodeName, Vec<SessionId>)>,
 }
 
 impl Broadcast {
     /// What `transition`, the result of `op`, tells the cluster.
     pub fn of(transition: &Transition, op: &UserOp) -> Self {
         let events = PresenceEvent::for_transition(transition).collect();
-        let mut ended: Vec<(NodeName, Vec<SessionId>)> = Vec::new();
-        for (session, node) in transition
-            .ended_sessions
-            .iter()
-            .zip(&transition.ended_nodes)
-        {
-            match ended.iter_mut().find(|(name, _)| name == node) {
-                Some((_, sessions)) => sessions.push(session.clone()),
-                None => ended.push((node.clone(), vec![session.clone()])),
-            }
-        }
+        let ended = by_node(
+            transition
+                .ended_sessions
+                .iter()
+                .zip(&transition.ended_nodes),
+        );
+        let replaced = by_node(transition.moved_sessions.iter().map(|(s, n)| (s, n)));
         Self {
             events,
             ended,
             reason: SessionEnd::for_op(op),
+            replaced,
         }
     }
 
     /// Whether there is nothing to tell.
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty() && self.ended.is_empty()
+        self.events.is_empty() && self.ended.is_empty() && self.replaced.is_empty()
     }
+}
+
+fn by_node<'a>(
+    sessions: impl Iterator<Item = (&'a SessionId, &'a NodeName)>,
+) -> Vec<(NodeName, Vec<SessionId>)> {
+    let mut grouped: Vec<(NodeName, Vec<SessionId>)> = Vec::new();
+    for (session, node) in sessions {
+        match grouped.iter_mut().find(|(name, _)| name == node) {
+            Some((_, sessions)) => sessions.push(session.clone()),
+            None => grouped.push((node.clone(), vec![session.clone()])),
+        }
+    }
+    grouped
 }

@@ -11,8 +11,8 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
-use crate::ids::{NodeName, ScopeId, SessionId, UserId};
-use crate::record::{Linger, SessionRecord, Shown, UserOp, UserRecord};
+use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
+use crate::record::{Linger, RetiredLogin, SessionRecord, Shown, UserOp, UserRecord};
 use crate::status::{ManualStatus, Status};
 use crate::store::Transition;
 
@@ -29,6 +29,9 @@ pub enum OpError {
         /// The configured limit.
         limit: usize,
     },
+    /// The login logged out (within `session_ttl`); it opens nothing more.
+    #[error("this login has logged out")]
+    LoggedOut,
 }
 
 /// `time + by`, saturating instead of overflowing.
@@ -75,6 +78,7 @@ pub fn apply(
     let from = record.shown.status;
     let sessions_before = record.sessions.len();
     let mut ended_sessions = settle(record, now, config);
+    let mut moved_sessions = Vec::new();
     let open_before_op = record.sessions.len();
 
     match op {
@@ -82,6 +86,12 @@ pub fn apply(
             if let Some(session) = record.sessions.iter_mut().find(|s| s.id == new.id) {
                 session.last_heartbeat = now;
                 union_into(&mut session.scopes, &new.scopes);
+                // A client resuming its session on another node: that node
+                // holds it now, and the old holder must let go of it.
+                if session.node.name != new.node.name {
+                    moved_sessions.push((session.id.clone(), session.node.name.clone()));
+                }
+                session.node = new.node.clone();
             } else {
                 let absent = record.sessions.is_empty()
                     && record.linger.is_none()
@@ -117,6 +127,7 @@ pub fn apply(
             }
         }
         UserOp::Logout { login } => {
+            retire(record, login.clone(), now, config);
             let removed = remove_sessions(record, &mut ended_sessions, |s| s.login == *login);
             if record.linger.as_ref().is_some_and(|l| l.login == *login) {
                 record.linger = None;
@@ -126,6 +137,10 @@ pub fn apply(
             }
         }
         UserOp::LogoutEverywhere => {
+            let logins: Vec<LoginId> = record.sessions.iter().map(|s| s.login.clone()).collect();
+            for login in logins {
+                retire(record, login, now, config);
+            }
             if remove_sessions(record, &mut ended_sessions, |_| true) {
                 record.last_seen = Some(now);
             }
@@ -180,6 +195,7 @@ pub fn apply(
             })
             .collect(),
         ended_sessions,
+        moved_sessions,
         next_deadline: next_deadline(record, now, config),
     })
 }
@@ -202,6 +218,13 @@ pub fn heartbeat(
     Ok(())
 }
 
+/// Refuses the login's sessions for `session_ttl` from `now`.
+fn retire(record: &mut UserRecord, login: LoginId, now: DateTime<Utc>, config: &PresenceConfig) {
+    let until = later(now, config.session_ttl);
+    record.retired_logins.retain(|r| r.login != login);
+    record.retired_logins.push(RetiredLogin { login, until });
+}
+
 /// Refuses an operation that cannot apply, before anything is changed.
 fn check(
     record: &UserRecord,
@@ -212,6 +235,13 @@ fn check(
     let mut live = record.sessions.iter().filter(|s| is_live(s, now, config));
     match op {
         UserOp::Open(new) => {
+            if record
+                .retired_logins
+                .iter()
+                .any(|r| r.login == new.login && r.until > now)
+            {
+                return Err(OpError::LoggedOut);
+            }
             let (reopen, count) = live.fold((false, 0), |(reopen, count), s| {
                 (reopen || s.id == new.id, count + 1)
             });
@@ -270,6 +300,7 @@ fn settle(
     if record.manual.is_some_and(|m| !m.holds_at(now)) {
         record.manual = None;
     }
+    record.retired_logins.retain(|r| r.until > now);
     lapsed
 }
 

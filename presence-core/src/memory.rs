@@ -23,6 +23,7 @@ use crate::feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
 use crate::ids::{NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::machine;
 use crate::record::{UserOp, UserPresence, UserRecord, UserView};
+use crate::session::SessionEnd;
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
 /// Shards of the deadline index: enough that two cores rarely meet on one.
@@ -72,6 +73,14 @@ impl MemoryFeed {
                     sink.deliver(FeedMessage::SessionsEnded {
                         sessions: sessions.clone(),
                         reason: broadcast.reason,
+                    });
+                }
+            }
+            for (holder, sessions) in &broadcast.replaced {
+                if *holder == node.name {
+                    sink.deliver(FeedMessage::SessionsEnded {
+                        sessions: sessions.clone(),
+                        reason: SessionEnd::Replaced,
                     });
                 }
             }

@@ -36,6 +36,20 @@ pub struct UserRecord {
     pub scopes: Vec<ScopeId>,
     /// What observers were last told.
     pub shown: Shown,
+    /// Logins logged out within `session_ttl`: none of them may open a
+    /// session again (a request or socket that raced the logout, on any
+    /// node, cannot bring the user back).
+    #[serde(default)]
+    pub retired_logins: Vec<RetiredLogin>,
+}
+
+/// A login that logged out, refused until `until`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredLogin {
+    /// The login.
+    pub login: LoginId,
+    /// When it may be forgotten.
+    pub until: DateTime<Utc>,
 }
 
 /// The status observers were last told, with its version.

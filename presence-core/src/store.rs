@@ -65,6 +65,9 @@ pub struct Transition {
     pub ended_sessions: Vec<SessionId>,
     /// The node holding each of `ended_sessions`, in the same order.
     pub ended_nodes: Vec<NodeName>,
+    /// Sessions reopened on another node by this change, with the node that
+    /// held them before (it must let go: its handle is replaced).
+    pub moved_sessions: Vec<(SessionId, NodeName)>,
     /// When time alone will change this user next, if ever.
     pub next_deadline: Option<DateTime<Utc>>,
 }
@@ -88,6 +91,9 @@ pub enum StoreError {
         /// The configured limit.
         limit: usize,
     },
+    /// The login logged out (within `session_ttl`): it opens no session.
+    #[error("this login has logged out")]
+    LoggedOut,
     /// The backend cannot be reached (connection refused, reset, closed).
     #[error("the presence store is unavailable")]
     Unavailable(#[source] BoxError),
@@ -107,6 +113,7 @@ impl From<OpError> for StoreError {
         match error {
             OpError::SessionNotFound => StoreError::SessionNotFound,
             OpError::TooManySessions { limit } => StoreError::TooManySessions { limit },
+            OpError::LoggedOut => StoreError::LoggedOut,
         }
     }
 }

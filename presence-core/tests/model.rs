@@ -244,6 +244,8 @@ struct ModelUser {
     /// What observers were told, and its version.
     shown: Status,
     v: u64,
+    /// Logins logged out, refused until the given time (logout + TTL).
+    retired: BTreeMap<usize, i64>,
 }
 
 impl Default for ModelUser {
@@ -255,6 +257,7 @@ impl Default for ModelUser {
             manual: None,
             shown: Status::Offline,
             v: 0,
+            retired: BTreeMap::new(),
         }
     }
 }
@@ -333,6 +336,8 @@ impl ModelUser {
 enum Expected {
     Ok,
     SessionGone,
+    /// Opening a session of a login that logged out is refused.
+    Refused,
     /// Logout: every `must` session is reported ended; others may be
     /// reported only if they are in `may` (sessions the model already
     /// considers lapsed, which the library removes lazily).
@@ -347,6 +352,7 @@ enum Expected {
 enum Actual {
     Ok,
     SessionGone,
+    Refused,
     Ended(BTreeSet<SessionId>),
 }
 
@@ -355,6 +361,7 @@ impl Expected {
         match (self, actual) {
             (Expected::Ok, Actual::Ok) => true,
             (Expected::SessionGone, Actual::SessionGone) => true,
+            (Expected::Refused, Actual::Refused) => true,
             (Expected::Ended { must, may }, Actual::Ended(ended)) => {
                 must.is_subset(ended)
                     && ended.iter().all(|id| must.contains(id) || may.contains(id))
@@ -402,22 +409,27 @@ impl World {
         match *op {
             Op::Open { user, slot, login } => {
                 let model = &mut world.users[user];
-                match model.sessions.get_mut(&slot) {
-                    // Re-opening an open session refreshes it (its login stays).
-                    Some(session) => session.heartbeat = now,
-                    None => {
-                        model.sessions.insert(
-                            slot,
-                            ModelSession {
-                                login,
-                                heartbeat: now,
-                            },
-                        );
+                if model.retired.get(&login).is_some_and(|until| *until > now) {
+                    // A login that logged out opens nothing for a TTL.
+                    branches.push((world, Expected::Refused));
+                } else {
+                    match model.sessions.get_mut(&slot) {
+                        // Re-opening an open session refreshes it (its login stays).
+                        Some(session) => session.heartbeat = now,
+                        None => {
+                            model.sessions.insert(
+                                slot,
+                                ModelSession {
+                                    login,
+                                    heartbeat: now,
+                                },
+                            );
+                        }
                     }
+                    model.linger = None;
+                    model.last_activity = Some(now);
+                    branches.push((world, Expected::Ok));
                 }
-                model.linger = None;
-                model.last_activity = Some(now);
-                branches.push((world, Expected::Ok));
             }
             Op::Close { user, slot } => {
                 let model = &mut world.users[user];
@@ -465,6 +477,7 @@ impl World {
             }
             Op::Logout { user, login } => {
                 let model = &mut world.users[user];
+                model.retired.insert(login, now + TTL);
                 let must: BTreeSet<SessionId> = model
                     .sessions
                     .iter()
@@ -487,6 +500,10 @@ impl World {
             }
             Op::LogoutEverywhere { user } => {
                 let model = &mut world.users[user];
+                let logins: Vec<usize> = model.sessions.values().map(|s| s.login).collect();
+                for login in logins {
+                    model.retired.insert(login, now + TTL);
+                }
                 let must: BTreeSet<SessionId> = model
                     .sessions
                     .keys()
@@ -606,12 +623,14 @@ impl Sut {
                 let spec = SessionSpec::new(user_id(user), login_id(user, login))
                     .scope(scope_of(user))
                     .id(session_id(user, slot));
-                let handle = presence
-                    .open_session(spec)
-                    .await
-                    .map_err(|error| format!("open failed: {error}"))?;
-                self.handles.push(handle);
-                Ok(Actual::Ok)
+                match presence.open_session(spec).await {
+                    Ok(handle) => {
+                        self.handles.push(handle);
+                        Ok(Actual::Ok)
+                    }
+                    Err(error) if error.is_logged_out() => Ok(Actual::Refused),
+                    Err(error) => Err(format!("open failed: {error}")),
+                }
             }
             Op::Close { user, slot } => {
                 presence

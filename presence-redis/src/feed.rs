@@ -44,6 +44,7 @@ pub(crate) fn reason_name(reason: SessionEnd) -> &'static str {
     match reason {
         SessionEnd::LoggedOut => "logout",
         SessionEnd::Closed => "closed",
+        SessionEnd::Replaced => "replaced",
         _ => "lapsed",
     }
 }
@@ -52,6 +53,7 @@ fn reason_of(name: &str) -> SessionEnd {
     match name {
         "logout" => SessionEnd::LoggedOut,
         "closed" => SessionEnd::Closed,
+        "replaced" => SessionEnd::Replaced,
         _ => SessionEnd::Lapsed,
     }
 }
@@ -307,8 +309,12 @@ impl Listener {
                 tracing::warn!(channel, "presence feed: undecodable message dropped");
                 return;
             };
-            for session in &ended.s {
-                self.local.ended(session);
+            // A replaced session lives on, held elsewhere (perhaps by
+            // another node of this very process).
+            if ended.r != "replaced" {
+                for session in &ended.s {
+                    self.local.ended(session);
+                }
             }
             let sink = {
                 let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());

@@ -15,8 +15,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::machine;
 use presence_core::{
-    Broadcast, ClusterFeed, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
-    StoreError, Transition, Update, UserId, UserOp, UserPresence, UserRecord, UserView,
+    Broadcast, ClusterFeed, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
+    SessionId, StoreError, Transition, Update, UserId, UserOp, UserPresence, UserRecord, UserView,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -203,13 +203,15 @@ impl RedisStore {
             let payload = serde_json::to_string(&message).map_err(corrupt)?;
             publish.push(json!([keys.scope_channel(&event.scope), payload]));
         }
-        for (holder, sessions) in &broadcast.ended {
+        let ended = broadcast.ended.iter().map(|e| (e, broadcast.reason));
+        let replaced = broadcast.replaced.iter().map(|e| (e, SessionEnd::Replaced));
+        for ((holder, sessions), reason) in ended.chain(replaced) {
             if *holder == update.node.name {
                 continue;
             }
             let message = EndedMessage {
                 s: sessions.clone(),
-                r: reason_name(broadcast.reason).into(),
+                r: reason_name(reason).into(),
             };
             let payload = serde_json::to_string(&message).map_err(corrupt)?;
             publish.push(json!([keys.node_channel(holder), payload]));

@@ -404,8 +404,11 @@ pub async fn scope_members_are_present_users_of_the_scope(store: Arc<dyn Presenc
     assert_eq!(bob.presence.status, Status::Offline);
     assert_eq!(bob.scopes.len(), 2, "scopes are kept for queries");
 
-    // Coming back in another organisation only: membership starts afresh.
-    let t = h.apply("bob", h.open_op("b3", "l", &["globex"]), 3.0).await;
+    // Signing in again (a new login) in another organisation only:
+    // membership starts afresh.
+    let t = h
+        .apply("bob", h.open_op("b3", "l2", &["globex"]), 3.0)
+        .await;
     assert_eq!(t.scopes, vec!["globex".into()]);
     assert_eq!(h.members("acme").await, vec!["alice"]);
 }
@@ -616,4 +619,41 @@ where
         results.push(handle.await.expect("task panicked"));
     }
     results
+}
+
+/// A login that logged out opens nothing for `session_ttl`: a socket or
+/// request that raced the logout (on any node) cannot bring the user back.
+pub async fn a_logged_out_login_cannot_open_again_for_a_ttl(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_op("a1", "laptop", &["acme"]), 0.0)
+        .await;
+    h.apply(
+        "alice",
+        UserOp::Logout {
+            login: "laptop".into(),
+        },
+        1.0,
+    )
+    .await;
+    let late = h
+        .try_apply("alice", h.open_op("a2", "laptop", &["acme"]), 2.0)
+        .await;
+    assert!(
+        matches!(late, Err(StoreError::LoggedOut)),
+        "a late open of the logged-out login: {late:?}"
+    );
+    assert_eq!(h.view("alice").await.status, Status::Offline);
+    let other = h
+        .apply("alice", h.open_op("a3", "phone", &["acme"]), 2.0)
+        .await;
+    assert_eq!(other.to, Status::Online, "another login is welcome");
+    h.apply("alice", UserOp::LogoutEverywhere, 3.0).await;
+    let after_ttl = h
+        .apply("alice", h.open_op("a4", "laptop", &["acme"]), 40.0)
+        .await;
+    assert_eq!(
+        after_ttl.to,
+        Status::Online,
+        "after a TTL the login id is forgotten"
+    );
 }

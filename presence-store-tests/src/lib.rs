@@ -1,4 +1,6 @@
-//! The conformance suite every [`PresenceStore`] must pass.
+//! The shared suites every [`PresenceStore`] must pass.
+//!
+//! # Conformance
 //!
 //! Each case in [`cases`] takes a fresh, empty store and checks one part of
 //! the contract at the store level: transitions and versions, reference
@@ -15,14 +17,79 @@
 //! # fn main() {}
 //! ```
 //!
+//! # Cluster
+//!
+//! Each scenario in [`cluster`] takes a fresh, empty store that has a
+//! cluster feed ([`PresenceStore::cluster_feed`]) and starts two
+//! [`presence_core::Presence`] services on it, `node-a` and `node-b`,
+//! sharing that one store and one [`presence_core::ManualClock`]. It then
+//! checks, at the service level, what a user would notice across nodes:
+//!
+//! - a session opened on node A is `ONLINE` (version 1) to a watcher on
+//!   node B, and node B's queries agree;
+//! - closing it on node A shows `OFFLINE` on node B after the linger, not a
+//!   second before;
+//! - a node that dies without a word leaves no ghost: node B's sweeper
+//!   publishes exactly one `OFFLINE` per user after `session_ttl` and the
+//!   linger, while a user who also holds a live session on node B stays;
+//! - fifty tasks per node opening and closing sessions of one user, all
+//!   racing, show exactly one `ONLINE` and one `OFFLINE` to every watcher;
+//! - a logout on node B ends the session held on node A at once
+//!   ([`presence_core::SessionEnd::LoggedOut`]), with no linger;
+//! - a watcher on node B of some users gets only their events;
+//! - one user's changes made alternately on both nodes reach a watcher on
+//!   each node in order and without duplicates: step by step with versions
+//!   growing by exactly one, and in a burst each version with the status
+//!   it was made with, ending at the last;
+//! - a node shut down gracefully hands its users over: one who reconnects
+//!   to node B inside the linger shows no flicker;
+//! - an HTTP request that raced a logout on node B does not bring the
+//!   login back on node A;
+//! - a session resumed on node B (same session id) is not closed when node
+//!   A drops its old handle.
+//!
+//! Run them with one macro call in an integration test, the same way:
+//!
+//! ```
+//! presence_store_tests::cluster_tests!(|| async {
+//!     std::sync::Arc::new(presence_core::MemoryStore::new())
+//!         as std::sync::Arc<dyn presence_core::PresenceStore>
+//! });
+//! # fn main() {}
+//! ```
+//!
+//! The scenarios drive time with the manual clock and never sleep through
+//! a presence threshold. Deliveries between nodes may cross a real network
+//! (a store whose feed is Redis pub/sub), so every expected event is
+//! awaited with a deadline of [`cluster::WAIT`] (5 s), and "nothing more"
+//! means nothing within [`cluster::QUIET`] (200 ms) of real time, checked
+//! together with what the store answers. Before a scenario acts, each
+//! watcher is synchronised with the feed by a probe user (named with
+//! [`cluster::PROBE_PREFIX`]) changing on the other node until the
+//! watcher's node hears of it, so a feed that subscribes to scopes lazily
+//! passes too. A watcher told to resnapshot in the middle of a scenario
+//! ([`presence_core::Delivery::Lagged`]) fails it, since events were lost.
+//!
+//! # What a backend needs
+//!
 //! The calling crate needs `tokio` (features `macros`, `rt-multi-thread`)
-//! as a dev-dependency. Stores shared by parallel tests must isolate each
-//! test (a random key prefix or schema), since cases assume an empty store.
+//! as a dev-dependency. `$make` is a closure returning a future of a fresh
+//! `Arc<dyn PresenceStore>`; every test calls it once. The macros expand
+//! to plain functions named after the cases and scenarios (the two suites
+//! use different names, so one file may call both).
+//!
+//! Tests run in parallel, so a store shared by parallel tests (one Redis
+//! server, one database) must isolate each test: give every store `$make`
+//! returns its own random key prefix or schema, since cases and scenarios
+//! assume an empty store. For the cluster suite, the prefix must isolate
+//! the cluster feed too (its pub/sub channels), or the nodes of one test
+//! would hear the changes of another.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod cases;
+pub mod cluster;
 mod harness;
 
 pub use harness::Harness;
@@ -42,6 +109,7 @@ macro_rules! conformance_tests {
             logout_everywhere_ends_every_login,
             logout_of_another_login_keeps_a_pending_linger,
             heartbeats_keep_a_session_live_and_never_revive_a_dead_one,
+            a_logged_out_login_cannot_open_again_for_a_ttl,
             a_silent_session_lapses_and_the_user_goes_offline,
             idleness_turns_away_then_offline_and_activity_returns_online,
             manual_status_outranks_idleness_and_expires_by_itself,
@@ -63,6 +131,36 @@ macro_rules! conformance_tests {
             async fn $case() {
                 let store: ::std::sync::Arc<dyn $crate::PresenceStore> = ($make)().await;
                 $crate::cases::$case(store).await;
+            }
+        )*
+    };
+}
+
+/// Expands to one `#[tokio::test]` per cluster scenario (see [`cluster`]).
+/// `$make` is a closure returning a future of a fresh
+/// `Arc<dyn PresenceStore>` whose store has a cluster feed.
+#[macro_export]
+macro_rules! cluster_tests {
+    ($make:expr) => {
+        $crate::cluster_tests!(@scenarios $make;
+            a_session_on_one_node_is_online_on_the_other,
+            a_close_on_one_node_is_offline_on_the_other_after_the_linger,
+            a_dead_nodes_users_go_offline_once_after_ttl_and_linger,
+            racing_opens_and_closes_on_both_nodes_show_one_online_and_one_offline,
+            a_logout_on_one_node_ends_the_session_held_on_the_other,
+            a_watcher_of_some_users_gets_only_their_events_from_the_other_node,
+            alternating_changes_from_both_nodes_reach_every_watcher_in_order,
+            a_node_shut_down_gracefully_hands_its_users_over_without_a_flicker,
+            an_http_request_that_raced_a_logout_on_the_other_node_does_not_bring_the_login_back,
+            a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle,
+        );
+    };
+    (@scenarios $make:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() {
+                let store: ::std::sync::Arc<dyn $crate::PresenceStore> = ($make)().await;
+                $crate::cluster::$scenario(store).await;
             }
         )*
     };

@@ -61,9 +61,6 @@ pub(crate) struct Inner {
     /// older one).
     handle_generations: AtomicU64,
     http_marks: DashMap<LoginId, DateTime<Utc>>,
-    /// Logins logged out within `session_ttl`, so a late HTTP activity mark
-    /// of a request that raced the logout cannot bring them back.
-    logged_out: DashMap<LoginId, DateTime<Utc>>,
     http_coalesce: Duration,
     store_timeout: Duration,
     sweeper: Arc<SweeperControl>,
@@ -147,7 +144,6 @@ impl Presence {
             local_sessions: DashMap::new(),
             handle_generations: AtomicU64::new(0),
             http_marks: DashMap::new(),
-            logged_out: DashMap::new(),
             http_coalesce: settings.http_coalesce,
             store_timeout: settings.store_timeout,
             sweeper: sweeper.clone(),
@@ -299,9 +295,6 @@ impl Presence {
         scopes: &[ScopeId],
     ) -> Result<bool, Error> {
         let now = self.inner.clock.now();
-        if self.is_logged_out(login, now) {
-            return Ok(false);
-        }
         if let Some(mark) = self.inner.http_marks.get(login)
             && now < later(*mark, self.inner.http_coalesce)
         {
@@ -316,12 +309,10 @@ impl Presence {
             metadata: BTreeMap::from([("kind".to_owned(), "http".to_owned())]),
         });
         match self.change(user, open).await {
-            Ok(_) if self.is_logged_out(login, now) => {
-                // The logout landed while this mark was on its way: undo it.
-                self.logout(user, login).await?;
-                Ok(false)
-            }
             Ok(_) => Ok(true),
+            // The logout (on any node) came first: the request that raced
+            // it does not bring the login back.
+            Err(error) if error.is_logged_out() => Ok(false),
             Err(error) => {
                 self.inner.http_marks.remove(login);
                 Err(error)
@@ -379,9 +370,6 @@ impl Presence {
     /// Returns the sessions that ended.
     pub async fn logout(&self, user: &UserId, login: &LoginId) -> Result<Vec<SessionId>, Error> {
         self.inner.http_marks.remove(login);
-        self.inner
-            .logged_out
-            .insert(login.clone(), self.inner.clock.now());
         let logout = UserOp::Logout {
             login: login.clone(),
         };
@@ -603,15 +591,6 @@ impl Presence {
         self.inner
             .http_marks
             .retain(|_, mark| now < later(*mark, window));
-        let ttl = self.inner.config.session_ttl;
-        self.inner.logged_out.retain(|_, at| now < later(*at, ttl));
-    }
-
-    fn is_logged_out(&self, login: &LoginId, now: DateTime<Utc>) -> bool {
-        self.inner
-            .logged_out
-            .get(login)
-            .is_some_and(|at| now < later(*at, self.inner.config.session_ttl))
     }
 }
 
