@@ -596,6 +596,21 @@
         // passive keeps scrolling and touch handling off the main-thread path.
         for (const type of ACTIVITY_EVENTS) this._addListener(this._win, type, activity, { passive: true, capture: true });
         this._addListener(this._win, 'online', () => this._reconnectSoon());
+        // A page left for another (or kept in the back/forward cache) must
+        // end its session now, not when its heartbeats are missed.
+        this._addListener(this._win, 'pagehide', () => {
+          const ws = this._ws;
+          if (!ws) return;
+          this._onClose(1000, 'page hidden');
+          try {
+            ws.close(1000, 'page hidden');
+          } catch (_) {
+            /* already closing */
+          }
+        });
+        this._addListener(this._win, 'pageshow', (event) => {
+          if (event.persisted) this._reconnectSoon();
+        });
       }
       const doc = this._doc;
       if (!doc || !doc.addEventListener) return;
