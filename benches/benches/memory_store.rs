@@ -124,6 +124,7 @@ fn open_close_pairs(
         .iter()
         .map(|session| UserOp::Close {
             session: session.clone(),
+            held_by: None,
         })
         .collect();
     let started = Instant::now();

@@ -119,8 +119,13 @@ pub fn apply(
             }
             touch(record, now);
         }
-        UserOp::Close { session } => {
-            if let Some(index) = record.sessions.iter().position(|s| s.id == *session) {
+        UserOp::Close { session, held_by } => {
+            let held_here = |s: &SessionRecord| held_by.as_ref().is_none_or(|n| s.node.name == *n);
+            if let Some(index) = record
+                .sessions
+                .iter()
+                .position(|s| s.id == *session && held_here(s))
+            {
                 let closed = record.sessions.swap_remove(index);
                 ended_sessions.push(closed.id);
                 end_sessions(record, closed.login, now, config);

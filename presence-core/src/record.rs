@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
+use crate::ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::{ManualChoice, Status};
 
 /// Everything presence knows about one user.
@@ -134,6 +134,10 @@ pub enum UserOp {
     Close {
         /// The session that ended.
         session: SessionId,
+        /// Close it only if this node still holds it: a handle whose
+        /// session was resumed on another node must not close it there.
+        /// `None` closes it wherever it is held.
+        held_by: Option<NodeName>,
     },
     /// End every session of one login at once, with no linger.
     Logout {

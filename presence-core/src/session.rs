@@ -167,7 +167,7 @@ impl SessionHandle {
         if self.has_ended().is_some() {
             return Ok(());
         }
-        let result = self.presence.close_session(&self.user, &self.id).await;
+        let result = self.presence.close_own_session(&self.user, &self.id).await;
         self.presence.forget_local(&self.id, self.generation);
         result
     }
@@ -184,7 +184,7 @@ impl Drop for SessionHandle {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(error) = presence.close_session(&user, &id).await {
+                    if let Err(error) = presence.close_own_session(&user, &id).await {
                         tracing::warn!(%user, session = %id, %error, "closing a dropped session failed; it will lapse");
                     }
                     presence.forget_local(&id, generation);

@@ -105,6 +105,7 @@ impl Harness {
     pub async fn close(&self, user: &str, session: &str, seconds: f64) -> Transition {
         let op = UserOp::Close {
             session: session.into(),
+            held_by: None,
         };
         self.apply(user, op, seconds).await
     }

@@ -86,6 +86,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     open(&session),
                     UserOp::Close {
                         session: session.clone(),
+                        held_by: None,
                     },
                 ] {
                     let update = Update {

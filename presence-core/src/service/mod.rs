@@ -278,6 +278,21 @@ impl Presence {
     pub async fn close_session(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
         let close = UserOp::Close {
             session: session.clone(),
+            held_by: None,
+        };
+        self.change_unchecked(user, close).await.map(drop)
+    }
+
+    /// Closes a session this node opened, unless another node has taken it
+    /// over since (a client that resumed it there).
+    pub(crate) async fn close_own_session(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+    ) -> Result<(), Error> {
+        let close = UserOp::Close {
+            session: session.clone(),
+            held_by: Some(self.inner.node.name.clone()),
         };
         self.change_unchecked(user, close).await.map(drop)
     }
