@@ -57,6 +57,15 @@ impl LocalSessions {
         entry.gone.store(false, Ordering::Release);
     }
 
+    /// The session proved live at `at` by other means (activity).
+    pub(crate) fn touched(&self, session: &SessionId, at: DateTime<Utc>) {
+        if let Some(local) = self.sessions.get(session) {
+            local
+                .heartbeat_ms
+                .fetch_max(at.timestamp_millis(), Ordering::AcqRel);
+        }
+    }
+
     /// The session ended (closed here, or ended by another node).
     pub(crate) fn ended(&self, session: &SessionId) {
         if let Some((_, local)) = self.sessions.remove(session) {

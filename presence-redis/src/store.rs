@@ -248,11 +248,15 @@ impl RedisStore {
 
     /// Keeps the in-memory view of this process's sessions in line.
     fn track_local(&self, update: &Update<'_>, transition: &Transition) {
-        if let UserOp::Open(new) = update.op {
-            self.shared.local.opened(update.user, &new.id, update.now);
-        }
+        // Ended first: a lapsed session reopened under its id lives on.
         for session in &transition.ended_sessions {
             self.shared.local.ended(session);
+        }
+        match update.op {
+            UserOp::Open(new) => self.shared.local.opened(update.user, &new.id, update.now),
+            // Activity proves the session live as a heartbeat does.
+            UserOp::Activity { session } => self.shared.local.touched(session, update.now),
+            _ => {}
         }
     }
 }

@@ -1,0 +1,64 @@
+//! Buffered heartbeats to PostgreSQL: one `UPDATE … FROM unnest(…)` per
+//! flush, whatever the number of sessions (in batches of
+//! [`FLUSH_BATCH`]).
+
+use std::collections::HashSet;
+
+use presence_core::{SessionId, StoreError};
+
+use super::{Shared, sql};
+use crate::error::store_error;
+use crate::flusher::Flush;
+use crate::heartbeats::PendingBeat;
+
+/// Sessions per statement: one statement for any realistic node, and a
+/// bound on the statement's size beyond that.
+const FLUSH_BATCH: usize = 10_000;
+
+impl Flush for Shared {
+    async fn flush(&self) -> Result<usize, StoreError> {
+        let beats = self.local.take_pending();
+        for (index, batch) in beats.chunks(FLUSH_BATCH).enumerate() {
+            if let Err(error) = self.flush_batch(batch).await {
+                self.local.requeue(&beats[index * FLUSH_BATCH..]);
+                return Err(error);
+            }
+        }
+        Ok(beats.len())
+    }
+}
+
+impl Shared {
+    /// Writes one batch; sessions the database no longer holds (another
+    /// node ended them) are marked gone, so their next heartbeat fails.
+    async fn flush_batch(&self, batch: &[PendingBeat]) -> Result<(), StoreError> {
+        let fail = |e| store_error(e, self.config.acquire_timeout);
+        let ids: Vec<&str> = batch.iter().map(|beat| beat.session.as_str()).collect();
+        let heartbeats: Vec<i64> = batch.iter().map(|beat| beat.at_ms).collect();
+        let expiries: Vec<i64> = batch.iter().map(|beat| beat.expires_ms).collect();
+        let written: Vec<String> = sqlx::query_scalar(sql::FLUSH_HEARTBEATS)
+            .bind(&ids)
+            .bind(heartbeats)
+            .bind(expiries)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+        if written.len() == ids.len() {
+            return Ok(());
+        }
+        // Not written: gone, or already holding a newer heartbeat (an
+        // activity wrote one). Only the gone ones matter.
+        let written: HashSet<&str> = written.iter().map(String::as_str).collect();
+        let unwritten: Vec<&str> = ids.into_iter().filter(|id| !written.contains(id)).collect();
+        let existing: Vec<String> = sqlx::query_scalar(sql::EXISTING_SESSIONS)
+            .bind(&unwritten)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(fail)?;
+        let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
+        for gone in unwritten.into_iter().filter(|id| !existing.contains(id)) {
+            self.local.ended(&SessionId::from(gone));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,99 @@
+//! Every statement of the PostgreSQL store. All static: tables are named
+//! unqualified and found through the connections' `search_path` (the
+//! store's schema).
+
+/// The user's record and the heartbeats of their sessions, locking the
+/// user's row until the transaction ends. $1 user.
+pub(crate) const LOCK_USER: &str = "\
+SELECT u.record, s.session_id, s.last_heartbeat
+FROM users u LEFT JOIN sessions s ON s.user_id = u.user_id
+WHERE u.user_id = $1
+FOR UPDATE OF u";
+
+/// A user seen for the first time (a racing insert of the same user wins
+/// and this one does nothing). $1 user, $2 the empty record.
+pub(crate) const CREATE_USER: &str = "\
+INSERT INTO users (user_id, record) VALUES ($1, $2)
+ON CONFLICT (user_id) DO NOTHING";
+
+/// Everything one change writes, in one statement: the user's row, the
+/// sessions that ended and those new or heard from, the scope memberships
+/// left and joined, and the notifications (sent by PostgreSQL at commit, in
+/// commit order).
+///
+/// $1 user; $2 record; $3 status; $4 version; $5 manual status; $6 manual
+/// until; $7 last seen; $8 next deadline; $9 ended session ids; $10–$15 the
+/// sessions to write (id, node, login, opened, heartbeat, expires); $16
+/// scopes left; $17 scopes joined; $18 channels; $19 payloads.
+pub(crate) const WRITE_CHANGE: &str = "\
+WITH
+written AS (
+    UPDATE users SET
+        record = $2, rev = rev + 1, status = $3, version = $4,
+        manual_status = $5, manual_until = $6, last_seen = $7, next_deadline = $8
+    WHERE user_id = $1
+),
+ended AS (
+    DELETE FROM sessions WHERE user_id = $1 AND session_id = ANY($9::text[])
+),
+heard AS (
+    INSERT INTO sessions (session_id, user_id, node, login, opened_at, last_heartbeat, expires_at)
+    SELECT s.id, $1, s.node, s.login, s.opened, s.heartbeat, s.expires
+    FROM unnest($10::text[], $11::text[], $12::text[], $13::bigint[], $14::bigint[], $15::bigint[])
+        AS s(id, node, login, opened, heartbeat, expires)
+    ON CONFLICT (session_id) DO UPDATE SET
+        node = EXCLUDED.node,
+        login = EXCLUDED.login,
+        opened_at = EXCLUDED.opened_at,
+        last_heartbeat = GREATEST(sessions.last_heartbeat, EXCLUDED.last_heartbeat),
+        expires_at = GREATEST(sessions.expires_at, EXCLUDED.expires_at)
+    WHERE sessions.user_id = EXCLUDED.user_id
+),
+left_scopes AS (
+    DELETE FROM scope_members WHERE user_id = $1 AND scope = ANY($16::text[])
+),
+joined_scopes AS (
+    INSERT INTO scope_members (scope, user_id)
+    SELECT scope, $1 FROM unnest($17::text[]) AS j(scope)
+    ON CONFLICT DO NOTHING
+)
+SELECT count(pg_notify(n.channel, n.payload))
+FROM unnest($18::text[], $19::text[]) AS n(channel, payload)";
+
+/// Records of several users. $1 user ids.
+pub(crate) const LOAD_MANY: &str = "\
+SELECT user_id, record FROM users WHERE user_id = ANY($1::text[])";
+
+/// The present members of a scope as observers see them. $1 scope.
+pub(crate) const SCOPE_MEMBERS: &str = "\
+SELECT u.user_id, u.status, u.version, u.last_seen
+FROM scope_members m JOIN users u ON u.user_id = m.user_id
+WHERE m.scope = $1
+ORDER BY u.user_id";
+
+/// Users due at $1 (ms), oldest deadline first, at most $2.
+pub(crate) const DUE: &str = "\
+SELECT user_id FROM users
+WHERE next_deadline <= $1
+ORDER BY next_deadline, user_id
+LIMIT $2";
+
+/// The earliest deadline.
+pub(crate) const NEXT_DEADLINE: &str = "SELECT min(next_deadline) FROM users";
+
+/// Users holding sessions on node $1.
+pub(crate) const USERS_ON_NODE: &str = "\
+SELECT DISTINCT user_id FROM sessions WHERE node = $1";
+
+/// A batch of heartbeats: never moves one back, never revives an ended
+/// session (its row is gone). Returns the sessions written. $1 ids, $2
+/// heartbeats, $3 expiries.
+pub(crate) const FLUSH_HEARTBEATS: &str = "\
+UPDATE sessions SET last_heartbeat = v.heartbeat, expires_at = v.expires
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v(id, heartbeat, expires)
+WHERE sessions.session_id = v.id AND sessions.last_heartbeat < v.heartbeat
+RETURNING sessions.session_id";
+
+/// Which of the sessions $1 still exist.
+pub(crate) const EXISTING_SESSIONS: &str = "\
+SELECT session_id FROM sessions WHERE session_id = ANY($1::text[])";

@@ -1,0 +1,52 @@
+//! Rows read back as the core's types.
+
+use chrono::{DateTime, Utc};
+use presence_core::{Status, StoreError, UserId, UserPresence, UserRecord, UserView};
+
+use crate::error::corrupt;
+
+/// A stored `status` column back as a status (an unknown name reads as
+/// `OFFLINE`).
+fn status_of(name: &str) -> Status {
+    match name {
+        "ONLINE" => Status::Online,
+        "AWAY" => Status::Away,
+        "BUSY" => Status::Busy,
+        _ => Status::Offline,
+    }
+}
+
+/// A `users` row's columns as observers see the user.
+pub(crate) fn presence_of(
+    user: String,
+    status: &str,
+    version: i64,
+    last_seen: Option<i64>,
+) -> UserPresence {
+    UserPresence {
+        user_id: user.into(),
+        status: status_of(status),
+        last_seen: last_seen.and_then(DateTime::<Utc>::from_timestamp_millis),
+        v: u64::try_from(version).unwrap_or(0),
+    }
+}
+
+/// `(user_id, record)` rows as the views of `users`, in that order; a user
+/// with no row is one never seen.
+pub(crate) fn views_in_order(
+    users: &[UserId],
+    rows: Vec<(String, String)>,
+) -> Result<Vec<UserView>, StoreError> {
+    let mut records = std::collections::HashMap::with_capacity(rows.len());
+    for (user, json) in rows {
+        let record: UserRecord = serde_json::from_str(&json).map_err(corrupt)?;
+        records.insert(user, record);
+    }
+    Ok(users
+        .iter()
+        .map(|user| match records.get(user.as_str()) {
+            Some(record) => UserView::of(user.clone(), record),
+            None => UserView::of(user.clone(), &UserRecord::default()),
+        })
+        .collect())
+}

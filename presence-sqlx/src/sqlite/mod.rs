@@ -1,0 +1,280 @@
+//! [`SqliteStore`]: the [`PresenceStore`] contract in a SQLite file, for
+//! one node.
+//!
+//! Every change is one `BEGIN IMMEDIATE` transaction on the store's single
+//! writer connection: read the user's record and heartbeats, run the core's
+//! state machine in Rust, write the user row, sessions and scope members,
+//! commit. One writer makes changes one at a time; readers run beside it
+//! (WAL). There is no cluster feed: a SQLite store belongs to one service
+//! in one process.
+
+mod flush;
+mod sql;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use presence_core::{
+    NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update,
+    UserId, UserPresence, UserView,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+use crate::change::{self, Change, Stored};
+use crate::config::SqliteConfig;
+use crate::error::store_error;
+use crate::flusher;
+use crate::heartbeats::LocalSessions;
+use crate::locks::UserLocks;
+use crate::rows;
+
+/// The embedded migrations (`migrations/sqlite`).
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// A [`PresenceStore`] in a SQLite database file, for a single node (one
+/// service in one process). Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    /// The one connection that writes.
+    writer: SqlitePool,
+    /// Connections that only read.
+    readers: SqlitePool,
+    config: SqliteConfig,
+    local: LocalSessions,
+    locks: UserLocks,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("url", &self.shared.config.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens the database file (creating it if missing, in WAL mode), runs
+    /// the migrations unless [`SqliteConfig::migrate`] is off, and starts
+    /// the heartbeat flusher. Must run inside a tokio runtime.
+    pub async fn connect(config: SqliteConfig) -> Result<Self, StoreError> {
+        let fail = |e| store_error(e, config.acquire_timeout);
+        let options = if config.url.starts_with("sqlite:") {
+            SqliteConnectOptions::from_str(&config.url)
+                .map_err(|e| StoreError::Backend(Box::new(e)))?
+        } else {
+            SqliteConnectOptions::new().filename(&config.url)
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(config.acquire_timeout);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options.clone())
+            .await
+            .map_err(fail)?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(config.max_readers.max(1))
+            .acquire_timeout(config.acquire_timeout)
+            .connect_with(options)
+            .await
+            .map_err(fail)?;
+        let shared = Arc::new(Shared {
+            writer,
+            readers,
+            config,
+            local: LocalSessions::default(),
+            locks: UserLocks::new(),
+        });
+        let store = Self { shared };
+        if store.shared.config.migrate {
+            store.migrate().await?;
+        }
+        flusher::spawn(&store.shared, store.shared.config.flush_interval);
+        Ok(store)
+    }
+
+    /// Brings the database's tables up to date with the embedded
+    /// migrations.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.shared.writer)
+            .await
+            .map_err(|e| self.fail(sqlx::Error::Migrate(Box::new(e))))
+    }
+
+    /// Writes the heartbeats buffered so far now, rather than at the next
+    /// flush interval; returns how many.
+    pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        flusher::Flush::flush(&*self.shared).await
+    }
+
+    fn fail(&self, error: sqlx::Error) -> StoreError {
+        store_error(error, self.shared.config.acquire_timeout)
+    }
+
+    async fn read_user(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        user: &UserId,
+    ) -> Result<Stored, StoreError> {
+        let record: Option<String> = sqlx::query_scalar(sql::READ_USER)
+            .bind(user.as_str())
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let heartbeats: Vec<(String, i64)> = sqlx::query_as(sql::READ_HEARTBEATS)
+            .bind(user.as_str())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Stored::decode(record.as_deref(), heartbeats)
+    }
+
+    async fn write(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        user: &UserId,
+        change: &Change,
+    ) -> Result<(), StoreError> {
+        let fail = |e| self.fail(e);
+        let row = &change.row;
+        sqlx::query(sql::WRITE_USER)
+            .bind(user.as_str())
+            .bind(change.record_json.as_str())
+            .bind(row.status)
+            .bind(row.version)
+            .bind(row.manual_status)
+            .bind(row.manual_until)
+            .bind(row.last_seen)
+            .bind(row.next_deadline)
+            .execute(&mut **tx)
+            .await
+            .map_err(fail)?;
+        let lists = [
+            (sql::DELETE_SESSIONS, json_list(&change.deletes)),
+            (sql::LEAVE_SCOPES, json_list(&change.scopes_left)),
+            (sql::JOIN_SCOPES, json_list(&change.scopes_joined)),
+        ];
+        for (statement, list) in lists {
+            if let Some(list) = list {
+                sqlx::query(statement)
+                    .bind(user.as_str())
+                    .bind(list)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(fail)?;
+            }
+        }
+        if !change.upserts.is_empty() {
+            sqlx::query(sql::WRITE_SESSIONS)
+                .bind(user.as_str())
+                .bind(change.upserts.to_json())
+                .execute(&mut **tx)
+                .await
+                .map_err(fail)?;
+        }
+        Ok(())
+    }
+}
+
+/// A non-empty list as a JSON array.
+fn json_list(items: &[String]) -> Option<String> {
+    (!items.is_empty()).then(|| serde_json::Value::from(items.to_vec()).to_string())
+}
+
+#[async_trait]
+impl PresenceStore for SqliteStore {
+    async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError> {
+        let _turn = self.shared.locks.lock(update.user).await;
+        let mut tx = self
+            .shared
+            .writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.fail(e))?;
+        let stored = self.read_user(&mut tx, update.user).await?;
+        // On an error the transaction rolls back as it is dropped.
+        let change = change::compute(stored, &self.shared.local, &update)?;
+        self.write(&mut tx, update.user, &change).await?;
+        tx.commit().await.map_err(|e| self.fail(e))?;
+        self.shared
+            .local
+            .after_change(&update, &change.transition, &change.record);
+        Ok(change.transition)
+    }
+
+    fn heartbeat(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> Result<(), StoreError> {
+        self.shared.local.beat(user, session, now, config)
+    }
+
+    async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = users.iter().map(UserId::as_str).collect();
+        let ids = serde_json::Value::from(ids).to_string();
+        let rows: Vec<(String, String)> = sqlx::query_as(sql::LOAD_MANY)
+            .bind(ids)
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows::views_in_order(users, rows)
+    }
+
+    async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
+        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(sql::SCOPE_MEMBERS)
+            .bind(scope.as_str())
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(rows
+            .into_iter()
+            .map(|(user, status, version, last_seen)| {
+                rows::presence_of(user, &status, version, last_seen)
+            })
+            .collect())
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> = sqlx::query_scalar(sql::DUE)
+            .bind(now.timestamp_millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let first: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
+            .fetch_one(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(first.and_then(DateTime::<Utc>::from_timestamp_millis))
+    }
+
+    async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> = sqlx::query_scalar(sql::USERS_ON_NODE)
+            .bind(node.as_str())
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+}

@@ -1,0 +1,95 @@
+//! Every statement of the SQLite store. Lists travel as JSON arrays,
+//! unpacked by `json_each`.
+
+/// The user's record. ?1 user.
+pub(crate) const READ_USER: &str = "SELECT record FROM users WHERE user_id = ?1";
+
+/// The heartbeats of the user's sessions. ?1 user.
+pub(crate) const READ_HEARTBEATS: &str = "\
+SELECT session_id, last_heartbeat FROM sessions WHERE user_id = ?1";
+
+/// The user's row, created or rewritten. ?1 user; ?2 record; ?3 status; ?4
+/// version; ?5 manual status; ?6 manual until; ?7 last seen; ?8 next
+/// deadline.
+pub(crate) const WRITE_USER: &str = "\
+INSERT INTO users
+    (user_id, record, rev, status, version, manual_status, manual_until, last_seen, next_deadline)
+VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
+ON CONFLICT (user_id) DO UPDATE SET
+    record = excluded.record, rev = users.rev + 1, status = excluded.status,
+    version = excluded.version, manual_status = excluded.manual_status,
+    manual_until = excluded.manual_until, last_seen = excluded.last_seen,
+    next_deadline = excluded.next_deadline";
+
+/// Sessions that ended. ?1 user, ?2 JSON array of session ids.
+pub(crate) const DELETE_SESSIONS: &str = "\
+DELETE FROM sessions
+WHERE user_id = ?1 AND session_id IN (SELECT value FROM json_each(?2))";
+
+/// Sessions new or heard from. ?1 user, ?2 JSON array of `[id, node,
+/// login, opened, heartbeat, expires]`.
+pub(crate) const WRITE_SESSIONS: &str = "\
+INSERT INTO sessions (session_id, user_id, node, login, opened_at, last_heartbeat, expires_at)
+SELECT json_extract(value, '$[0]'), ?1, json_extract(value, '$[1]'),
+       json_extract(value, '$[2]'), json_extract(value, '$[3]'),
+       json_extract(value, '$[4]'), json_extract(value, '$[5]')
+FROM json_each(?2) WHERE true
+ON CONFLICT (session_id) DO UPDATE SET
+    node = excluded.node,
+    login = excluded.login,
+    opened_at = excluded.opened_at,
+    last_heartbeat = max(sessions.last_heartbeat, excluded.last_heartbeat),
+    expires_at = max(sessions.expires_at, excluded.expires_at)
+WHERE sessions.user_id = excluded.user_id";
+
+/// Scopes the user left. ?1 user, ?2 JSON array of scopes.
+pub(crate) const LEAVE_SCOPES: &str = "\
+DELETE FROM scope_members
+WHERE user_id = ?1 AND scope IN (SELECT value FROM json_each(?2))";
+
+/// Scopes the user joined. ?1 user, ?2 JSON array of scopes.
+pub(crate) const JOIN_SCOPES: &str = "\
+INSERT INTO scope_members (scope, user_id)
+SELECT value, ?1 FROM json_each(?2) WHERE true
+ON CONFLICT DO NOTHING";
+
+/// Records of several users. ?1 JSON array of user ids.
+pub(crate) const LOAD_MANY: &str = "\
+SELECT user_id, record FROM users WHERE user_id IN (SELECT value FROM json_each(?1))";
+
+/// The present members of a scope as observers see them. ?1 scope.
+pub(crate) const SCOPE_MEMBERS: &str = "\
+SELECT u.user_id, u.status, u.version, u.last_seen
+FROM scope_members m JOIN users u ON u.user_id = m.user_id
+WHERE m.scope = ?1
+ORDER BY u.user_id";
+
+/// Users due at ?1 (ms), oldest deadline first, at most ?2.
+pub(crate) const DUE: &str = "\
+SELECT user_id FROM users
+WHERE next_deadline <= ?1
+ORDER BY next_deadline, user_id
+LIMIT ?2";
+
+/// The earliest deadline.
+pub(crate) const NEXT_DEADLINE: &str = "SELECT min(next_deadline) FROM users";
+
+/// Users holding sessions on node ?1.
+pub(crate) const USERS_ON_NODE: &str = "\
+SELECT DISTINCT user_id FROM sessions WHERE node = ?1";
+
+/// A batch of heartbeats: never moves one back, never revives an ended
+/// session (its row is gone). Returns the sessions written. ?1 JSON array
+/// of `[id, heartbeat, expires]`.
+pub(crate) const FLUSH_HEARTBEATS: &str = "\
+UPDATE sessions SET last_heartbeat = v.heartbeat, expires_at = v.expires
+FROM (SELECT json_extract(value, '$[0]') AS id,
+             json_extract(value, '$[1]') AS heartbeat,
+             json_extract(value, '$[2]') AS expires
+      FROM json_each(?1)) AS v
+WHERE sessions.session_id = v.id AND sessions.last_heartbeat < v.heartbeat
+RETURNING session_id";
+
+/// Which of the sessions ?1 (JSON array) still exist.
+pub(crate) const EXISTING_SESSIONS: &str = "\
+SELECT session_id FROM sessions WHERE session_id IN (SELECT value FROM json_each(?1))";

@@ -1,0 +1,328 @@
+//! Several nodes, each a `Presence` service with its own `PgStore` (its own
+//! pool and listener), on one real PostgreSQL schema and one manual clock:
+//! cross-node events, a node that dies, racing first and last sessions, a
+//! logout on one node ending a session held on another, and a listener
+//! connection that drops.
+
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_core::{
+    Delivery, ManualClock, NodeId, Presence, PresenceConfig, SessionEnd, SessionHandle,
+    SessionSpec, Status, Subscription,
+};
+use presence_sqlx::{PgConfig, PgStore};
+
+fn config() -> PresenceConfig {
+    PresenceConfig {
+        heartbeat_interval: Duration::from_secs(10),
+        session_ttl: Duration::from_secs(30),
+        away_after: Duration::from_secs(120),
+        offline_after: Duration::from_secs(600),
+        linger: Duration::from_secs(5),
+        max_sessions_per_user: 64,
+    }
+}
+
+/// One schema shared by the nodes of a test, dropped at its end.
+struct Schema {
+    url: String,
+    name: String,
+}
+
+impl Schema {
+    fn new() -> Self {
+        Self {
+            url: common::postgres_url(),
+            name: common::fresh_schema(),
+        }
+    }
+
+    async fn store(&self) -> PgStore {
+        PgStore::connect(
+            PgConfig::new(self.url.clone())
+                .schema(self.name.clone())
+                .flush_interval(Duration::from_millis(50)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL must be running at {}: {e}", self.url))
+    }
+
+    async fn node(&self, name: &str, clock: &Arc<ManualClock>) -> Presence {
+        Presence::builder()
+            .store(self.store().await)
+            .clock(clock.clone())
+            .config(config())
+            .node(NodeId::new(name))
+            .store_timeout(Duration::from_secs(3))
+            .build()
+            .await
+            .expect("presence")
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        common::drop_schema(self.url.clone(), self.name.clone());
+    }
+}
+
+/// Watches `acme` on `node`. The node's listener is listening once the
+/// service is built, so no event committed from now on is missed.
+async fn watch(node: &Presence) -> Subscription {
+    node.watch(&"acme".into()).await.expect("watch").0
+}
+
+/// The next event (skipping lag notices), within a few seconds.
+async fn next(events: &mut Subscription) -> (String, Status, u64) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
+            Ok(Some(Delivery::Lagged)) => continue,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+/// Nothing but lag notices for `millis` of real time.
+async fn quiet(events: &mut Subscription, millis: u64) {
+    loop {
+        match tokio::time::timeout(Duration::from_millis(millis), events.recv()).await {
+            Err(_) => return,
+            Ok(Some(Delivery::Lagged)) => continue,
+            Ok(other) => panic!("expected nothing, got {other:?}"),
+        }
+    }
+}
+
+fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
+    (user.to_owned(), status, v)
+}
+
+/// Kills a node as a crash would: its handles are dropped where no runtime
+/// runs (so they close nothing), then the service itself (so it stops
+/// sweeping and listening).
+fn crash(node: Presence, sessions: Vec<SessionHandle>) {
+    std::thread::spawn(move || drop(sessions))
+        .join()
+        .expect("drop the handles");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
+    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
+    let a = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let tab = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(
+        b.status(&"alice".into()).await.expect("status").status,
+        Status::Online
+    );
+    let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
+    assert_eq!(snapshot.users.len(), 1, "{snapshot:?}");
+    tab.close().await.expect("close");
+    clock.advance(Duration::from_secs(4));
+    b.run_due().await.expect("sweep");
+    quiet(&mut events, 300).await;
+    clock.advance(Duration::from_secs(1));
+    b.run_due().await.expect("sweep");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
+    quiet(&mut events, 300).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_dies_leaves_no_ghost() {
+    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
+    let dying = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let alice = dying
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    let carol = b
+        .open_session(SessionSpec::new("carol", "phone").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
+    crash(dying, vec![alice]);
+
+    // Carol, on node B, keeps beating; alice's session lapses at 30 s and
+    // lingers until 35 s.
+    for _ in 0..3 {
+        clock.advance(Duration::from_secs(10));
+        carol.heartbeat().expect("carol is alive");
+        b.run_due().await.expect("sweep");
+    }
+    clock.advance(Duration::from_secs(4));
+    b.run_due().await.expect("sweep");
+    quiet(&mut events, 300).await;
+    assert_eq!(
+        b.status(&"alice".into()).await.expect("status").status,
+        Status::Online,
+        "lingering"
+    );
+    clock.advance(Duration::from_secs(1));
+    b.run_due().await.expect("sweep");
+    assert_eq!(
+        next(&mut events).await,
+        ev("alice", Status::Offline, 2),
+        "no ghost"
+    );
+    quiet(&mut events, 300).await;
+    let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
+    let online: Vec<String> = snapshot
+        .users
+        .iter()
+        .filter(|user| user.status != Status::Offline)
+        .map(|user| user.user_id.to_string())
+        .collect();
+    assert_eq!(online, vec!["carol"], "carol, beating on node B, stays");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
+    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
+    let a = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let mut on_a = watch(&a).await;
+    let mut on_b = watch(&b).await;
+    // Both nodes hold sessions at once, then all close at once.
+    let mut tasks = Vec::new();
+    for n in 0..16 {
+        let presence = if n % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            let tab = presence
+                .open_session(SessionSpec::new("alice", format!("l{n}")).scope("acme"))
+                .await
+                .expect("open");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            tab.close().await.expect("close");
+        }));
+    }
+    for task in tasks {
+        task.await.expect("task");
+    }
+    clock.advance(Duration::from_secs(6));
+    a.run_due().await.expect("sweep");
+    b.run_due().await.expect("sweep");
+    for events in [&mut on_a, &mut on_b] {
+        assert_eq!(next(events).await, ev("alice", Status::Online, 1));
+        assert_eq!(next(events).await, ev("alice", Status::Offline, 2));
+        quiet(events, 300).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
+    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
+    let a = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let mut phone = a
+        .open_session(SessionSpec::new("carol", "phone").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
+    b.logout(&"carol".into(), &"phone".into())
+        .await
+        .expect("logout");
+    let ended = tokio::time::timeout(Duration::from_secs(5), phone.ended())
+        .await
+        .expect("told in time");
+    assert_eq!(ended, SessionEnd::LoggedOut);
+    assert!(phone.heartbeat().is_err(), "an ended session beats no more");
+    assert_eq!(
+        next(&mut events).await,
+        ev("carol", Status::Offline, 2),
+        "at once, no linger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_reach_the_database_in_batches_and_keep_sessions_live_for_other_nodes() {
+    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
+    let a_store = schema.store().await;
+    let a = Presence::builder()
+        .store(a_store.clone())
+        .clock(clock.clone())
+        .config(config())
+        .node(NodeId::new("node-a"))
+        .build()
+        .await
+        .expect("presence");
+    let b = schema.node("node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let mut tabs = Vec::new();
+    for n in 0..20 {
+        tabs.push(
+            a.open_session(SessionSpec::new(format!("user-{n}"), "l").scope("acme"))
+                .await
+                .expect("open"),
+        );
+    }
+    for _ in 0..20 {
+        next(&mut events).await;
+    }
+    // Three rounds past the TTL, each heartbeat written by one flush and
+    // swept by the other node only.
+    for _ in 0..6 {
+        clock.advance(Duration::from_secs(10));
+        for tab in &tabs {
+            for _ in 0..5 {
+                tab.heartbeat().expect("live");
+            }
+        }
+        let written = a_store.flush_heartbeats().await.expect("flush");
+        assert!(written <= tabs.len(), "one write per session: {written}");
+        b.run_due().await.expect("sweep on B");
+    }
+    quiet(&mut events, 300).await;
+    let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
+    assert!(
+        snapshot.users.iter().all(|u| u.status == Status::Online),
+        "{snapshot:?}"
+    );
+    assert_eq!(snapshot.users.len(), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_listener_reconnects_and_resyncs_its_watchers() {
+    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
+    let a = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let (mut events, _) = b.watch(&"acme".into()).await.expect("watch");
+
+    // Cut node B's listener connection from the server side.
+    let killer = schema.store().await;
+    let application = format!("presence-feed:{}", schema.name);
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&application)
+    .fetch_all(killer.pool())
+    .await
+    .expect("terminate");
+    assert_eq!(killed.len(), 2, "one listener per node");
+
+    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        Ok(Some(Delivery::Lagged)) => {}
+        other => panic!("expected a resync notice, got {other:?}"),
+    }
+    let _tab = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+}

@@ -1,0 +1,192 @@
+//! PostgreSQL goes away and comes back. The test cannot stop the shared
+//! server, so node A reaches it through a TCP proxy of the test's own,
+//! which it stops (every connection cut, new ones refused) and starts
+//! again on the same port.
+
+#![cfg(feature = "postgres")]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use presence_core::{
+    Delivery, Error, ManualClock, NodeId, Presence, RequestedStatus, SessionSpec, Status,
+    StoreError, Subscription,
+};
+use presence_sqlx::{PgConfig, PgStore};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// Forwards 127.0.0.1:`port` to `target` until dropped.
+struct Proxy {
+    accepting: JoinHandle<()>,
+}
+
+impl Proxy {
+    fn start(port: u16, target: SocketAddr) -> Self {
+        let socket = TcpSocket::new_v4().expect("socket");
+        socket.set_reuseaddr(true).expect("reuseaddr");
+        socket
+            .bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .expect("bind the proxy");
+        let listener = socket.listen(64).expect("listen");
+        let accepting = tokio::spawn(async move {
+            // Dropped with this task: every forwarded connection is cut.
+            let mut connections = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                connections.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self { accepting }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accepting.abort();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("a free port")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The test database's address, and its URL with the address replaced by
+/// the proxy's.
+fn through_proxy(url: &str, port: u16) -> (SocketAddr, String) {
+    let options = sqlx::postgres::PgConnectOptions::from_str(url).expect("a PostgreSQL URL");
+    let host = match options.get_host() {
+        "localhost" => "127.0.0.1",
+        host => host,
+    };
+    let target = format!("{host}:{}", options.get_port())
+        .parse()
+        .expect("the test database at an IP address");
+    let (scheme, rest) = url.split_once("://").expect("scheme");
+    let (credentials, after) = match rest.split_once('@') {
+        Some((credentials, after)) => (format!("{credentials}@"), after),
+        None => (String::new(), rest),
+    };
+    let path = after.find(['/', '?']).map_or("", |at| &after[at..]);
+    (
+        target,
+        format!("{scheme}://{credentials}127.0.0.1:{port}{path}"),
+    )
+}
+
+async fn next(events: &mut Subscription) -> (String, Status, u64) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
+            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
+            Ok(Some(Delivery::Lagged)) => continue,
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
+    let (url, schema) = (common::postgres_url(), common::fresh_schema());
+    let port = free_port();
+    let (target, proxied) = through_proxy(&url, port);
+    let proxy = Proxy::start(port, target);
+    let clock = Arc::new(ManualClock::default());
+
+    let store_a = PgStore::connect(
+        PgConfig::new(proxied)
+            .schema(schema.clone())
+            .acquire_timeout(Duration::from_secs(1))
+            .flush_interval(Duration::from_millis(50)),
+    )
+    .await
+    .expect("connect through the proxy");
+    let a = Presence::builder()
+        .store(store_a.clone())
+        .clock(clock.clone())
+        .node(NodeId::new("node-a"))
+        .store_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .expect("node A");
+    let b = Presence::builder()
+        .store(
+            PgStore::connect(PgConfig::new(url.clone()).schema(schema.clone()))
+                .await
+                .expect("connect directly"),
+        )
+        .clock(clock.clone())
+        .node(NodeId::new("node-b"))
+        .build()
+        .await
+        .expect("node B");
+    let (mut on_b, _) = b.watch(&"acme".into()).await.expect("watch");
+    let alice = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    assert_eq!(next(&mut on_b).await, ("alice".into(), Status::Online, 1));
+
+    drop(proxy); // the database is gone, for node A
+    let started = Instant::now();
+    let failure = a
+        .set_status(&"alice".into(), RequestedStatus::Busy, None)
+        .await
+        .expect_err("the database is unreachable");
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_secs(5), "no hang: {waited:?}");
+    assert!(
+        matches!(
+            failure,
+            Error::Store(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ),
+        "a typed error: {failure:?}"
+    );
+    alice
+        .heartbeat()
+        .expect("heartbeats are answered from memory meanwhile");
+    let flushed = store_a.flush_heartbeats().await;
+    assert!(
+        matches!(
+            flushed,
+            Err(StoreError::Unavailable(_) | StoreError::Timeout(_))
+        ),
+        "{flushed:?}"
+    );
+
+    let _proxy = Proxy::start(port, target); // back
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match a
+            .set_status(&"alice".into(), RequestedStatus::Busy, None)
+            .await
+        {
+            Ok(_) => break,
+            Err(error) => {
+                assert!(Instant::now() < deadline, "never recovered: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    let recovered = started.elapsed();
+    assert_eq!(next(&mut on_b).await, ("alice".into(), Status::Busy, 2));
+    alice.heartbeat().expect("still live");
+    store_a
+        .flush_heartbeats()
+        .await
+        .expect("heartbeats are written again");
+    eprintln!("node A failed in {waited:?} and recovered {recovered:?} after the outage began");
+
+    drop((alice, a, b, store_a));
+    common::drop_schema(url, schema);
+}
