@@ -5,7 +5,8 @@
 //!
 //! `cargo run --release -p presence-demo`, then open <http://127.0.0.1:3000>.
 //! Configuration comes from the environment (SPEC §7): `LISTEN_ADDR`,
-//! `PRESENCE_STORE_URL`, `PRESENCE_HEARTBEAT_INTERVAL`,
+//! `PRESENCE_STORE_URL` (`memory://`, `sqlite://PATH`, `postgres://…`,
+//! `redis://…`), `PRESENCE_HEARTBEAT_INTERVAL`,
 //! `PRESENCE_SESSION_TTL`, `PRESENCE_AWAY_AFTER`, `PRESENCE_OFFLINE_AFTER`,
 //! `PRESENCE_LINGER` (durations like `500ms`, `30s`, `5m`),
 //! `PRESENCE_ALLOWED_ORIGINS` (comma-separated), and
@@ -24,6 +25,7 @@ use std::time::Duration;
 use presence_axum::PresenceRoutes;
 use presence_core::{NodeId, Presence};
 use presence_redis::{RedisConfig, RedisStore};
+use presence_sqlx::{PgConfig, PgStore, SqliteConfig, SqliteStore};
 
 use crate::accounts::Accounts;
 use crate::app::AppState;
@@ -68,6 +70,8 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("PRESENCE_NODE_NAME").unwrap_or_else(|_| format!("demo-{address}")),
     );
     let builder = Presence::builder().config(settings.presence).node(node);
+    // Stores that buffer heartbeats write them out on the way down.
+    let mut flush: Option<FlushHeartbeats> = None;
     let presence = match &settings.store {
         StoreUrl::Memory => builder.build().await?,
         StoreUrl::Redis(url) => {
@@ -76,6 +80,31 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             let store = RedisStore::connect(RedisConfig::new(url.as_str()).prefix(prefix))
                 .await
                 .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
+            flush = Some(Box::new({
+                let store = store.clone();
+                move || Box::pin(async move { store.flush_heartbeats().await.map(drop) })
+            }));
+            builder.store(store).build().await?
+        }
+        StoreUrl::Sqlite(url) => {
+            let store = SqliteStore::connect(SqliteConfig::new(url.as_str()))
+                .await
+                .map_err(|e| format!("cannot use SQLite at {url}: {e}"))?;
+            flush = Some(Box::new({
+                let store = store.clone();
+                move || Box::pin(async move { store.flush_heartbeats().await.map(drop) })
+            }));
+            builder.store(store).build().await?
+        }
+        StoreUrl::Postgres(url) => {
+            let schema = std::env::var("PRESENCE_PG_SCHEMA").unwrap_or_else(|_| "presence".into());
+            let store = PgStore::connect(PgConfig::new(url.as_str()).schema(schema))
+                .await
+                .map_err(|e| format!("cannot use PostgreSQL at {url}: {e}"))?;
+            flush = Some(Box::new({
+                let store = store.clone();
+                move || Box::pin(async move { store.flush_heartbeats().await.map(drop) })
+            }));
             builder.store(store).build().await?
         }
     };
@@ -95,12 +124,24 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         stop_signal().await;
         tracing::info!("shutting down: closing presence sockets");
         routes.shutdown(Duration::from_secs(5)).await;
+        if let Some(flush) = flush
+            && let Err(error) = flush().await
+        {
+            tracing::warn!(%error, "writing the last heartbeats failed");
+        }
     };
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
 }
+
+/// Writes a store's buffered heartbeats.
+type FlushHeartbeats = Box<
+    dyn FnOnce() -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<(), presence_core::StoreError>> + Send>,
+        > + Send,
+>;
 
 /// Ctrl-C or SIGTERM.
 async fn stop_signal() {

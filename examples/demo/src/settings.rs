@@ -24,6 +24,10 @@ pub(crate) enum StoreUrl {
     Memory,
     /// `redis://…`: several demos on one Redis are one cluster.
     Redis(String),
+    /// `sqlite://PATH`: presence and last seen survive a restart.
+    Sqlite(String),
+    /// `postgres://…`: several demos on one database are one cluster.
+    Postgres(String),
 }
 
 /// A variable with a value the demo cannot use.
@@ -126,10 +130,11 @@ fn parse_store(url: Option<String>) -> Result<StoreUrl, BadSetting> {
     match url.split_once("://").map(|(scheme, _)| scheme) {
         Some("memory") => Ok(StoreUrl::Memory),
         Some("redis" | "rediss") => Ok(StoreUrl::Redis(url)),
-        Some("sqlite" | "postgres" | "postgresql") => Err(bad(
-            "this store is not supported yet; use memory:// (the default) or redis://",
+        Some("sqlite") => Ok(StoreUrl::Sqlite(url)),
+        Some("postgres" | "postgresql") => Ok(StoreUrl::Postgres(url)),
+        _ => Err(bad(
+            "expected memory://, sqlite://PATH, postgres://… or redis://HOST:PORT",
         )),
-        _ => Err(bad("expected memory:// or redis://HOST:PORT")),
     }
 }
 
@@ -177,8 +182,8 @@ mod tests {
             ("LISTEN_ADDR", "localhost"),
             ("PRESENCE_AWAY_AFTER", "soon"),
             ("PRESENCE_LINGER", "0s"),
-            ("PRESENCE_STORE_URL", "sqlite://demo.db"),
             ("PRESENCE_STORE_URL", "mongodb://x"),
+            ("PRESENCE_STORE_URL", "no-scheme"),
             ("PRESENCE_ALLOWED_ORIGINS", "evil.example"),
         ];
         for (variable, value) in cases {

@@ -63,8 +63,8 @@ fn a_bad_setting_is_a_clear_error_and_exit_code_2() {
         ("LISTEN_ADDR", "nowhere", "LISTEN_ADDR"),
         (
             "PRESENCE_STORE_URL",
-            "sqlite://demo.db",
-            "not supported yet",
+            "mongodb://127.0.0.1",
+            "expected memory://",
         ),
         ("PRESENCE_OFFLINE_AFTER", "1s", "away"),
     ] {
@@ -175,12 +175,36 @@ async fn two_demos_on_one_redis_are_one_cluster() {
     let prefix = format!("presence-demo-test-{}", std::process::id());
     let url = std::env::var("PRESENCE_TEST_REDIS_URL")
         .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let env = [
+    two_demos_are_one_cluster(&[
         ("PRESENCE_STORE_URL", url.as_str()),
         ("PRESENCE_REDIS_PREFIX", prefix.as_str()),
-    ];
-    let one = Demo::start(&env);
-    let two = Demo::start(&env);
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn two_demos_on_one_postgres_are_one_cluster() {
+    let schema = format!("presence_demo_test_{}", std::process::id());
+    let url = std::env::var("PRESENCE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    two_demos_are_one_cluster(&[
+        ("PRESENCE_STORE_URL", url.as_str()),
+        ("PRESENCE_PG_SCHEMA", schema.as_str()),
+    ])
+    .await;
+    let _ = Command::new("psql")
+        .args([
+            url.as_str(),
+            "-qc",
+            &format!("drop schema if exists {schema} cascade"),
+        ])
+        .output();
+}
+
+/// Alice signs in on one demo; the other sees her, and sees her leave.
+async fn two_demos_are_one_cluster(env: &[(&str, &str)]) {
+    let one = Demo::start(env);
+    let two = Demo::start(env);
     let http = reqwest::Client::new();
     let token = |demo: &Demo, name: &'static str| {
         let request = http
@@ -240,4 +264,98 @@ async fn two_demos_on_one_redis_are_one_cluster() {
         !users.iter().any(|u| u["user_id"] == "alice"),
         "logged out on one, gone on two: {snapshot}"
     );
+}
+
+#[tokio::test]
+async fn a_demo_on_sqlite_restarted_with_users_connected_leaves_no_ghost_and_keeps_last_seen() {
+    let file =
+        std::env::temp_dir().join(format!("presence-demo-restart-{}.db", std::process::id()));
+    let _ = std::fs::remove_file(&file);
+    let url = format!("sqlite://{}", file.display());
+    let env = [
+        ("PRESENCE_STORE_URL", url.as_str()),
+        ("PRESENCE_NODE_NAME", "demo-restart"),
+        ("PRESENCE_LINGER", "1s"),
+    ];
+    let http = reqwest::Client::new();
+    let login = |demo: &Demo, name: &'static str| {
+        let request = http
+            .post(format!("{}/api/login", demo.base))
+            .json(&json!({"username": name, "org": "acme"}))
+            .send();
+        async move {
+            let body: Value = request.await.expect("login").json().await.expect("json");
+            body["token"].as_str().expect("token").to_owned()
+        }
+    };
+    let alice_seen = {
+        let mut demo = Demo::start(&env);
+        let alice = login(&demo, "alice").await;
+        // Alice is connected when the demo dies.
+        let mut request = format!("{}/ws/presence", demo.base.replace("http://", "ws://"))
+            .into_client_request()
+            .expect("request");
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {alice}").parse().expect("header"),
+        );
+        let (mut socket, _) = tokio_tungstenite::connect_async(request)
+            .await
+            .expect("upgrade");
+        assert_eq!(next_json(&mut socket).await["type"], "hello");
+        let snapshot = next_json(&mut socket).await;
+        let alice_now = snapshot["users"]
+            .as_array()
+            .expect("users")
+            .iter()
+            .find(|u| u["user_id"] == "alice")
+            .cloned()
+            .expect("alice in her own snapshot");
+        assert_eq!(alice_now["status"], "ONLINE");
+        // Let the heartbeats and the record reach the file, then kill -9.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        demo.child.kill().expect("kill");
+        demo.child.wait().expect("wait");
+        alice_now["last_seen"].clone()
+    };
+
+    let demo = Demo::start(&env);
+    let bob = login(&demo, "bob").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let alice = loop {
+        let snapshot: Value = http
+            .get(format!(
+                "{}/api/presence?scope=acme&user_ids=alice",
+                demo.base
+            ))
+            .bearer_auth(&bob)
+            .send()
+            .await
+            .expect("snapshot")
+            .json()
+            .await
+            .expect("json");
+        let alice = snapshot["users"][0].clone();
+        if alice["status"] == "OFFLINE" {
+            break alice;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a ghost after the restart: {alice}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        alice["last_seen"].is_string(),
+        "last_seen survived the restart: {alice}"
+    );
+    assert!(
+        alice["last_seen"].as_str() >= alice_seen.as_str(),
+        "last_seen {} is not older than before the restart ({alice_seen})",
+        alice["last_seen"]
+    );
+    drop(demo);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
 }
