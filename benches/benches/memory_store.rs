@@ -34,6 +34,13 @@ fn open(session: &SessionId) -> UserOp {
     })
 }
 
+/// The node of every change (made once: a node id draws a random
+/// incarnation).
+fn node() -> &'static NodeId {
+    static NODE: std::sync::OnceLock<NodeId> = std::sync::OnceLock::new();
+    NODE.get_or_init(|| NodeId::new("bench"))
+}
+
 fn apply(
     runtime: &tokio::runtime::Runtime,
     store: &MemoryStore,
@@ -42,12 +49,11 @@ fn apply(
     at: DateTime<Utc>,
     config: &PresenceConfig,
 ) {
-    let node = NodeId::new("bench");
     let update = Update {
         user,
         op,
         now: at,
-        node: &node,
+        node: node(),
         config,
     };
     runtime

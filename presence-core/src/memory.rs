@@ -2,8 +2,11 @@
 //!
 //! Each user has a slot with its own mutex; a change to one user locks only
 //! that slot (plus short critical sections in the indexes). A heartbeat
-//! finds its session's slot through the session map, locks that one slot and
-//! stores a timestamp: no allocation, nothing shared is write-locked.
+//! takes no lock at all: it finds its session in the session map and raises
+//! the session's atomic timestamp (no allocation, nothing write-locked). A
+//! change merges those timestamps into the record under the slot's lock,
+//! and marks the sessions it lapses dead with a compare-and-set, so a
+//! heartbeat racing a lapse either lands first (the session lives) or fails.
 //!
 //! The memory store keeps one small record per user it has ever seen (the
 //! version and `last_seen` must outlive a user's sessions), so memory grows
@@ -12,6 +15,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -33,7 +37,7 @@ const DEADLINE_SHARDS: usize = 16;
 /// `Arc<MemoryStore>` or hand it to one service.
 pub struct MemoryStore {
     users: DashMap<UserId, Arc<UserSlot>>,
-    sessions: DashMap<SessionId, Arc<UserSlot>>,
+    sessions: DashMap<SessionId, LiveSession>,
     scopes: DashMap<ScopeId, HashSet<UserId>>,
     nodes: DashMap<NodeName, HashSet<UserId>>,
     deadlines: DeadlineIndex,
@@ -113,6 +117,17 @@ struct UserSlot {
     state: Mutex<SlotState>,
 }
 
+/// A session's entry in the session map: its user's slot, and its newest
+/// heartbeat in ms since the epoch ([`DEAD`] once it has ended).
+struct LiveSession {
+    slot: Arc<UserSlot>,
+    heartbeat: Arc<AtomicI64>,
+}
+
+/// The heartbeat of a session that ended: above every real time, so a
+/// heartbeat's `fetch_max` leaves it dead.
+const DEAD: i64 = i64::MAX;
+
 #[derive(Default)]
 struct SlotState {
     record: UserRecord,
@@ -120,6 +135,43 @@ struct SlotState {
     deadline: Option<DateTime<Utc>>,
     indexed_scopes: Vec<ScopeId>,
     indexed_nodes: Vec<NodeName>,
+    /// The heartbeat cell of each session of `record`.
+    beats: Vec<(SessionId, Arc<AtomicI64>)>,
+}
+
+impl SlotState {
+    /// Brings the record's heartbeats up to date with the cells, and marks
+    /// dead (by compare-and-set) every session lapsed at `now`: a heartbeat
+    /// that slips in first keeps its session alive instead.
+    fn merge_heartbeats(&mut self, now: DateTime<Utc>, config: &PresenceConfig) {
+        let ttl = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        let now_ms = now.timestamp_millis();
+        for (id, cell) in &self.beats {
+            let Some(session) = self.record.sessions.iter_mut().find(|s| s.id == *id) else {
+                continue;
+            };
+            let stored = session.last_heartbeat.timestamp_millis();
+            let mut seen = cell.load(Ordering::Acquire);
+            let newest = loop {
+                if seen == DEAD {
+                    break stored;
+                }
+                let newest = seen.max(stored);
+                if newest.saturating_add(ttl) > now_ms {
+                    break newest;
+                }
+                match cell.compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire) {
+                    Ok(_) => break newest,
+                    Err(fresher) => seen = fresher,
+                }
+            };
+            if newest > stored
+                && let Some(at) = DateTime::<Utc>::from_timestamp_millis(newest)
+            {
+                session.last_heartbeat = at;
+            }
+        }
+    }
 }
 
 impl UserSlot {
@@ -169,15 +221,39 @@ impl MemoryStore {
     /// user's lock, so the indexes change atomically with the record as far
     /// as this user is concerned.
     fn reindex(&self, slot: &Arc<UserSlot>, state: &mut SlotState, transition: &Transition) {
-        let record = &state.record;
-        for session in &record.sessions {
-            if !self.sessions.contains_key(&session.id) {
-                self.sessions.insert(session.id.clone(), slot.clone());
-            }
-        }
         for ended in &transition.ended_sessions {
-            self.sessions
-                .remove_if(ended, |_, owner| Arc::ptr_eq(owner, slot));
+            if let Some((_, gone)) = self
+                .sessions
+                .remove_if(ended, |_, live| Arc::ptr_eq(&live.slot, slot))
+            {
+                gone.heartbeat.store(DEAD, Ordering::Release);
+            }
+            // A session reopened under its id gets a fresh cell below.
+            state.beats.retain(|(id, _)| id != ended);
+        }
+        let record = &state.record;
+        state
+            .beats
+            .retain(|(id, _)| record.sessions.iter().any(|s| s.id == *id));
+        for session in &record.sessions {
+            let at = session.last_heartbeat.timestamp_millis();
+            match state.beats.iter().find(|(id, _)| *id == session.id) {
+                // Opened again, or activity: the session proved live now.
+                Some((_, cell)) => {
+                    cell.fetch_max(at, Ordering::AcqRel);
+                }
+                None => {
+                    let cell = Arc::new(AtomicI64::new(at));
+                    self.sessions.insert(
+                        session.id.clone(),
+                        LiveSession {
+                            slot: slot.clone(),
+                            heartbeat: cell.clone(),
+                        },
+                    );
+                    state.beats.push((session.id.clone(), cell));
+                }
+            }
         }
 
         let wanted_scopes: &[ScopeId] = if transition.present {
@@ -234,6 +310,7 @@ impl PresenceStore for MemoryStore {
     async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError> {
         let slot = self.slot(update.user);
         let mut state = slot.lock();
+        state.merge_heartbeats(update.now, update.config);
         let transition = machine::apply(
             update.user,
             &mut state.record,
@@ -253,17 +330,25 @@ impl PresenceStore for MemoryStore {
         now: DateTime<Utc>,
         config: &PresenceConfig,
     ) -> Result<(), StoreError> {
-        // Clone the slot out so no map shard is held while the slot is locked.
-        let slot = self
+        let live = self
             .sessions
             .get(session)
-            .map(|slot| slot.clone())
             .ok_or(StoreError::SessionNotFound)?;
-        if slot.user != *user {
+        if live.slot.user != *user {
             return Err(StoreError::SessionNotFound);
         }
-        let mut state = slot.lock();
-        machine::heartbeat(&mut state.record, session, now, config)?;
+        let ttl = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        let now_ms = now.timestamp_millis();
+        let cell = &live.heartbeat;
+        let seen = cell.load(Ordering::Acquire);
+        if seen == DEAD || seen.saturating_add(ttl) <= now_ms {
+            return Err(StoreError::SessionNotFound);
+        }
+        // A change that lapsed the session meanwhile set it to DEAD, which
+        // `fetch_max` keeps: the heartbeat came too late.
+        if cell.fetch_max(now_ms, Ordering::AcqRel) == DEAD {
+            return Err(StoreError::SessionNotFound);
+        }
         Ok(())
     }
 
