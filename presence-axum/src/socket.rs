@@ -93,7 +93,7 @@ enum Input {
 async fn serve(shared: Arc<Shared>, identity: Identity, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let (outgoing, queue) = mpsc::channel(shared.socket.outgoing_queue.max(1));
-    let writer = tokio::spawn(write_frames(sink, queue));
+    let mut writer = tokio::spawn(write_frames(sink, queue));
     let mut connection = Connection {
         shared,
         identity,
@@ -126,8 +126,16 @@ async fn serve(shared: Arc<Shared>, identity: Identity, socket: WebSocket) {
         })
         .await;
     }
+    let send_timeout = connection.shared.socket.send_timeout;
     drop(connection);
-    let _ = writer.await;
+    // A peer that stopped reading keeps the writer waiting on a flush that
+    // never ends: give it the send timeout, then drop the connection.
+    if tokio::time::timeout(send_timeout, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
 }
 
 /// Longest wait for the client's answer to a close frame.

@@ -82,7 +82,8 @@ pub fn apply(
     let open_before_op = record.sessions.len();
 
     match op {
-        UserOp::Open(new) => {
+        UserOp::Open(new) | UserOp::Restore(new) => {
+            let restoring = matches!(op, UserOp::Restore(_));
             if let Some(session) = record.sessions.iter_mut().find(|s| s.id == new.id) {
                 session.last_heartbeat = now;
                 union_into(&mut session.scopes, &new.scopes);
@@ -111,7 +112,11 @@ pub fn apply(
             }
             union_into(&mut record.scopes, &new.scopes);
             record.linger = None;
-            touch(record, now);
+            // A restored session is activity only for a record the store
+            // lost entirely (nothing else is known of the user).
+            if !restoring || record.last_activity.is_none() {
+                touch(record, now);
+            }
         }
         UserOp::Activity { session } => {
             if let Some(session) = record.sessions.iter_mut().find(|s| s.id == *session) {
@@ -239,7 +244,7 @@ fn check(
 ) -> Result<(), OpError> {
     let mut live = record.sessions.iter().filter(|s| is_live(s, now, config));
     match op {
-        UserOp::Open(new) => {
+        UserOp::Open(new) | UserOp::Restore(new) => {
             if record
                 .retired_logins
                 .iter()

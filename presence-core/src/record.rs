@@ -124,6 +124,10 @@ pub enum UserOp {
     /// Open a session (or refresh it, if one with that id is open). Counts as
     /// activity and cancels a pending linger.
     Open(NewSession),
+    /// Register again a session this node still holds, after the store may
+    /// have lost it (a feed resync): like [`UserOp::Open`], but proving the
+    /// session live is not activity, so an idle user stays AWAY.
+    Restore(NewSession),
     /// The user did something in this session; also proves it live.
     Activity {
         /// The session it came from.

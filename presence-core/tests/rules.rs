@@ -621,3 +621,27 @@ async fn a_logout_on_one_node_ends_the_sessions_held_by_another() {
         ]
     );
 }
+
+#[tokio::test]
+async fn reopening_a_lapsed_session_id_before_the_sweep_gives_a_live_handle() {
+    let w = World::new().await;
+    let spec = || SessionSpec::new("alice", "l1").scope("acme").id("tab-1");
+    std::mem::forget(w.presence.open_session(spec()).await.expect("open"));
+    // Lapsed at 30 s; nothing has swept it yet (this task has not yielded).
+    w.clock.advance(Duration::from_secs(31));
+    let fresh = w.presence.open_session(spec()).await.expect("reopen");
+    assert_eq!(
+        fresh.has_ended(),
+        None,
+        "the new handle is not told the old one lapsed"
+    );
+    fresh.heartbeat().expect("the reopened session is live");
+    drop(fresh);
+    tokio::task::yield_now().await;
+    w.advance(5).await;
+    assert_eq!(
+        w.status("alice").await,
+        Status::Offline,
+        "closing the handle closed it"
+    );
+}

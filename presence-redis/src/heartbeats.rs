@@ -112,6 +112,19 @@ impl LocalSessions {
         Ok(())
     }
 
+    /// Puts beats whose write failed back in the queue (unless a newer
+    /// heartbeat queued the session again meanwhile).
+    pub(crate) fn requeue(&self, beats: &[PendingBeat]) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        for beat in beats {
+            if let Some(local) = self.sessions.get(&beat.session)
+                && !local.queued.swap(true, Ordering::AcqRel)
+            {
+                pending.push((beat.session.clone(), local.clone()));
+            }
+        }
+    }
+
     /// Everything waiting to be written.
     pub(crate) fn take_pending(&self) -> Vec<PendingBeat> {
         let queued = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));

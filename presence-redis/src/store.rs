@@ -253,7 +253,9 @@ impl RedisStore {
             self.shared.local.ended(session);
         }
         match update.op {
-            UserOp::Open(new) => self.shared.local.opened(update.user, &new.id, update.now),
+            UserOp::Open(new) | UserOp::Restore(new) => {
+                self.shared.local.opened(update.user, &new.id, update.now);
+            }
             // Activity proves the session live as a heartbeat does.
             UserOp::Activity { session } => self.shared.local.touched(session, update.now),
             _ => {}
@@ -351,8 +353,8 @@ async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
             return;
         };
         if let Err(error) = shared.flush().await {
-            // The sessions stay live locally; their records lapse only if
-            // Redis stays away past the TTL.
+            // The beats stay queued for the next flush; records lapse only
+            // if Redis stays away past the TTL.
             tracing::warn!(%error, "writing heartbeats to Redis failed");
         }
     }
@@ -367,51 +369,61 @@ impl Shared {
     /// Redis no longer holds are marked gone, so their next heartbeat fails
     /// and their holder learns the session ended.
     async fn flush(&self) -> Result<usize, StoreError> {
-        let fail = |e| store_error(e, self.config.response_timeout);
         let beats = self.local.take_pending();
-        for batch in beats.chunks(HEARTBEAT_BATCH) {
-            // XX: never revives an ended session; GT: never moves one back.
-            let mut pipe = redis::pipe();
-            for beat in batch {
-                pipe.cmd("ZADD")
-                    .arg(self.keys.heartbeats(&beat.user))
-                    .arg("XX")
-                    .arg("GT")
-                    .arg("CH")
-                    .arg(beat.at_ms)
-                    .arg(beat.session.as_str());
-            }
-            let changed: Vec<i64> = pipe
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(fail)?;
-            // Unchanged: gone, or a heartbeat no newer than the stored one.
-            let unchanged: Vec<&PendingBeat> = batch
-                .iter()
-                .zip(&changed)
-                .filter(|(_, changed)| **changed == 0)
-                .map(|(beat, _)| beat)
-                .collect();
-            if unchanged.is_empty() {
-                continue;
-            }
-            let mut pipe = redis::pipe();
-            for beat in &unchanged {
-                pipe.cmd("ZSCORE")
-                    .arg(self.keys.heartbeats(&beat.user))
-                    .arg(beat.session.as_str());
-            }
-            let scores: Vec<Option<f64>> = pipe
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(fail)?;
-            for (beat, score) in unchanged.iter().zip(scores) {
-                if score.is_none() {
-                    self.local.ended(&beat.session);
-                }
+        for (n, batch) in beats.chunks(HEARTBEAT_BATCH).enumerate() {
+            if let Err(error) = self.flush_batch(batch).await {
+                // Kept for the next flush: a short outage loses nothing.
+                self.local.requeue(&beats[n * HEARTBEAT_BATCH..]);
+                return Err(error);
             }
         }
         Ok(beats.len())
+    }
+
+    /// Writes one batch; marks the sessions Redis no longer holds gone.
+    async fn flush_batch(&self, batch: &[PendingBeat]) -> Result<(), StoreError> {
+        let fail = |e| store_error(e, self.config.response_timeout);
+        // XX: never revives an ended session; GT: never moves one back.
+        let mut pipe = redis::pipe();
+        for beat in batch {
+            pipe.cmd("ZADD")
+                .arg(self.keys.heartbeats(&beat.user))
+                .arg("XX")
+                .arg("GT")
+                .arg("CH")
+                .arg(beat.at_ms)
+                .arg(beat.session.as_str());
+        }
+        let changed: Vec<i64> = pipe
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        // Unchanged: gone, or a heartbeat no newer than the stored one.
+        let unchanged: Vec<&PendingBeat> = batch
+            .iter()
+            .zip(&changed)
+            .filter(|(_, changed)| **changed == 0)
+            .map(|(beat, _)| beat)
+            .collect();
+        if unchanged.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for beat in &unchanged {
+            pipe.cmd("ZSCORE")
+                .arg(self.keys.heartbeats(&beat.user))
+                .arg(beat.session.as_str());
+        }
+        let scores: Vec<Option<f64>> = pipe
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(fail)?;
+        for (beat, score) in unchanged.iter().zip(scores) {
+            if score.is_none() {
+                self.local.ended(&beat.session);
+            }
+        }
+        Ok(())
     }
 }
 

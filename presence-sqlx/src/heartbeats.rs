@@ -91,7 +91,7 @@ impl LocalSessions {
         for session in &transition.ended_sessions {
             self.ended(session);
         }
-        if let UserOp::Open(new) = update.op {
+        if let UserOp::Open(new) | UserOp::Restore(new) = update.op {
             self.opened(update.user, &new.id, update.now, update.config);
         }
         self.saw(record);

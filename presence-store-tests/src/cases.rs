@@ -657,3 +657,31 @@ pub async fn a_logged_out_login_cannot_open_again_for_a_ttl(store: Arc<dyn Prese
         "after a TTL the login id is forgotten"
     );
 }
+
+/// Registering a session again after a feed resync proves it live but is
+/// not activity: an idle user stays AWAY; a record the store lost comes
+/// back ONLINE.
+pub async fn restoring_a_session_is_not_activity(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let opened = h.open_op("a1", "laptop", &["acme"]);
+    let UserOp::Open(session) = opened.clone() else {
+        unreachable!("open_op opens");
+    };
+    h.apply("alice", opened, 0.0).await;
+    for seconds in [25.0, 50.0] {
+        h.heartbeat("alice", "a1", seconds).expect("alive");
+    }
+    let away = h.apply("alice", UserOp::Refresh, 61.0).await;
+    assert_eq!(away.to, Status::Away);
+    let restored = h.apply("alice", UserOp::Restore(session), 62.0).await;
+    assert_eq!((restored.from, restored.to), (Status::Away, Status::Away));
+    let UserOp::Open(bobs) = h.open_op("b1", "phone", &["acme"]) else {
+        unreachable!("open_op opens");
+    };
+    let lost = h.apply("bob", UserOp::Restore(bobs), 62.0).await;
+    assert_eq!(
+        lost.to,
+        Status::Online,
+        "nothing known of bob: present from now"
+    );
+}

@@ -110,6 +110,7 @@ macro_rules! conformance_tests {
             logout_of_another_login_keeps_a_pending_linger,
             heartbeats_keep_a_session_live_and_never_revive_a_dead_one,
             a_logged_out_login_cannot_open_again_for_a_ttl,
+            restoring_a_session_is_not_activity,
             a_silent_session_lapses_and_the_user_goes_offline,
             idleness_turns_away_then_offline_and_activity_returns_online,
             manual_status_outranks_idleness_and_expires_by_itself,

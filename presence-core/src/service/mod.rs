@@ -448,7 +448,7 @@ impl Presence {
             .collect();
         let count = sessions.len();
         for (user, opened) in sessions {
-            if let Err(error) = self.change(&user, UserOp::Open(opened)).await {
+            if let Err(error) = self.change(&user, UserOp::Restore(opened)).await {
                 tracing::warn!(%user, %error, "registering a live session again failed");
             }
         }
@@ -471,17 +471,25 @@ impl Presence {
         // what is left is due at once and swept next round.
         for _ in 0..MAX_SWEEP_BATCHES {
             let due = self.timed(self.inner.store.due(now, SWEEP_BATCH)).await?;
+            let mut failed = 0;
             for user in &due {
-                if self
-                    .change_unchecked(user, UserOp::Refresh)
-                    .await?
-                    .changed()
-                {
-                    changed += 1;
+                match self.change_unchecked(user, UserOp::Refresh).await {
+                    Ok(transition) if transition.changed() => changed += 1,
+                    Ok(_) => {}
+                    // The store itself is away: the next round retries.
+                    Err(Error::Store(
+                        error @ (StoreError::Unavailable(_) | StoreError::Timeout(_)),
+                    )) => return Err(Error::Store(error)),
+                    // One user's record cannot be refreshed (corrupt, say):
+                    // the others must not wait on it.
+                    Err(error) => {
+                        failed += 1;
+                        tracing::warn!(%user, %error, "refreshing a due user failed; skipped this round");
+                    }
                 }
             }
             refreshed += due.len();
-            if due.len() < SWEEP_BATCH {
+            if due.len() < SWEEP_BATCH || failed > 0 {
                 break;
             }
         }
@@ -504,7 +512,19 @@ impl Presence {
             node: self.inner.node.clone(),
         };
         for user in &users {
-            self.change_unchecked(user, clear.clone()).await?;
+            match self.change_unchecked(user, clear.clone()).await {
+                Ok(_) => {}
+                Err(Error::Store(
+                    error @ (StoreError::Unavailable(_) | StoreError::Timeout(_)),
+                )) => {
+                    return Err(Error::Store(error));
+                }
+                // One unreadable record must not keep the node from
+                // starting; its sessions lapse by themselves.
+                Err(error) => {
+                    tracing::warn!(%user, %error, "clearing an earlier run's sessions failed")
+                }
+            }
         }
         Ok(())
     }
@@ -562,8 +582,16 @@ impl Presence {
         }
         self.inner.hub.publish(&transition);
         let reason = SessionEnd::for_op(&op);
+        // A session reopened under the id of one that lapsed unswept lives
+        // on: its new holder is not told it ended.
+        let reopened = match &op {
+            UserOp::Open(new) => Some(&new.id),
+            _ => None,
+        };
         for session in &transition.ended_sessions {
-            self.end_local(session, reason);
+            if Some(session) != reopened {
+                self.end_local(session, reason);
+            }
         }
         if let Some(deadline) = transition.next_deadline {
             self.inner.sweeper.schedule(deadline);
