@@ -303,17 +303,18 @@ impl Hub {
                 .unwrap_or_else(|e| e.into_inner())
                 .remove(id, users);
         }
-        let removed = self.scopes.remove_if(scope, |_, watchers| {
-            watchers
+        // The feed hears of it under the map's lock, as in `add`: a watcher
+        // arriving meanwhile cannot be ordered before this unwatch.
+        self.scopes.remove_if(scope, |_, watchers| {
+            let empty = watchers
                 .read()
                 .unwrap_or_else(|e| e.into_inner())
-                .is_empty()
+                .is_empty();
+            if empty && let Some((feed, node)) = self.feed.get() {
+                feed.unwatch(node, scope);
+            }
+            empty
         });
-        if removed.is_some()
-            && let Some((feed, node)) = self.feed.get()
-        {
-            feed.unwatch(node, scope);
-        }
     }
 }
 

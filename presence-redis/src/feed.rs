@@ -27,7 +27,8 @@ use crate::keys::Keys;
 /// An event as published: who made it, and the event.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct EventMessage {
-    /// The node that made the change (it already told its own watchers).
+    /// The node that made the change (kept for operators; every node,
+    /// the origin too, delivers the event, and fan-out drops duplicates).
     pub(crate) o: String,
     pub(crate) e: PresenceEvent,
 }
@@ -292,12 +293,13 @@ impl Listener {
                 let Some(watching) = joined.watching.get(&ScopeId::from(scope)) else {
                     return;
                 };
+                // The origin node gets its own event too: if its write's
+                // reply was lost (a timeout), this is how its watchers
+                // learn of it; fan-out drops the duplicate otherwise.
                 joined
                     .nodes
                     .iter()
-                    .filter(|(node, _)| {
-                        watching.contains(&node.name) && node.name.as_str() != published.o
-                    })
+                    .filter(|(node, _)| watching.contains(&node.name))
                     .map(|(_, sink)| sink.clone())
                     .collect()
             };
