@@ -15,7 +15,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -50,6 +50,9 @@ pub struct MemoryStore {
 #[derive(Default)]
 struct MemoryFeed {
     nodes: RwLock<Vec<(NodeId, Arc<dyn FeedSink>)>>,
+    /// How many nodes joined: with one (or none) there is no one to tell,
+    /// and a change need not touch the lock's shared counter.
+    joined: AtomicUsize,
 }
 
 impl fmt::Debug for MemoryFeed {
@@ -63,6 +66,9 @@ impl fmt::Debug for MemoryFeed {
 
 impl MemoryFeed {
     fn broadcast(&self, origin: &NodeId, transition: &Transition, op: &UserOp) {
+        if self.joined.load(Ordering::Acquire) < 2 {
+            return;
+        }
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
         if nodes.iter().all(|(node, _)| node.name == origin.name) {
             return;
@@ -98,12 +104,14 @@ impl ClusterFeed for MemoryFeed {
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
         nodes.retain(|(joined, _)| joined.name != node.name);
         nodes.push((node.clone(), sink));
+        self.joined.store(nodes.len(), Ordering::Release);
         Ok(())
     }
 
     fn leave(&self, node: &NodeId) {
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
         nodes.retain(|(joined, _)| joined != node);
+        self.joined.store(nodes.len(), Ordering::Release);
     }
 
     // Every node gets every event; its hub keeps those it watches.
