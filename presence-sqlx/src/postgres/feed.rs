@@ -247,7 +247,10 @@ impl Listening {
                 tracing::warn!(channel, "presence feed: undecodable event dropped");
                 return;
             };
-            if message.o == self.node.as_str() || !self.watches(&message.e.scope) {
+            // The origin node takes its own events too: if its commit's
+            // reply was lost (a timeout), this is how its watchers learn of
+            // the change; fan-out drops the duplicate otherwise.
+            if !self.watches(&message.e.scope) {
                 return;
             }
             self.sink.deliver(FeedMessage::Event(message.e));
