@@ -100,6 +100,9 @@ pub fn apply(
                 if absent {
                     record.scopes.clear();
                 }
+                // Exact growth: most users hold one or two sessions, and a
+                // record lives as long as its user is present.
+                record.sessions.reserve_exact(1);
                 record.sessions.push(SessionRecord {
                     id: new.id.clone(),
                     login: new.login.clone(),
@@ -420,6 +423,7 @@ fn remove_sessions(
 fn union_into(into: &mut Vec<ScopeId>, more: &[ScopeId]) {
     for scope in more {
         if !into.contains(scope) {
+            into.reserve_exact(1);
             into.push(scope.clone());
         }
     }

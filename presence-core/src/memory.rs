@@ -2,11 +2,12 @@
 //!
 //! Each user has a slot with its own mutex; a change to one user locks only
 //! that slot (plus short critical sections in the indexes). A heartbeat
-//! takes no lock at all: it finds its session in the session map and raises
-//! the session's atomic timestamp (no allocation, nothing write-locked). A
+//! takes no user lock: it finds its session's entry in the session map and
+//! raises the timestamp kept there (no allocation, one shard lock word). A
 //! change merges those timestamps into the record under the slot's lock,
-//! and marks the sessions it lapses dead with a compare-and-set, so a
-//! heartbeat racing a lapse either lands first (the session lives) or fails.
+//! and marks the sessions it lapses dead in the map under the same shard
+//! lock, so a heartbeat racing a lapse either lands first (the session
+//! lives) or fails.
 //!
 //! The memory store keeps one small record per user it has ever seen (the
 //! version and `last_seen` must outlive a user's sessions), so memory grows
@@ -15,7 +16,7 @@
 use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use async_trait::async_trait;
@@ -125,16 +126,22 @@ struct UserSlot {
     state: Mutex<SlotState>,
 }
 
-/// A session's entry in the session map: its user's slot, and its newest
-/// heartbeat in ms since the epoch ([`DEAD`] once it has ended).
+/// A session's entry in the session map: its user, and its newest heartbeat
+/// in ms since the epoch ([`DEAD`] once it has lapsed).
+///
+/// Both live inline in the map, so a heartbeat reads one map entry and
+/// follows no pointer. The heartbeat is a plain integer: every access holds
+/// the entry's shard locked exclusively (`get_mut`), which makes a
+/// heartbeat's check-then-store atomic with a change marking the session
+/// dead, without a compare-and-swap loop.
 struct LiveSession {
-    slot: Arc<UserSlot>,
-    heartbeat: Arc<AtomicI64>,
+    user: UserId,
+    heartbeat_ms: i64,
 }
 
-/// The heartbeat of a session that ended: above every real time, so a
-/// heartbeat's `fetch_max` leaves it dead.
-const DEAD: i64 = i64::MAX;
+/// The heartbeat of a session that lapsed: below every real time, so a
+/// heartbeat's liveness check alone refuses it.
+const DEAD: i64 = i64::MIN;
 
 #[derive(Default)]
 struct SlotState {
@@ -143,43 +150,8 @@ struct SlotState {
     deadline: Option<DateTime<Utc>>,
     indexed_scopes: Vec<ScopeId>,
     indexed_nodes: Vec<NodeName>,
-    /// The heartbeat cell of each session of `record`.
-    beats: Vec<(SessionId, Arc<AtomicI64>)>,
-}
-
-impl SlotState {
-    /// Brings the record's heartbeats up to date with the cells, and marks
-    /// dead (by compare-and-set) every session lapsed at `now`: a heartbeat
-    /// that slips in first keeps its session alive instead.
-    fn merge_heartbeats(&mut self, now: DateTime<Utc>, config: &PresenceConfig) {
-        let ttl = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
-        let now_ms = now.timestamp_millis();
-        for (id, cell) in &self.beats {
-            let Some(session) = self.record.sessions.iter_mut().find(|s| s.id == *id) else {
-                continue;
-            };
-            let stored = session.last_heartbeat.timestamp_millis();
-            let mut seen = cell.load(Ordering::Acquire);
-            let newest = loop {
-                if seen == DEAD {
-                    break stored;
-                }
-                let newest = seen.max(stored);
-                if newest.saturating_add(ttl) > now_ms {
-                    break newest;
-                }
-                match cell.compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire) {
-                    Ok(_) => break newest,
-                    Err(fresher) => seen = fresher,
-                }
-            };
-            if newest > stored
-                && let Some(at) = DateTime::<Utc>::from_timestamp_millis(newest)
-            {
-                session.last_heartbeat = at;
-            }
-        }
-    }
+    /// The sessions of `record` this user has in the session map.
+    live: Vec<SessionId>,
 }
 
 impl UserSlot {
@@ -191,6 +163,46 @@ impl UserSlot {
 }
 
 impl MemoryStore {
+    /// Brings the record's heartbeats up to date with the session map, and
+    /// marks dead every session lapsed at `now`. Under the entry's exclusive
+    /// lock: a heartbeat either landed first (the session lives) or will
+    /// find it dead.
+    fn merge_heartbeats(
+        &self,
+        user: &UserId,
+        state: &mut SlotState,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) {
+        let ttl = ttl_ms(config);
+        let now_ms = now.timestamp_millis();
+        for id in &state.live {
+            let Some(session) = state.record.sessions.iter_mut().find(|s| s.id == *id) else {
+                continue;
+            };
+            let Some(mut live) = self.sessions.get_mut(id) else {
+                continue;
+            };
+            if live.user != *user || live.heartbeat_ms == DEAD {
+                continue;
+            }
+            let stored = session.last_heartbeat.timestamp_millis();
+            let newest = live.heartbeat_ms.max(stored);
+            // Strictly: whole ms lose the record's sub-ms part, and a
+            // session the machine still finds live must not be dead here
+            // (one it finds lapsed is removed from the map all the same).
+            if newest.saturating_add(ttl) < now_ms {
+                live.heartbeat_ms = DEAD;
+            }
+            drop(live);
+            if newest > stored
+                && let Some(at) = DateTime::<Utc>::from_timestamp_millis(newest)
+            {
+                session.last_heartbeat = at;
+            }
+        }
+    }
+
     /// An empty store.
     pub fn new() -> Self {
         Self {
@@ -230,37 +242,37 @@ impl MemoryStore {
     /// as this user is concerned.
     fn reindex(&self, slot: &Arc<UserSlot>, state: &mut SlotState, transition: &Transition) {
         for ended in &transition.ended_sessions {
-            if let Some((_, gone)) = self
-                .sessions
-                .remove_if(ended, |_, live| Arc::ptr_eq(&live.slot, slot))
-            {
-                gone.heartbeat.store(DEAD, Ordering::Release);
-            }
-            // A session reopened under its id gets a fresh cell below.
-            state.beats.retain(|(id, _)| id != ended);
+            self.sessions
+                .remove_if(ended, |_, live| live.user == slot.user);
+            // A session reopened under its id gets a fresh entry below.
+            state.live.retain(|id| id != ended);
         }
         let record = &state.record;
         state
-            .beats
-            .retain(|(id, _)| record.sessions.iter().any(|s| s.id == *id));
+            .live
+            .retain(|id| record.sessions.iter().any(|s| s.id == *id));
         for session in &record.sessions {
             let at = session.last_heartbeat.timestamp_millis();
-            match state.beats.iter().find(|(id, _)| *id == session.id) {
-                // Opened again, or activity: the session proved live now.
-                Some((_, cell)) => {
-                    cell.fetch_max(at, Ordering::AcqRel);
+            if state.live.contains(&session.id) {
+                // Opened again, or activity: the session proved live now
+                // (a dead one stays dead: only its end removes it).
+                if let Some(mut live) = self.sessions.get_mut(&session.id)
+                    && live.user == slot.user
+                    && live.heartbeat_ms != DEAD
+                {
+                    live.heartbeat_ms = live.heartbeat_ms.max(at);
                 }
-                None => {
-                    let cell = Arc::new(AtomicI64::new(at));
-                    self.sessions.insert(
-                        session.id.clone(),
-                        LiveSession {
-                            slot: slot.clone(),
-                            heartbeat: cell.clone(),
-                        },
-                    );
-                    state.beats.push((session.id.clone(), cell));
-                }
+            } else {
+                self.sessions.insert(
+                    session.id.clone(),
+                    LiveSession {
+                        user: slot.user.clone(),
+                        heartbeat_ms: at,
+                    },
+                );
+                // Exact growth: one or two sessions per user is the rule.
+                state.live.reserve_exact(1);
+                state.live.push(session.id.clone());
             }
         }
 
@@ -274,19 +286,41 @@ impl MemoryStore {
             &slot.user,
             &mut state.indexed_scopes,
             wanted_scopes,
+            true,
         );
 
-        let mut wanted_nodes: Vec<NodeName> = Vec::new();
-        for session in &record.sessions {
-            if !wanted_nodes.contains(&session.node.name) {
-                wanted_nodes.push(session.node.name.clone());
+        // Usually every session of a user is on one node: no list to build.
+        let several: Vec<NodeName>;
+        let wanted_nodes: &[NodeName] = match record.sessions.first() {
+            None => &[],
+            Some(first)
+                if record
+                    .sessions
+                    .iter()
+                    .all(|s| s.node.name == first.node.name) =>
+            {
+                std::slice::from_ref(&first.node.name)
             }
-        }
+            Some(_) => {
+                let mut nodes: Vec<NodeName> = Vec::new();
+                for session in &record.sessions {
+                    if !nodes.contains(&session.node.name) {
+                        nodes.push(session.node.name.clone());
+                    }
+                }
+                several = nodes;
+                &several
+            }
+        };
         sync_index(
             &self.nodes,
             &slot.user,
             &mut state.indexed_nodes,
-            &wanted_nodes,
+            wanted_nodes,
+            // Node names are few and come back: a node's set outlives its
+            // users, or every user's first and last session would rebuild
+            // it (and the map entry) when the node has no one else.
+            false,
         );
 
         if state.deadline != transition.next_deadline {
@@ -318,7 +352,7 @@ impl PresenceStore for MemoryStore {
     async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError> {
         let slot = self.slot(update.user);
         let mut state = slot.lock();
-        state.merge_heartbeats(update.now, update.config);
+        self.merge_heartbeats(&slot.user, &mut state, update.now, update.config);
         let transition = machine::apply(
             update.user,
             &mut state.record,
@@ -338,24 +372,21 @@ impl PresenceStore for MemoryStore {
         now: DateTime<Utc>,
         config: &PresenceConfig,
     ) -> Result<(), StoreError> {
-        let live = self
+        // Exclusive, so nothing marks the session dead between the check and
+        // the store; it costs one atomic like a shared lock would.
+        let mut live = self
             .sessions
-            .get(session)
+            .get_mut(session)
             .ok_or(StoreError::SessionNotFound)?;
-        if live.slot.user != *user {
-            return Err(StoreError::SessionNotFound);
-        }
-        let ttl = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
         let now_ms = now.timestamp_millis();
-        let cell = &live.heartbeat;
-        let seen = cell.load(Ordering::Acquire);
-        if seen == DEAD || seen.saturating_add(ttl) <= now_ms {
+        let seen = live.heartbeat_ms;
+        // DEAD is below every time, so a lapsed session fails here too.
+        if live.user != *user || seen.saturating_add(ttl_ms(config)) <= now_ms {
             return Err(StoreError::SessionNotFound);
         }
-        // A change that lapsed the session meanwhile set it to DEAD, which
-        // `fetch_max` keeps: the heartbeat came too late.
-        if cell.fetch_max(now_ms, Ordering::AcqRel) == DEAD {
-            return Err(StoreError::SessionNotFound);
+        // Nothing to write for a heartbeat no newer than the stored one.
+        if now_ms > seen {
+            live.heartbeat_ms = now_ms;
         }
         Ok(())
     }
@@ -399,14 +430,20 @@ impl PresenceStore for MemoryStore {
     }
 }
 
+/// `session_ttl` in ms, saturating.
+fn ttl_ms(config: &PresenceConfig) -> i64 {
+    i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
 /// Makes `user` a member of exactly the keys in `wanted`, given that it is a
-/// member of those in `indexed` now; empty sets are dropped so the index
-/// does not grow with keys nobody uses any more.
+/// member of those in `indexed` now. With `drop_empty`, empty sets are
+/// dropped so the index does not grow with keys nobody uses any more.
 fn sync_index<K: Eq + Hash + Clone>(
     index: &DashMap<K, HashSet<UserId>>,
     user: &UserId,
     indexed: &mut Vec<K>,
     wanted: &[K],
+    drop_empty: bool,
 ) {
     indexed.retain(|key| {
         if wanted.contains(key) {
@@ -415,12 +452,15 @@ fn sync_index<K: Eq + Hash + Clone>(
         if let Some(mut members) = index.get_mut(key) {
             members.remove(user);
         }
-        index.remove_if(key, |_, members| members.is_empty());
+        if drop_empty {
+            index.remove_if(key, |_, members| members.is_empty());
+        }
         false
     });
     for key in wanted {
         if !indexed.contains(key) {
             index.entry(key.clone()).or_default().insert(user.clone());
+            indexed.reserve_exact(1);
             indexed.push(key.clone());
         }
     }
@@ -485,5 +525,75 @@ impl DeadlineIndex {
                 shard.first().map(|(deadline, _)| *deadline)
             })
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::record::NewSession;
+
+    fn at(ms: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(1_800_000_000_000 + ms).expect("valid instant")
+    }
+
+    async fn change(
+        store: &MemoryStore,
+        op: &UserOp,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let node = NodeId::new("n");
+        let update = Update {
+            user: &UserId::from("u"),
+            op,
+            now,
+            node: &node,
+            config: &PresenceConfig::default(),
+        };
+        store.apply(update).await.map(|_| ())
+    }
+
+    // A change that finds the session lapsed marks it dead even when the
+    // change itself fails: a late heartbeat (stamped before the lapse)
+    // must not bring it back.
+    #[tokio::test]
+    async fn a_session_found_lapsed_stays_dead_for_late_heartbeats() {
+        let store = MemoryStore::new();
+        let config = PresenceConfig::default();
+        let (user, session) = (UserId::from("u"), SessionId::from("s"));
+        let open = UserOp::Open(NewSession {
+            id: session.clone(),
+            login: "l".into(),
+            node: NodeId::new("n"),
+            scopes: vec!["org".into()],
+            metadata: BTreeMap::new(),
+        });
+        change(&store, &open, at(0)).await.expect("opens");
+        store
+            .heartbeat(&user, &session, at(1_000), &config)
+            .expect("live");
+        // An older heartbeat is accepted and changes nothing.
+        store
+            .heartbeat(&user, &session, at(500), &config)
+            .expect("live");
+        let ttl = i64::try_from(Duration::as_millis(&config.session_ttl)).expect("small");
+        let activity = UserOp::Activity {
+            session: session.clone(),
+        };
+        let late = at(1_000 + ttl + 1);
+        assert!(change(&store, &activity, late).await.is_err());
+        assert!(
+            store
+                .heartbeat(&user, &session, at(1_000 + ttl - 1), &config)
+                .is_err()
+        );
+        assert!(
+            store
+                .heartbeat(&UserId::from("other"), &session, at(1_001), &config)
+                .is_err()
+        );
     }
 }

@@ -14,6 +14,9 @@ use presence_core::{PresenceConfig, SessionId, StoreError, UserId};
 #[derive(Debug)]
 pub(crate) struct LocalSession {
     user: UserId,
+    /// The user's heartbeat key, built once: a flush writes it for every
+    /// beat, and formatting it each time cost as much as the write.
+    heartbeats_key: Box<str>,
     /// Newest heartbeat, ms since the epoch.
     heartbeat_ms: AtomicI64,
     /// Waiting in the next batch.
@@ -31,20 +34,35 @@ pub(crate) struct LocalSessions {
 
 /// One heartbeat to write.
 pub(crate) struct PendingBeat {
-    pub(crate) user: UserId,
     pub(crate) session: SessionId,
+    local: Arc<LocalSession>,
     pub(crate) at_ms: i64,
 }
 
+impl PendingBeat {
+    /// The sorted set of the session's user's heartbeats.
+    pub(crate) fn heartbeats_key(&self) -> &str {
+        &self.local.heartbeats_key
+    }
+}
+
 impl LocalSessions {
-    /// A session this process opened (or refreshed) at `at`.
-    pub(crate) fn opened(&self, user: &UserId, session: &SessionId, at: DateTime<Utc>) {
+    /// A session this process opened (or refreshed) at `at`; its user's
+    /// heartbeat key is `heartbeats_key`.
+    pub(crate) fn opened(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        at: DateTime<Utc>,
+        heartbeats_key: impl FnOnce() -> String,
+    ) {
         let entry = self
             .sessions
             .entry(session.clone())
             .or_insert_with(|| {
                 Arc::new(LocalSession {
                     user: user.clone(),
+                    heartbeats_key: heartbeats_key().into_boxed_str(),
                     heartbeat_ms: AtomicI64::new(i64::MIN),
                     queued: AtomicBool::new(false),
                     gone: AtomicBool::new(false),
@@ -133,9 +151,9 @@ impl LocalSessions {
             .map(|(session, local)| {
                 local.queued.store(false, Ordering::Release);
                 PendingBeat {
-                    user: local.user.clone(),
                     session,
                     at_ms: local.heartbeat_ms.load(Ordering::Acquire),
+                    local,
                 }
             })
             .collect()

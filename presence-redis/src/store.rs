@@ -254,7 +254,11 @@ impl RedisStore {
         }
         match update.op {
             UserOp::Open(new) | UserOp::Restore(new) => {
-                self.shared.local.opened(update.user, &new.id, update.now);
+                let keys = &self.shared.keys;
+                let key = || keys.heartbeats(update.user);
+                self.shared
+                    .local
+                    .opened(update.user, &new.id, update.now, key);
             }
             // Activity proves the session live as a heartbeat does.
             UserOp::Activity { session } => self.shared.local.touched(session, update.now),
@@ -365,7 +369,7 @@ async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
 const HEARTBEAT_BATCH: usize = 1000;
 
 impl Shared {
-    /// Writes every buffered heartbeat, a batch per script call; sessions
+    /// Writes every buffered heartbeat in pipelined batches; sessions
     /// Redis no longer holds are marked gone, so their next heartbeat fails
     /// and their holder learns the session ended.
     async fn flush(&self) -> Result<usize, StoreError> {
@@ -384,10 +388,10 @@ impl Shared {
     async fn flush_batch(&self, batch: &[PendingBeat]) -> Result<(), StoreError> {
         let fail = |e| store_error(e, self.config.response_timeout);
         // XX: never revives an ended session; GT: never moves one back.
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(batch.len());
         for beat in batch {
             pipe.cmd("ZADD")
-                .arg(self.keys.heartbeats(&beat.user))
+                .arg(beat.heartbeats_key())
                 .arg("XX")
                 .arg("GT")
                 .arg("CH")
@@ -411,7 +415,7 @@ impl Shared {
         let mut pipe = redis::pipe();
         for beat in &unchanged {
             pipe.cmd("ZSCORE")
-                .arg(self.keys.heartbeats(&beat.user))
+                .arg(beat.heartbeats_key())
                 .arg(beat.session.as_str());
         }
         let scores: Vec<Option<f64>> = pipe
