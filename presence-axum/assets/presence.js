@@ -23,6 +23,11 @@
  *                                        title and data-last-seen = ISO time (removed when unknown)
  *   </li>
  *
+ * The client asks the server for presence_batch frames (?batch=1 on the
+ * socket URL; pass { batch: false } to get plain presence frames only): a
+ * busy scope's changes then arrive several to a frame, applied in order
+ * with the same version checks as single events.
+ *
  * A .status-dot or .last-seen belongs to its nearest [data-user-id] ancestor
  * (or itself), so nested cards for different users do not overwrite each other.
  * Call client.refresh() after rendering new [data-user-id] nodes.
@@ -48,6 +53,8 @@
     // A socket that never says hello (black-holed proxy, stuck upgrade) would
     // otherwise sit in 'connecting' for as long as the browser's TCP timeout.
     connectTimeoutMs: 15000,
+    // Ask for presence_batch frames: a busy scope's changes several to a frame.
+    batch: true,
   };
   const DEFAULT_HEARTBEAT_MS = 30000;
   // Upper bound of the jittered delay when the page comes back (visible/online).
@@ -131,13 +138,21 @@
     return options[key] === undefined || options[key] === null ? DEFAULTS[key] : options[key];
   }
 
-  // ws:/wss: URL from an explicit url, a path, or the default path, on the page's host.
-  function resolveUrl(options, location) {
+  // ws:/wss: URL from an explicit url, a path, or the default path, on the page's host;
+  // with batch=1 in its query when the client takes presence_batch frames.
+  function resolveUrl(options, location, batch) {
     const raw = options.url || options.path || DEFAULTS.path;
-    if (/^wss?:\/\//i.test(raw) || !location || typeof URL !== 'function') return raw;
+    if (/^wss?:\/\//i.test(raw) || !location || typeof URL !== 'function') return withBatch(raw, batch);
     const url = new URL(raw, location.href);
     url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
-    return url.href;
+    return withBatch(url.href, batch);
+  }
+
+  function withBatch(url, batch) {
+    if (!batch || /[?&]batch=/.test(url)) return url;
+    const hash = url.indexOf('#');
+    const base = hash < 0 ? url : url.slice(0, hash);
+    return base + (base.includes('?') ? '&' : '?') + 'batch=1';
   }
 
   function whenReady(doc, fn) {
@@ -193,9 +208,9 @@
       this._WebSocket = options.WebSocket || root.WebSocket;
       if (typeof this._WebSocket !== 'function') throw new Error('Presence: no WebSocket implementation');
       const location = (this._doc && this._doc.location) || root.location || null;
-      this._url = resolveUrl(options, location);
       this._opts = {};
       for (const key of Object.keys(DEFAULTS)) this._opts[key] = pick(options, key);
+      this._url = resolveUrl(options, location, this._opts.batch);
 
       this._ws = null; // the one live socket; handlers of any other socket are ignored
       this._state = 'closed';
@@ -208,6 +223,7 @@
 
       this._users = new Map(); // user_id → { status, last_seen: Date|null, v }
       this._members = new Map(); // scope → Set(user_id) this client has seen in it
+      this._snapshotParts = new Map(); // scope → users of a snapshot still arriving in parts
       this._subs = new Map(); // scope → user_ids|undefined, re-sent after each hello
       this._unsubs = new Set(); // scopes watched from the start that the app left, re-left after each hello
       this._pendingStatus = null; // status_change frame waiting for the next hello
@@ -361,6 +377,7 @@
       const ws = this._ws;
       this._ws = null;
       if (ws) ws.onmessage = ws.onclose = ws.onerror = null;
+      this._snapshotParts.clear(); // the next socket sends its snapshots whole
       clearInterval(this._timers.heartbeat);
       clearTimeout(this._timers.hello);
       this._timers.heartbeat = this._timers.hello = null;
@@ -448,6 +465,8 @@
           return this._onSnapshot(frame);
         case 'presence':
           return this._onPresence(frame);
+        case 'presence_batch':
+          return this._onPresenceBatch(frame);
         case 'pong':
           return undefined;
         case 'error':
@@ -484,14 +503,22 @@
     // The snapshot is authoritative for its scope at that moment: users it
     // lists are applied (unless an event already brought a newer v), users
     // known in the scope but missing from it are OFFLINE now.
+    // A large snapshot arrives in parts, all but the last marked `more`:
+    // the parts are applied together when the last one arrives.
     _onSnapshot(frame) {
       const scope = frame.scope;
       if (typeof scope !== 'string' || !Array.isArray(frame.users)) return debug('malformed snapshot', frame);
+      const earlier = this._snapshotParts.get(scope) || [];
+      if (frame.more === true) {
+        this._snapshotParts.set(scope, earlier.concat(frame.users));
+        return undefined;
+      }
+      this._snapshotParts.delete(scope);
       const members = this._membersOf(scope);
       const listed = new Set();
       const users = [];
       const changed = [];
-      for (const raw of frame.users) {
+      for (const raw of earlier.concat(frame.users)) {
         const update = normalizeUser(raw);
         if (!update) continue;
         users.push(update);
@@ -519,6 +546,17 @@
       if (typeof frame.scope === 'string') this._membersOf(frame.scope).add(update.user_id);
       this._put(update);
       return this._announce(update.user_id, frame.scope);
+    }
+
+    // Several changes of one scope, oldest first: each applied as its own
+    // presence frame would be, so stale entries are dropped the same way.
+    _onPresenceBatch(frame) {
+      if (typeof frame.scope !== 'string' || !Array.isArray(frame.events)) return debug('malformed batch', frame);
+      for (const raw of frame.events) {
+        if (isObject(raw)) this._onPresence({ ...raw, type: 'presence', scope: frame.scope });
+        else debug('malformed batch entry', raw);
+      }
+      return undefined;
     }
 
     _membersOf(scope) {

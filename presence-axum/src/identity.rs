@@ -41,8 +41,13 @@ impl Identity {
     /// (the organisation of a typical app).
     pub fn in_scope(mut self, scope: impl Into<ScopeId>) -> Self {
         let scope = scope.into();
+        // Exact growth: an identity lives as long as its socket, and most
+        // name one or two scopes.
+        self.member_of.reserve_exact(1);
         self.member_of.push(scope.clone());
+        self.may_watch.reserve_exact(1);
         self.may_watch.push(scope.clone());
+        self.watch_on_connect.reserve_exact(1);
         self.watch_on_connect.push(scope);
         self
     }
@@ -50,6 +55,7 @@ impl Identity {
     /// The user may watch `scope` on request (`subscribe`), without being
     /// seen in it.
     pub fn may_watch(mut self, scope: impl Into<ScopeId>) -> Self {
+        self.may_watch.reserve_exact(1);
         self.may_watch.push(scope.into());
         self
     }

@@ -147,11 +147,27 @@
 //! ([`FloodLimit`]); [`CLOSE_SESSION_LAPSED`] when heartbeats lapse
 //! (`session_ttl`); 1000 "logged out" on logout; 1001 on shutdown.
 //!
-//! Each socket is split: a reader task applies frames and forwards events, a
-//! writer task owns the sending half behind a bounded queue. Fan-out never
-//! waits for a socket: a subscriber that falls behind is told it lagged and
-//! the socket sends fresh snapshots; a socket whose queue stays full for
-//! [`SocketSettings::send_timeout`] is dropped.
+//! Each socket is one task: it applies the client's frames and writes what
+//! its subscription delivers. Fan-out never waits for a socket: a
+//! subscriber that falls behind is told it lagged and the socket sends
+//! fresh snapshots; a socket whose write does not complete within
+//! [`SocketSettings::send_timeout`] (a client that stopped reading) is
+//! dropped. An event's frame is encoded once and shared by every socket
+//! that sends it.
+//!
+//! # Batches
+//!
+//! The events of a busy scope reach the socket in batches (see
+//! `presence_core::fanout`: a quiet scope's event is sent at once, a scope
+//! that changes faster than the batch interval has its events gathered and
+//! sent once per interval). A client that opens the socket with `?batch=1`
+//! on its URL (`/ws/presence?batch=1`) receives each batch as
+//! `presence_batch` frames:
+//! `{"type":"presence_batch","scope":"S","events":[{"user_id":"…","status":"AWAY","last_seen":"…","v":8},…]}`,
+//! each entry what a `presence` frame would say, in order; a large batch
+//! comes as several such frames. Any other client receives plain
+//! `presence` frames, back to back, exactly as SPEC §6 describes. The
+//! shipped client asks for batches.
 //!
 //! # The browser client
 //!
@@ -159,6 +175,14 @@
 //! `<script src="/presence/client.js" data-autoconnect></script>` and every
 //! element `[data-user-id="ID"] .status-dot` gets a live `data-status`,
 //! every `.last-seen` a live relative time.
+//!
+//! # Metrics
+//!
+//! With the cargo feature `metrics` (off by default; it turns on
+//! `presence-core`'s), the sockets record how many are open, the frames
+//! received, the `error` frames sent, the closes by code and the lag from
+//! each event to its write, next to the core's metrics: every name is in
+//! `presence_core::metrics`.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]

@@ -1,9 +1,30 @@
 //! The WebSocket protocol of SPEC §6: what a client may send, what the
 //! server answers, and the stable error codes of bad messages.
+//!
+//! One extension, for clients that ask for it: a socket opened with
+//! `?batch=1` on its URL receives the events of a busy scope as
+//! `presence_batch` frames, several events in one frame:
+//!
+//! ```json
+//! {"type":"presence_batch","scope":"S","events":[
+//!   {"user_id":"u1","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":8},
+//!   {"user_id":"u2","status":"ONLINE","last_seen":"2026-01-01T00:00:01Z","v":3}]}
+//! ```
+//!
+//! Each entry means what a `presence` frame of the same scope would; entries
+//! are in the order the changes happened. Other sockets get the same events
+//! as `presence` frames, back to back. Every frame of an event or a batch is
+//! encoded once and shared by all the sockets that send it.
 
+use std::sync::Arc;
+
+use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
-use presence_core::{PresenceEvent, RequestedStatus, ScopeId, Snapshot, UserId, UserPresence};
-use serde::{Deserialize, Serialize};
+use presence_core::{
+    EventBatch, PresenceEvent, RequestedStatus, ScopeId, SharedEvent, Snapshot, UserId,
+    UserPresence,
+};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
 
 /// A message from the client, decoded and checked.
@@ -243,6 +264,15 @@ pub enum ServerMessage<'a> {
         /// The new version.
         v: u64,
     },
+    /// Several changes in one busy scope, oldest first; only to a socket
+    /// that asked for batches (`?batch=1` on the socket's URL).
+    PresenceBatch {
+        /// The scope of every event.
+        scope: &'a ScopeId,
+        /// Each: `user_id`, `status`, `last_seen`, `v`, as in `presence`.
+        #[serde(serialize_with = "batch_entries")]
+        events: &'a [Arc<SharedEvent>],
+    },
     /// The answer to `heartbeat`.
     Pong,
     /// A refused message; the connection stays usable.
@@ -255,7 +285,9 @@ pub enum ServerMessage<'a> {
 }
 
 impl<'a> ServerMessage<'a> {
-    /// The frame for a snapshot.
+    /// The frame for a snapshot, whole (the socket splits a large snapshot
+    /// into several frames of this shape, all but the last marked
+    /// `"more":true`).
     pub fn snapshot(snapshot: &'a Snapshot) -> Self {
         ServerMessage::Snapshot {
             scope: &snapshot.scope,
@@ -274,11 +306,146 @@ impl<'a> ServerMessage<'a> {
         }
     }
 
+    /// The frame for a batch, whole (the socket splits a large batch into
+    /// several frames of this shape).
+    pub fn presence_batch(batch: &'a EventBatch) -> Self {
+        ServerMessage::PresenceBatch {
+            scope: batch.scope(),
+            events: batch.events(),
+        }
+    }
+
     /// The JSON text of the frame.
     pub fn to_json(&self) -> String {
         // Serialising these plain structs cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"type\":\"error\"}"))
     }
+}
+
+/// One event of a `presence_batch` frame: its scope is the frame's.
+#[derive(Serialize)]
+struct BatchEntry<'a> {
+    user_id: &'a UserId,
+    status: presence_core::Status,
+    last_seen: Option<DateTime<Utc>>,
+    v: u64,
+}
+
+impl<'a> From<&'a PresenceEvent> for BatchEntry<'a> {
+    fn from(event: &'a PresenceEvent) -> Self {
+        BatchEntry {
+            user_id: &event.user_id,
+            status: event.status,
+            last_seen: event.last_seen,
+            v: event.v,
+        }
+    }
+}
+
+fn batch_entries<S: Serializer>(events: &[Arc<SharedEvent>], out: S) -> Result<S::Ok, S::Error> {
+    out.collect_seq(events.iter().map(|event| BatchEntry::from(event.event())))
+}
+
+/// Most bytes of one `presence_batch` frame: a larger batch is sent as
+/// several frames, so no frame outgrows a socket's write buffer.
+pub(crate) const BATCH_FRAME_BYTES: usize = 16 * 1024;
+
+/// The `presence` frame of an event, encoded by the first socket that sends
+/// it and shared by the others.
+pub(crate) fn presence_frame(event: &SharedEvent) -> Utf8Bytes {
+    event
+        .encoding()
+        .get_or_encode(|| Utf8Bytes::from(ServerMessage::presence(event).to_json()))
+}
+
+/// The `presence_batch` frames of a batch, encoded once and shared.
+pub(crate) fn batch_frames(batch: &EventBatch) -> Arc<[Utf8Bytes]> {
+    batch.encoding().get_or_encode(|| {
+        encode_batch(batch.scope(), batch.events(), BATCH_FRAME_BYTES)
+            .into_iter()
+            .map(Utf8Bytes::from)
+            .collect()
+    })
+}
+
+/// `presence_batch` frames holding `events` in order, each at most `budget`
+/// bytes unless one entry alone is larger.
+fn encode_batch(scope: &ScopeId, events: &[Arc<SharedEvent>], budget: usize) -> Vec<String> {
+    let head = format!(
+        "{{\"type\":\"presence_batch\",\"scope\":{},\"events\":[",
+        scope_json(scope)
+    );
+    let entries = events.iter().map(|event| BatchEntry::from(event.event()));
+    pack_frames(&head, entries, budget, "]}", "]}")
+}
+
+/// The `snapshot` frames of a snapshot, each at most [`BATCH_FRAME_BYTES`]
+/// bytes unless one user alone is larger: a scope with many users online
+/// would otherwise need a frame larger than any socket's write buffer.
+/// Every frame but the last carries `"more":true`; a client applies the
+/// users of all the parts together, when the last one arrives.
+pub(crate) fn snapshot_frames(snapshot: &Snapshot) -> Vec<String> {
+    encode_snapshot(snapshot, BATCH_FRAME_BYTES)
+}
+
+fn encode_snapshot(snapshot: &Snapshot, budget: usize) -> Vec<String> {
+    let head = format!(
+        "{{\"type\":\"snapshot\",\"scope\":{},\"users\":[",
+        scope_json(&snapshot.scope)
+    );
+    let mut frames = pack_frames(
+        &head,
+        snapshot.users.iter(),
+        budget,
+        "],\"more\":true}",
+        "]}",
+    );
+    if frames.is_empty() {
+        // An empty scope is still answered: its snapshot lists no one.
+        frames.push(format!("{head}]}}"));
+    }
+    frames
+}
+
+fn scope_json(scope: &ScopeId) -> String {
+    serde_json::to_string(scope).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// Frames of `head`, a comma-separated run of `items` and a tail: `more`
+/// closes every frame but the last, `last` the last one. A frame stays
+/// within `budget` bytes unless one item alone is larger; no items, no
+/// frames.
+fn pack_frames<T: Serialize>(
+    head: &str,
+    items: impl Iterator<Item = T>,
+    budget: usize,
+    more: &str,
+    last: &str,
+) -> Vec<String> {
+    let tail = more.len().max(last.len());
+    let mut frames = Vec::new();
+    let mut frame = head.to_owned();
+    let mut entries = 0;
+    for item in items {
+        let Ok(entry) = serde_json::to_string(&item) else {
+            continue;
+        };
+        if entries > 0 && frame.len() + 1 + entry.len() + tail > budget {
+            frame.push_str(more);
+            frames.push(std::mem::replace(&mut frame, head.to_owned()));
+            entries = 0;
+        }
+        if entries > 0 {
+            frame.push(',');
+        }
+        frame.push_str(&entry);
+        entries += 1;
+    }
+    if entries > 0 {
+        frame.push_str(last);
+        frames.push(frame);
+    }
+    frames
 }
 
 #[cfg(test)]
@@ -403,5 +570,103 @@ mod tests {
             ServerMessage::snapshot(&snapshot).to_json(),
             r#"{"type":"snapshot","scope":"acme","users":[{"user_id":"alice","status":"ONLINE","last_seen":null,"v":3}]}"#
         );
+    }
+
+    fn shared(user: &str, v: u64) -> Arc<SharedEvent> {
+        Arc::new(SharedEvent::new(PresenceEvent {
+            scope: "acme".into(),
+            user_id: user.into(),
+            status: presence_core::Status::Away,
+            last_seen: Some(now()),
+            v,
+            at: now(),
+        }))
+    }
+
+    #[test]
+    fn a_batch_frame_lists_its_events_in_order_as_presence_frames_would() {
+        let batch = EventBatch::new("acme".into(), vec![shared("alice", 2), shared("bob", 5)]);
+        let expected = r#"{"type":"presence_batch","scope":"acme","events":[{"user_id":"alice","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":2},{"user_id":"bob","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":5}]}"#;
+        assert_eq!(ServerMessage::presence_batch(&batch).to_json(), expected);
+        let frames = batch_frames(&batch);
+        assert_eq!(frames.len(), 1);
+        assert_eq!(frames[0].as_str(), expected);
+        assert_eq!(
+            presence_frame(&batch.events()[0]).as_str(),
+            r#"{"type":"presence","scope":"acme","user_id":"alice","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":2}"#
+        );
+    }
+
+    #[test]
+    fn a_large_batch_is_split_into_frames_within_the_budget_keeping_the_order() {
+        let events: Vec<_> = (1..=40).map(|v| shared(&format!("user-{v}"), v)).collect();
+        let frames = encode_batch(&"acme".into(), &events, 1024);
+        assert!(frames.len() > 1, "split into {} frames", frames.len());
+        let mut versions = Vec::new();
+        for frame in &frames {
+            assert!(frame.len() <= 1024, "a frame of {} bytes", frame.len());
+            let value: Value = serde_json::from_str(frame).expect("JSON");
+            assert_eq!(value["type"], "presence_batch");
+            assert_eq!(value["scope"], "acme");
+            for entry in value["events"].as_array().expect("events") {
+                versions.push(entry["v"].as_u64().expect("v"));
+            }
+        }
+        assert_eq!(versions, (1..=40).collect::<Vec<u64>>());
+    }
+
+    fn online(user: &str, v: u64) -> UserPresence {
+        UserPresence {
+            user_id: user.into(),
+            status: presence_core::Status::Online,
+            last_seen: None,
+            v,
+        }
+    }
+
+    #[test]
+    fn a_small_snapshot_is_one_frame_as_the_spec_shows_it() {
+        let snapshot = Snapshot {
+            scope: "acme".into(),
+            users: vec![online("alice", 3)],
+        };
+        assert_eq!(
+            snapshot_frames(&snapshot),
+            vec![ServerMessage::snapshot(&snapshot).to_json()]
+        );
+        let empty = Snapshot {
+            scope: "acme".into(),
+            users: Vec::new(),
+        };
+        assert_eq!(
+            snapshot_frames(&empty),
+            vec![r#"{"type":"snapshot","scope":"acme","users":[]}"#.to_owned()]
+        );
+    }
+
+    #[test]
+    fn a_large_snapshot_is_split_into_parts_marked_more_until_the_last() {
+        let snapshot = Snapshot {
+            scope: "acme".into(),
+            users: (1..=40).map(|v| online(&format!("user-{v}"), v)).collect(),
+        };
+        let frames = encode_snapshot(&snapshot, 1024);
+        assert!(frames.len() > 1, "split into {} frames", frames.len());
+        let mut versions = Vec::new();
+        for (index, frame) in frames.iter().enumerate() {
+            assert!(frame.len() <= 1024, "a frame of {} bytes", frame.len());
+            let value: Value = serde_json::from_str(frame).expect("JSON");
+            assert_eq!(value["type"], "snapshot");
+            assert_eq!(value["scope"], "acme");
+            let last = index + 1 == frames.len();
+            assert_eq!(value.get("more").is_some(), !last, "frame {index}");
+            if !last {
+                assert_eq!(value["more"], true);
+            }
+            for user in value["users"].as_array().expect("users") {
+                versions.push(user["v"].as_u64().expect("v"));
+            }
+        }
+        assert_eq!(versions, (1..=40).collect::<Vec<u64>>());
     }
 }

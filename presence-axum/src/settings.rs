@@ -9,7 +9,7 @@ use crate::origin::AllowedOrigins;
 use crate::throttle::FloodLimit;
 
 /// Limits and buffers of one presence socket. The defaults suit presence:
-/// small frames, small buffers, a short outgoing queue.
+/// small frames, small buffers.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SocketSettings {
     /// Largest frame or message a client may send; bigger closes the socket
@@ -25,12 +25,10 @@ pub struct SocketSettings {
     /// Most bytes buffered while the socket cannot take more (default
     /// 64 KiB).
     pub max_write_buffer_bytes: usize,
-    /// Frames queued for the socket's writer (default 32).
-    pub outgoing_queue: usize,
-    /// How long the queue may stay full before the client is judged too
-    /// slow and the socket is dropped (default 10 s). Fan-out to others
-    /// never waits on a socket: a subscriber that falls behind is told it
-    /// lagged and gets fresh snapshots.
+    /// How long one write to the socket may take before the client is
+    /// judged too slow and the socket is dropped (default 10 s). Fan-out to
+    /// others never waits on a socket: a subscriber that falls behind is
+    /// told it lagged and gets fresh snapshots.
     pub send_timeout: Duration,
 }
 
@@ -42,7 +40,6 @@ impl Default for SocketSettings {
             read_buffer_bytes: 4 * 1024,
             write_buffer_bytes: 0,
             max_write_buffer_bytes: 64 * 1024,
-            outgoing_queue: 32,
             send_timeout: Duration::from_secs(10),
         }
     }

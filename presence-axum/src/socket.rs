@@ -1,11 +1,12 @@
 //! One presence socket: the upgrade checks, then a session held for as long
 //! as the socket lives, speaking SPEC §6.
 //!
-//! The socket is split: this task reads frames, applies them and turns
-//! subscription deliveries into frames; a writer task owns the sending half
-//! behind a bounded queue. Fan-out never waits on a socket (subscriptions
-//! are bounded and report lag), and a socket whose queue stays full for
-//! `send_timeout` is dropped.
+//! One task per socket: it reads frames and applies them, and writes what
+//! the subscription delivers, straight to the socket. Fan-out never waits on
+//! a socket (subscriptions are bounded and report lag); a socket whose write
+//! does not complete within `send_timeout` (a peer that stopped reading) is
+//! dropped. Each event's frame, and each batch's, is encoded once and shared
+//! by every socket that sends it.
 
 use std::sync::Arc;
 
@@ -13,18 +14,19 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::stream::{SplitSink, SplitStream};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use presence_core::{
-    Delivery, Error, PresenceEvent, ScopeId, SessionEnd, SessionHandle, SessionSpec, Snapshot,
-    StoreError, Subscription, UserId,
+    Delivery, Error, ScopeId, SessionEnd, SessionHandle, SessionSpec, Snapshot, StoreError,
+    Subscription, UserId,
 };
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::http_routes::identify;
 use crate::identity::Identity;
-use crate::protocol::{ClientMessage, ProtocolError, ServerMessage, decode};
+use crate::protocol::{
+    BATCH_FRAME_BYTES, ClientMessage, ProtocolError, ServerMessage, batch_frames, decode,
+    presence_frame, snapshot_frames,
+};
 use crate::reply::{error, presence_traffic, unauthenticated};
 use crate::settings::Shared;
 use crate::throttle::{Throttle, Verdict};
@@ -56,22 +58,47 @@ where
         Ok(upgrade) => upgrade,
         Err(rejection) => return presence_traffic(rejection.into_response()),
     };
+    let batches = asks_for_batches(parts.uri.query());
     let limits = shared.socket;
     let response = upgrade
         .read_buffer_size(limits.read_buffer_bytes)
         .write_buffer_size(limits.write_buffer_bytes)
+        // Room for the largest frame the server writes, and some.
         .max_write_buffer_size(
             limits
                 .max_write_buffer_bytes
-                .max(limits.max_message_bytes * 2),
+                .max(limits.max_message_bytes * 2)
+                .max(BATCH_FRAME_BYTES * 2),
         )
         .max_message_size(limits.max_message_bytes)
         .max_frame_size(limits.max_message_bytes)
-        .on_upgrade(move |socket| {
-            let tracker = shared.sockets.clone();
-            tracker.track_future(serve(shared, identity, socket))
+        .on_upgrade({
+            // The callback is kept in the upgrade task's future for the
+            // socket's whole life: it holds a pointer, not the identity.
+            let parts = Box::new((shared, identity, batches));
+            move |socket| {
+                let (shared, identity, batches) = *parts;
+                let tracker = shared.sockets.clone();
+                let connection = Box::new(Connection {
+                    shared,
+                    identity,
+                    socket,
+                    batches,
+                    throttle: None,
+                });
+                tracker.track_future(serve(connection))
+            }
         });
     presence_traffic(response)
+}
+
+/// Whether the socket's URL asks for `presence_batch` frames: `batch=1` (or
+/// `batch=true`) in its query.
+fn asks_for_batches(query: Option<&str>) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| matches!(pair, "batch=1" | "batch=true"))
 }
 
 /// Why this side ends the connection.
@@ -90,82 +117,38 @@ enum Input {
     Ended(SessionEnd),
 }
 
-async fn serve(shared: Arc<Shared>, identity: Identity, socket: WebSocket) {
-    let (sink, stream) = socket.split();
-    let (outgoing, queue) = mpsc::channel(shared.socket.outgoing_queue.max(1));
-    let mut writer = tokio::spawn(write_frames(sink, queue));
-    let mut connection = Connection {
-        shared,
-        identity,
-        outgoing,
-        throttle: None,
-    };
-    let mut stream = stream;
-    let ending = connection.run(&mut stream).await;
-    if let Ending::Close(code, reason) = ending {
-        let frame = CloseFrame {
-            code,
-            reason: Utf8Bytes::from_static(reason),
-        };
-        // The queue may be full of a slow client's frames: give up after
-        // the send timeout, the socket is dropped either way.
-        let _ = tokio::time::timeout(
-            connection.shared.socket.send_timeout,
-            connection.outgoing.send(Message::Close(Some(frame))),
-        )
-        .await;
-        // The closing handshake: read what the client still had in flight
-        // until its close reply, so the connection ends cleanly instead of
-        // being reset under the client's last frames.
-        let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
-            while let Some(Ok(frame)) = stream.next().await {
-                if matches!(frame, Message::Close(_)) {
-                    break;
-                }
-            }
-        })
-        .await;
-    }
-    let send_timeout = connection.shared.socket.send_timeout;
-    drop(connection);
-    // A peer that stopped reading keeps the writer waiting on a flush that
-    // never ends: give it the send timeout, then drop the connection.
-    if tokio::time::timeout(send_timeout, &mut writer)
-        .await
-        .is_err()
-    {
-        writer.abort();
-    }
+/// The socket's one task. Idle sockets are many: what this future holds
+/// while waiting is kept small, and the calls that reach the store (rare,
+/// large futures) are boxed.
+async fn serve(mut connection: Box<Connection>) {
+    let _open = presence_core::metrics::socket_opened();
+    let ending = connection.run().await;
+    presence_core::metrics::socket_closed(match &ending {
+        Ending::Close(code, _) => Some(*code),
+        Ending::Gone => None,
+    });
+    connection.finish(ending).await;
 }
 
 /// Longest wait for the client's answer to a close frame.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Owns the sending half; ends after a close frame or when the queue ends.
-async fn write_frames(mut sink: SplitSink<WebSocket, Message>, mut queue: mpsc::Receiver<Message>) {
-    while let Some(message) = queue.recv().await {
-        let closing = matches!(message, Message::Close(_));
-        if sink.send(message).await.is_err() || closing {
-            break;
-        }
-    }
-    let _ = sink.close().await;
-}
-
 struct Connection {
     shared: Arc<Shared>,
     identity: Identity,
-    outgoing: mpsc::Sender<Message>,
+    socket: WebSocket,
+    /// The client asked for `presence_batch` frames.
+    batches: bool,
     throttle: Option<Throttle>,
 }
 
 impl Connection {
-    async fn run(&mut self, stream: &mut SplitStream<WebSocket>) -> Ending {
+    async fn run(&mut self) -> Ending {
         let presence = self.shared.presence.clone();
         let spec = SessionSpec::new(self.identity.user.clone(), self.identity.login.clone())
-            .scopes(self.identity.member_of.iter().cloned())
-            .metadata("transport", "websocket");
-        let mut session = match presence.open_session(spec).await {
+            // Needed only to open the session: not kept for the socket's life.
+            .scopes(std::mem::take(&mut self.identity.member_of));
+        let mut session = match Box::pin(presence.open_session(spec)).await {
             Ok(session) => session,
             Err(Error::ShutDown) => return Ending::Close(close_code::AWAY, "server going away"),
             Err(Error::Store(StoreError::TooManySessions { .. })) => {
@@ -181,14 +164,18 @@ impl Connection {
             session_id: session.id().as_str(),
             user_id: &self.identity.user,
             heartbeat_interval_ms: millis(presence.config().heartbeat_interval),
-        };
-        if let Err(ending) = self.send_json(&hello).await {
+        }
+        .to_json();
+        if let Err(ending) = self.send_text(hello).await {
             return ending;
         }
         let mut subscription = presence.subscribe();
-        for scope in self.identity.watch_on_connect.clone() {
+        // A batch is written as one write whatever the client asked for:
+        // several `presence` frames back to back, or `presence_batch` ones.
+        subscription.accept_batches();
+        for scope in std::mem::take(&mut self.identity.watch_on_connect) {
             if self.identity.can_watch(&scope)
-                && let Err(ending) = self.subscribe(&mut subscription, scope, None).await
+                && let Err(ending) = Box::pin(self.subscribe(&mut subscription, scope, None)).await
             {
                 return ending;
             }
@@ -196,14 +183,18 @@ impl Connection {
         self.throttle = Some(Throttle::new(self.shared.socket.flood));
         loop {
             let input = tokio::select! {
-                frame = stream.next() => Input::Frame(frame),
+                frame = self.socket.recv() => Input::Frame(frame),
                 delivery = subscription.recv() => Input::Delivery(delivery),
                 end = session.ended() => Input::Ended(end),
             };
             let step = match input {
-                Input::Frame(frame) => self.on_frame(frame, &session, &mut subscription).await,
-                Input::Delivery(Some(Delivery::Event(event))) => self.send_event(&event).await,
-                Input::Delivery(Some(Delivery::Lagged)) => self.resnapshot(&subscription).await,
+                Input::Frame(frame) => {
+                    Box::pin(self.on_frame(frame, &session, &mut subscription)).await
+                }
+                Input::Delivery(Some(Delivery::Lagged)) => {
+                    Box::pin(self.resnapshot(&subscription)).await
+                }
+                Input::Delivery(Some(delivery)) => self.send_delivery(&delivery).await,
                 Input::Delivery(None) => Err(Ending::Close(close_code::AWAY, "server going away")),
                 Input::Ended(end) => Err(ending_for(end)),
             };
@@ -228,6 +219,7 @@ impl Connection {
             Some(Err(_)) => return Err(Ending::Gone),
             Some(Ok(message)) => message,
         };
+        presence_core::metrics::frame_received();
         if let Some(throttle) = &mut self.throttle {
             match throttle.check(Instant::now()) {
                 Verdict::Accept => {}
@@ -262,16 +254,17 @@ impl Connection {
                 Ok(()) => return self.send_json(&ServerMessage::Pong).await,
                 Err(failure) => Err(failure),
             },
-            ClientMessage::Activity => session.activity().await,
-            ClientMessage::StatusChange { status, until } => presence
-                .set_status(&self.identity.user, status, until)
-                .await
-                .map(drop),
+            ClientMessage::Activity => Box::pin(session.activity()).await,
+            ClientMessage::StatusChange { status, until } => {
+                Box::pin(presence.set_status(&self.identity.user, status, until))
+                    .await
+                    .map(drop)
+            }
             ClientMessage::Subscribe { scope, user_ids } => {
                 if !self.identity.can_watch(&scope) {
                     return self.send_error(&ProtocolError::ForbiddenScope(scope)).await;
                 }
-                return self.subscribe(subscription, scope, user_ids).await;
+                return Box::pin(self.subscribe(subscription, scope, user_ids)).await;
             }
             ClientMessage::Unsubscribe { scope } => {
                 subscription.unwatch(&scope);
@@ -343,34 +336,114 @@ impl Connection {
         Ok(())
     }
 
-    async fn send_event(&self, event: &PresenceEvent) -> Result<(), Ending> {
-        self.send_json(&ServerMessage::presence(event)).await
+    /// An event or a batch: its shared frames, written back to back and
+    /// flushed once.
+    async fn send_delivery(&mut self, delivery: &Delivery) -> Result<(), Ending> {
+        let frames: Vec<Utf8Bytes> = match delivery {
+            Delivery::Batch(batch) if self.batches => batch_frames(batch).to_vec(),
+            delivery => delivery
+                .events()
+                .iter()
+                .map(|event| presence_frame(event))
+                .collect(),
+        };
+        let socket = &mut self.socket;
+        let write = async move {
+            for frame in frames {
+                socket.feed(Message::Text(frame)).await?;
+            }
+            socket.flush().await
+        };
+        // Boxed, like every write: the socket's future stays the size of
+        // its idle wait.
+        let written = Box::pin(timed_write(&self.shared, &self.identity, write)).await;
+        if written.is_ok() {
+            presence_core::metrics::written_to_socket(delivery.events());
+        }
+        written
     }
 
-    async fn send_snapshot(&self, snapshot: &Snapshot) -> Result<(), Ending> {
-        self.send_json(&ServerMessage::snapshot(snapshot)).await
+    /// A snapshot, in as many frames as it needs (see [`snapshot_frames`]),
+    /// written back to back and flushed once.
+    async fn send_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Ending> {
+        let frames = snapshot_frames(snapshot);
+        let socket = &mut self.socket;
+        let write = async move {
+            for frame in frames {
+                socket.feed(Message::Text(frame.into())).await?;
+            }
+            socket.flush().await
+        };
+        Box::pin(timed_write(&self.shared, &self.identity, write)).await
     }
 
-    async fn send_error(&self, refused: &ProtocolError) -> Result<(), Ending> {
+    async fn send_error(&mut self, refused: &ProtocolError) -> Result<(), Ending> {
         let message = refused.message();
         let frame = ServerMessage::Error {
             code: refused.code(),
             message: &message,
         };
+        presence_core::metrics::error_frame_sent(refused.code());
         self.send_json(&frame).await
     }
 
-    async fn send_json(&self, message: &ServerMessage<'_>) -> Result<(), Ending> {
-        let frame = Message::Text(message.to_json().into());
-        match tokio::time::timeout(self.shared.socket.send_timeout, self.outgoing.send(frame)).await
-        {
-            Ok(Ok(())) => Ok(()),
-            // The writer is gone: the socket broke.
-            Ok(Err(_)) => Err(Ending::Gone),
-            Err(_) => {
-                tracing::debug!(user = %self.identity.user, "presence socket too slow; dropping it");
-                Err(Ending::Gone)
+    async fn send_json(&mut self, message: &ServerMessage<'_>) -> Result<(), Ending> {
+        self.send_text(message.to_json()).await
+    }
+
+    async fn send_text(&mut self, text: String) -> Result<(), Ending> {
+        let write = self.socket.send(Message::Text(text.into()));
+        Box::pin(timed_write(&self.shared, &self.identity, write)).await
+    }
+
+    /// Ends the connection: the close frame and the closing handshake when
+    /// this side closes, within the send timeout in any case.
+    async fn finish(&mut self, ending: Ending) {
+        let send_timeout = self.shared.socket.send_timeout;
+        if let Ending::Close(code, reason) = ending {
+            let frame = CloseFrame {
+                code,
+                reason: Utf8Bytes::from_static(reason),
+            };
+            let sent =
+                tokio::time::timeout(send_timeout, self.socket.send(Message::Close(Some(frame))))
+                    .await;
+            if matches!(sent, Ok(Ok(()))) {
+                // The closing handshake: read what the client still had in
+                // flight until its close reply, so the connection ends
+                // cleanly instead of being reset under the client's last
+                // frames.
+                let _ = tokio::time::timeout(CLOSE_HANDSHAKE, async {
+                    while let Some(Ok(frame)) = self.socket.recv().await {
+                        if matches!(frame, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                })
+                .await;
             }
+        }
+        // Flushes the reply to a client's close. A peer that stopped
+        // reading has had its send timeout already: it gets little more.
+        let last_flush = send_timeout.min(CLOSE_HANDSHAKE);
+        let _ = tokio::time::timeout(last_flush, SinkExt::close(&mut self.socket)).await;
+    }
+}
+
+/// A write that must complete within the send timeout: a peer that stopped
+/// reading is dropped, not waited for.
+async fn timed_write(
+    shared: &Shared,
+    identity: &Identity,
+    write: impl Future<Output = Result<(), axum::Error>>,
+) -> Result<(), Ending> {
+    match tokio::time::timeout(shared.socket.send_timeout, write).await {
+        Ok(Ok(())) => Ok(()),
+        // The socket broke.
+        Ok(Err(_)) => Err(Ending::Gone),
+        Err(_) => {
+            tracing::debug!(user = %identity.user, "presence socket too slow; dropping it");
+            Err(Ending::Gone)
         }
     }
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, change, ev};
+use common::{Server, change, changes, ev};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite;
@@ -459,4 +459,162 @@ async fn a_client_that_stops_reading_does_not_stall_the_others() {
     );
     bob.ping().await;
     drop(stuck);
+}
+
+/// Opens a session of alice in acme (v1, ONLINE), then flips her status
+/// `flips` times as fast as the service goes: a busy scope. Returns her
+/// last version.
+async fn busy_alice(server: &Server, flips: u64) -> (presence_core::SessionHandle, u64) {
+    let alice = presence_core::UserId::from("alice");
+    let tab = server
+        .presence
+        .open_session(presence_core::SessionSpec::new("alice", "l").scope("acme"))
+        .await
+        .expect("open");
+    for n in 0..flips {
+        let status = if n % 2 == 0 {
+            presence_core::RequestedStatus::Busy
+        } else {
+            presence_core::RequestedStatus::Online
+        };
+        server
+            .presence
+            .set_status(&alice, status, None)
+            .await
+            .expect("set");
+    }
+    (tab, flips + 1)
+}
+
+#[tokio::test]
+async fn a_client_that_asks_for_batches_gets_a_busy_scope_in_presence_batch_frames() {
+    let server = Server::start().await;
+    let mut bob = server.connect_batched(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let (_tab, last_v) = busy_alice(&server, 50).await;
+    let (mut seen, mut frames, mut batch_frames) = (Vec::new(), 0, 0);
+    while seen.last().map(|(_, _, v)| *v) != Some(last_v) {
+        let frame = bob.next().await;
+        if frame["type"] == "presence_batch" {
+            assert_eq!(frame["scope"], "acme");
+            batch_frames += 1;
+        }
+        seen.extend(changes(&frame));
+        frames += 1;
+    }
+    assert_eq!(
+        seen.first(),
+        Some(&ev("alice", "ONLINE", 1)),
+        "the quiet scope's first change"
+    );
+    let versions: Vec<u64> = seen.iter().map(|(_, _, v)| *v).collect();
+    assert_eq!(
+        versions,
+        (1..=last_v).collect::<Vec<_>>(),
+        "every change, in order"
+    );
+    assert!(batch_frames > 0, "no presence_batch frame");
+    assert!(frames < 20, "{frames} frames for {last_v} changes");
+    bob.ping().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_ask_for_batches_gets_each_change_as_a_presence_frame() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let (_tab, last_v) = busy_alice(&server, 50).await;
+    let mut seen = Vec::new();
+    while seen.last().map(|(_, _, v)| *v) != Some(last_v) {
+        seen.push(change(&bob.next().await));
+    }
+    let versions: Vec<u64> = seen.iter().map(|(_, _, v)| *v).collect();
+    assert_eq!(
+        versions,
+        (1..=last_v).collect::<Vec<_>>(),
+        "every change in its own frame, in order"
+    );
+    bob.ping().await;
+}
+
+#[tokio::test]
+async fn a_batched_client_that_falls_behind_is_resnapshotted_and_catches_up() {
+    let server = Server::start_tuned(presence_axum::SocketSettings::default(), |builder| {
+        builder.subscriber_capacity(2)
+    })
+    .await;
+    let mut bob = server.connect_batched(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    // Bob's socket task gets no turn while the burst runs (one thread, no
+    // cooperative yield): his queue of two deliveries overflows.
+    let (_tab, last_v) = tokio::task::unconstrained(busy_alice(&server, 2_000)).await;
+    assert!(server.presence.fanout_stats().dropped > 0, "bob lagged");
+    let (mut known_v, mut snapshots) = (0, 0);
+    while known_v < last_v {
+        let frame = bob.next().await;
+        if frame["type"] == "snapshot" {
+            snapshots += 1;
+            for user in frame["users"].as_array().expect("users") {
+                if user["user_id"] == "alice" {
+                    known_v = known_v.max(user["v"].as_u64().expect("v"));
+                }
+            }
+            continue;
+        }
+        for (user, _, v) in changes(&frame) {
+            if user == "alice" {
+                assert!(v > known_v || snapshots > 0, "v{v} after v{known_v}");
+                known_v = known_v.max(v);
+            }
+        }
+    }
+    assert!(snapshots > 0, "lagged, yet no fresh snapshot");
+    // What was gathered before the snapshot may still come: stale, and
+    // dropped by its version, never newer than what bob shows.
+    bob.send(json!({"type": "heartbeat"})).await;
+    loop {
+        let frame = bob.next().await;
+        if frame["type"] == "pong" {
+            break;
+        }
+        for (_, _, v) in changes(&frame) {
+            assert!(v <= last_v, "v{v} after the last change v{last_v}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_scope_too_large_for_one_frame_is_snapshotted_in_parts_and_the_socket_stays_open() {
+    let server = Server::start().await;
+    // ~1500 users online: a snapshot of well over the 64 KiB write buffer.
+    let mut sessions = Vec::new();
+    for n in 0..1500 {
+        let spec = presence_core::SessionSpec::new(format!("user-{n:04}"), format!("login-{n}"))
+            .scope("acme");
+        sessions.push(server.presence.open_session(spec).await.expect("open"));
+    }
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.expect("hello").await;
+    let (mut parts, mut listed) = (0, std::collections::BTreeSet::new());
+    loop {
+        let frame = bob.expect("snapshot").await;
+        parts += 1;
+        assert_eq!(frame["scope"], "acme");
+        for user in frame["users"].as_array().expect("users") {
+            listed.insert(user["user_id"].as_str().expect("user_id").to_owned());
+        }
+        if frame.get("more").is_none() {
+            break;
+        }
+        assert_eq!(frame["more"], true);
+    }
+    assert!(parts > 1, "one frame of every user: {parts} part(s)");
+    for n in 0..1500 {
+        assert!(
+            listed.contains(&format!("user-{n:04}")),
+            "user-{n:04} missing"
+        );
+    }
+    bob.ping().await;
+    drop(sessions);
 }

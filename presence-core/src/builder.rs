@@ -22,6 +22,7 @@ impl Presence {
             config: PresenceConfig::default(),
             node: None,
             subscriber_capacity: 256,
+            batch_interval: DEFAULT_BATCH_INTERVAL,
             sweep_interval: Duration::from_secs(1),
             http_coalesce: Duration::from_secs(5),
             store_timeout: Duration::from_secs(5),
@@ -36,10 +37,14 @@ pub struct PresenceBuilder {
     config: PresenceConfig,
     node: Option<NodeId>,
     subscriber_capacity: usize,
+    batch_interval: Duration,
     sweep_interval: Duration,
     http_coalesce: Duration,
     store_timeout: Duration,
 }
+
+/// How long a busy scope gathers events into one batch, by default.
+const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 impl PresenceBuilder {
     /// The store (default: a new [`MemoryStore`]).
@@ -81,6 +86,16 @@ impl PresenceBuilder {
         self
     }
 
+    /// How long a busy scope's events are gathered into one batch (default
+    /// 20 ms). A scope's event goes out at once unless the scope already
+    /// had a delivery within this interval; then it waits, with the other
+    /// events of the interval, for the scope's next batch. Zero sends every
+    /// event on its own. See [`crate::fanout`].
+    pub fn batch_interval(mut self, interval: Duration) -> Self {
+        self.batch_interval = interval;
+        self
+    }
+
     /// Longest the sweeper sleeps between looks at the store's deadlines
     /// (default 1 s). In a cluster this bounds how late a node notices a
     /// deadline set by a node that died.
@@ -113,6 +128,7 @@ impl PresenceBuilder {
             config: self.config,
             node: self.node.unwrap_or_else(|| NodeId::new("local")),
             subscriber_capacity: self.subscriber_capacity,
+            batch_interval: self.batch_interval,
             sweep_interval: self.sweep_interval,
             http_coalesce: self.http_coalesce,
             store_timeout: self.store_timeout,

@@ -5,87 +5,113 @@
 //! the size of the scope: a watcher of a whole scope is found in the scope's
 //! list, a watcher of a few users in the scope's per-user lists.
 //!
+//! **Batches.** A quiet scope's event goes out at once. When a scope changes
+//! faster than the batch interval ([`crate::PresenceBuilder::batch_interval`], 20 ms
+//! by default; a second event within one interval of the last delivery),
+//! its further events are gathered and handed to the watchers of the whole
+//! scope once per interval, as one shared [`EventBatch`] in the order they
+//! happened: one queue push per watcher per interval, however many events.
+//! Each batch holds at most [`MAX_BATCH_EVENTS`]; a fuller scope sends a
+//! batch at once. Watchers of a few users get their (few) events one by one,
+//! at once. A scope that goes quiet costs no timer: the task that sends a
+//! busy scope's batches ends one interval after its last one.
+//!
 //! **Lag policy.** Each [`Subscription`] has a bounded queue
-//! (`subscriber_capacity`, 256 events by default). Publishing never waits:
-//! when a subscriber's queue is full, the event is dropped for that
-//! subscriber alone and it is marked lagged. Its next [`Subscription::recv`]
-//! returns [`Delivery::Lagged`] (the queued events are discarded, being
-//! superseded); the subscriber should then take a fresh snapshot of what it
-//! watches and carry on. Other subscribers are never slowed by a slow one.
+//! (`subscriber_capacity`, 256 deliveries by default, an event or a batch
+//! each). Publishing never waits: when a subscriber's queue is full, the
+//! delivery is dropped for that subscriber alone and it is marked lagged.
+//! Its next [`Subscription::recv`] returns [`Delivery::Lagged`] (the queued
+//! deliveries are discarded, being superseded); the subscriber should then
+//! take a fresh snapshot of what it watches and carry on (events gathered
+//! before that snapshot may still arrive after it: their `v` is not newer
+//! than the snapshot's, so they are dropped as stale). Other subscribers
+//! are never slowed by a slow one.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, Weak};
+use std::time::Duration;
 
 use dashmap::DashMap;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::Notify;
+use tokio::time::Instant;
 
+pub use crate::delivery::{Delivery, EncodingCache, EventBatch, SharedEvent};
 use crate::event::PresenceEvent;
 use crate::feed::ClusterFeed;
 use crate::ids::{NodeId, ScopeId, UserId};
 use crate::store::Transition;
+pub use crate::subscription::Subscription;
+use crate::subscription::{Mailbox, Queued, SubscriberId, Watch};
 
-/// What a [`Subscription`] yields.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Delivery {
-    /// A change in a watched scope.
-    Event(Arc<PresenceEvent>),
-    /// This subscriber fell behind and missed events: re-read a snapshot of
-    /// what it watches (events with a `v` at or below the snapshot's are
-    /// stale).
-    Lagged,
-}
+/// Most events one batch holds; a scope that gathers this many sends them
+/// at once rather than at the end of the interval.
+pub const MAX_BATCH_EVENTS: usize = 256;
 
-type SubscriberId = u64;
+/// The watchers of some users of a scope, by user.
+type ByUser = HashMap<UserId, HashMap<SubscriberId, Mailbox>>;
 
-/// The sending side of one subscription, shared by every scope it watches.
-#[derive(Clone)]
-struct Mailbox {
-    queue: mpsc::Sender<Arc<PresenceEvent>>,
-    lagged: Arc<AtomicBool>,
-}
-
-impl Mailbox {
-    fn deliver(&self, event: &Arc<PresenceEvent>) -> bool {
-        match self.queue.try_send(event.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.lagged.swap(true, Ordering::AcqRel) {
-                    tracing::debug!(scope = %event.scope, "subscriber lagged; it will resnapshot");
-                }
-                false
-            }
-            // The subscription is being dropped; it unregisters itself.
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
-
+/// One scope's watchers. There is one per watched scope, often with a
+/// single watcher (a user's own scope): what is rarely used is allocated
+/// only when used.
 #[derive(Default)]
 struct ScopeWatchers {
     whole: HashMap<SubscriberId, Mailbox>,
-    by_user: HashMap<UserId, HashMap<SubscriberId, Mailbox>>,
+    by_user: Option<Box<ByUser>>,
+    /// Deliveries to this scope's watchers happen under this lock, so
+    /// events leave in the order they arrived. Allocated with the scope's
+    /// first event.
+    flow: Mutex<Option<Box<Flow>>>,
+}
+
+/// The delivery state of one scope.
+#[derive(Default)]
+struct Flow {
     /// With a cluster feed, events of one user may arrive twice or out of
     /// order (from this node and from others): the last `v` delivered per
     /// user lets the stale ones drop.
-    delivered_v: Mutex<HashMap<UserId, u64>>,
+    delivered_v: HashMap<UserId, u64>,
+    /// When the watchers of the whole scope last got something.
+    last_sent: Option<Instant>,
+    /// Events gathered for the next batch, oldest first.
+    pending: Vec<Arc<SharedEvent>>,
+    /// Whether a task is sending this scope's batches.
+    flusher: bool,
 }
 
 impl ScopeWatchers {
     fn is_empty(&self) -> bool {
-        self.whole.is_empty() && self.by_user.is_empty()
+        self.whole.is_empty() && self.by_user.is_none()
+    }
+
+    fn watchers_of(&self, user: &UserId) -> Option<&HashMap<SubscriberId, Mailbox>> {
+        self.by_user.as_ref()?.get(user)
+    }
+
+    fn every_mailbox(&self) -> impl Iterator<Item = &Mailbox> {
+        let by_user = self.by_user.iter().flat_map(|by_user| by_user.values());
+        self.whole.values().chain(by_user.flat_map(|m| m.values()))
+    }
+
+    fn flow(&self) -> MutexGuard<'_, Option<Box<Flow>>> {
+        self.flow.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn remove(&mut self, id: SubscriberId, users: &[UserId]) {
         self.whole.remove(&id);
+        let Some(by_user) = &mut self.by_user else {
+            return;
+        };
         for user in users {
-            if let Some(watchers) = self.by_user.get_mut(user) {
+            if let Some(watchers) = by_user.get_mut(user) {
                 watchers.remove(&id);
                 if watchers.is_empty() {
-                    self.by_user.remove(user);
+                    by_user.remove(user);
                 }
             }
+        }
+        if by_user.is_empty() {
+            self.by_user = None;
         }
     }
 }
@@ -93,18 +119,44 @@ impl ScopeWatchers {
 /// Counters of what fan-out did, for operators and benches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FanoutStats {
-    /// Events put in a subscriber's queue.
+    /// Events put in a subscriber's queue (each event of a batch counts).
     pub delivered: u64,
     /// Events dropped because a subscriber's queue was full.
     pub dropped: u64,
 }
 
+/// What one delivery did, added to the hub's counters once.
+#[derive(Default)]
+struct Tally {
+    delivered: u64,
+    dropped: u64,
+}
+
+impl Tally {
+    fn push(&mut self, mailbox: &Mailbox, item: &Queued) {
+        let events = item.len() as u64;
+        if mailbox.push(item.clone()) {
+            self.delivered += events;
+        } else {
+            self.dropped += events;
+        }
+    }
+}
+
 /// The registry of watchers of one service.
 pub(crate) struct Hub {
+    /// Handed to the tasks that send busy scopes' batches, so they end with
+    /// the hub.
+    this: Weak<Hub>,
     scopes: DashMap<ScopeId, RwLock<ScopeWatchers>>,
     next_id: AtomicU64,
     capacity: usize,
-    closed: watch::Sender<bool>,
+    batch_interval: Duration,
+    /// Where batch tasks run; without a runtime every event goes at once.
+    runtime: Option<tokio::runtime::Handle>,
+    /// Set once at shutdown; `closing` wakes the subscriptions waiting.
+    closed: AtomicBool,
+    closing: Notify,
     delivered: AtomicU64,
     dropped: AtomicU64,
     /// The store's cluster feed, told which scopes this node watches.
@@ -112,12 +164,16 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(Self {
+    pub(crate) fn new(capacity: usize, batch_interval: Duration) -> Arc<Self> {
+        Arc::new_cyclic(|this| Self {
+            this: this.clone(),
             scopes: DashMap::new(),
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
-            closed: watch::channel(false).0,
+            batch_interval,
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            closed: AtomicBool::new(false),
+            closing: Notify::new(),
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             feed: OnceLock::new(),
@@ -134,19 +190,22 @@ impl Hub {
     }
 
     pub(crate) fn subscribe(self: &Arc<Self>) -> Subscription {
-        let (queue, receiver) = mpsc::channel(self.capacity);
-        let mailbox = Mailbox {
-            queue,
-            lagged: Arc::new(AtomicBool::new(false)),
-        };
-        Subscription {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            hub: self.clone(),
-            mailbox,
-            receiver,
-            closed: self.closed.subscribe(),
-            watches: HashMap::new(),
-        }
+        Subscription::new(
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            self.clone(),
+            self.capacity,
+        )
+    }
+
+    /// Whether the service has shut down.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Completes at shutdown, once enabled or polled (check
+    /// [`Hub::is_closed`] after enabling it).
+    pub(crate) fn closing(&self) -> tokio::sync::futures::Notified<'_> {
+        self.closing.notified()
     }
 
     /// Tells every interested watcher about a change. Call with the user's
@@ -170,42 +229,128 @@ impl Hub {
     }
 
     /// Tells the watchers of `event.scope` (or of its user) about it,
-    /// unless a cluster feed already brought a version as new.
+    /// unless a cluster feed already brought a version as new: at once, or
+    /// in the scope's next batch when the scope is busy.
     pub(crate) fn deliver(&self, event: PresenceEvent) {
-        let Some(watchers) = self.scopes.get(&event.scope) else {
+        let Some(entry) = self.scopes.get(&event.scope) else {
             return;
         };
-        let watchers = watchers.read().unwrap_or_else(|e| e.into_inner());
-        let by_user = watchers.by_user.get(&event.user_id);
+        let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+        let by_user = watchers.watchers_of(&event.user_id);
         if watchers.whole.is_empty() && by_user.is_none() {
             return;
         }
+        let mut guard = watchers.flow();
+        let flow = guard.get_or_insert_default();
         if self.feed.get().is_some() {
-            let mut seen = watchers
-                .delivered_v
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            let last = seen.entry(event.user_id.clone()).or_insert(0);
+            let last = flow.delivered_v.entry(event.user_id.clone()).or_insert(0);
             if event.v <= *last {
                 return;
             }
             *last = event.v;
         }
-        let event = Arc::new(event);
-        let (mut delivered, mut dropped) = (0, 0);
-        let mailboxes = watchers
-            .whole
-            .values()
-            .chain(by_user.into_iter().flat_map(|m| m.values()));
-        for mailbox in mailboxes {
-            if mailbox.deliver(&event) {
-                delivered += 1;
-            } else {
-                dropped += 1;
+        let event = Arc::new(SharedEvent::new(event));
+        let mut tally = Tally::default();
+        if let Some(by_user) = by_user {
+            let item = Queued::Event(event.clone());
+            crate::metrics::queued(std::slice::from_ref(&event));
+            for mailbox in by_user.values() {
+                tally.push(mailbox, &item);
             }
         }
-        self.delivered.fetch_add(delivered, Ordering::Relaxed);
-        self.dropped.fetch_add(dropped, Ordering::Relaxed);
+        if !watchers.whole.is_empty() {
+            let now = Instant::now();
+            let quiet = flow.pending.is_empty()
+                && flow
+                    .last_sent
+                    .is_none_or(|at| now >= at + self.batch_interval);
+            if quiet || self.batch_interval.is_zero() {
+                flow.pending.push(event);
+                self.send_pending(entry.key(), &watchers, flow, &mut tally);
+            } else {
+                flow.pending.push(event);
+                if flow.pending.len() >= MAX_BATCH_EVENTS {
+                    self.send_pending(entry.key(), &watchers, flow, &mut tally);
+                } else if !flow.flusher {
+                    flow.flusher = self.spawn_flusher(entry.key().clone(), flow.last_sent);
+                    if !flow.flusher {
+                        self.send_pending(entry.key(), &watchers, flow, &mut tally);
+                    }
+                }
+            }
+        }
+        drop(guard);
+        self.count(tally);
+    }
+
+    /// Hands what `flow` gathered to the watchers of the whole scope: one
+    /// event alone, several as one batch.
+    fn send_pending(
+        &self,
+        scope: &ScopeId,
+        watchers: &ScopeWatchers,
+        flow: &mut Flow,
+        tally: &mut Tally,
+    ) {
+        let mut events = std::mem::take(&mut flow.pending);
+        crate::metrics::queued(&events);
+        let item = match events.len() {
+            0 => return,
+            1 => Queued::Event(events.remove(0)),
+            _ => Queued::Batch(Arc::new(EventBatch::new(scope.clone(), events))),
+        };
+        for mailbox in watchers.whole.values() {
+            tally.push(mailbox, &item);
+        }
+        flow.last_sent = Some(Instant::now());
+    }
+
+    /// Starts the task that sends `scope`'s batches once per interval
+    /// until the scope goes quiet; false without a runtime to run it.
+    fn spawn_flusher(&self, scope: ScopeId, last_sent: Option<Instant>) -> bool {
+        let Some(runtime) = &self.runtime else {
+            return false;
+        };
+        let hub = self.this.clone();
+        let first = last_sent.unwrap_or_else(Instant::now) + self.batch_interval;
+        runtime.spawn(async move {
+            let mut due = first;
+            loop {
+                tokio::time::sleep_until(due).await;
+                // Holds no strong reference while asleep: the task ends
+                // with the hub.
+                let Some(hub) = hub.upgrade() else { return };
+                match hub.flush(&scope) {
+                    Some(next) => due = next,
+                    None => return,
+                }
+            }
+        });
+        true
+    }
+
+    /// Sends `scope`'s gathered events; the next time to look, or `None`
+    /// (the task ends) when nothing was gathered or the hub closed.
+    fn flush(&self, scope: &ScopeId) -> Option<Instant> {
+        let entry = self.scopes.get(scope)?;
+        let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+        let mut guard = watchers.flow();
+        let flow = guard.as_mut()?;
+        if flow.pending.is_empty() || self.is_closed() {
+            flow.flusher = false;
+            return None;
+        }
+        let mut tally = Tally::default();
+        self.send_pending(scope, &watchers, flow, &mut tally);
+        drop(guard);
+        self.count(tally);
+        Some(Instant::now() + self.batch_interval)
+    }
+
+    fn count(&self, tally: Tally) {
+        crate::metrics::fanout(tally.delivered, tally.dropped);
+        self.delivered.fetch_add(tally.delivered, Ordering::Relaxed);
+        self.dropped.fetch_add(tally.dropped, Ordering::Relaxed);
     }
 
     /// Every subscriber may have missed events: each is told it lagged
@@ -213,43 +358,28 @@ impl Hub {
     pub(crate) fn resync(&self) {
         for entry in self.scopes.iter() {
             // The store may have restarted empty, its versions from zero.
-            entry
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .delivered_v
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .clear();
-            Self::lag_all(&entry);
+            Self::lag_all(&entry, true);
         }
     }
 
     /// The watchers of `scope` may have missed events.
     pub(crate) fn resync_scope(&self, scope: &ScopeId) {
         if let Some(entry) = self.scopes.get(scope) {
-            Self::lag_all(&entry);
+            Self::lag_all(&entry, false);
         }
     }
 
-    fn lag_all(watchers: &RwLock<ScopeWatchers>) {
-        let wake = Arc::new(PresenceEvent {
-            scope: ScopeId::from(""),
-            user_id: UserId::from(""),
-            status: crate::status::Status::Offline,
-            last_seen: None,
-            v: 0,
-            at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
-        });
+    fn lag_all(watchers: &RwLock<ScopeWatchers>, forget_versions: bool) {
         let watchers = watchers.read().unwrap_or_else(|e| e.into_inner());
-        let mailboxes = watchers
-            .whole
-            .values()
-            .chain(watchers.by_user.values().flat_map(|m| m.values()));
-        for mailbox in mailboxes {
-            mailbox.lagged.store(true, Ordering::Release);
-            // Wakes a subscriber waiting on an empty queue; what it carries
-            // is discarded with the rest on `Lagged`.
-            let _ = mailbox.queue.try_send(wake.clone());
+        if let Some(flow) = watchers.flow().as_mut() {
+            // Superseded by the snapshots the watchers take.
+            flow.pending.clear();
+            if forget_versions {
+                flow.delivered_v = HashMap::new();
+            }
+        }
+        for mailbox in watchers.every_mailbox() {
+            mailbox.mark_lagged();
         }
     }
 
@@ -262,10 +392,11 @@ impl Hub {
 
     /// Ends every subscription: their `recv` returns `None`.
     pub(crate) fn close(&self) {
-        self.closed.send_replace(true);
+        self.closed.store(true, Ordering::Release);
+        self.closing.notify_waiters();
     }
 
-    fn add(&self, scope: &ScopeId, id: SubscriberId, mailbox: &Mailbox, watch: &Watch) {
+    pub(crate) fn add(&self, scope: &ScopeId, id: SubscriberId, mailbox: &Mailbox, watch: &Watch) {
         let entry = match self.scopes.entry(scope.clone()) {
             dashmap::Entry::Occupied(entry) => entry.into_ref(),
             dashmap::Entry::Vacant(entry) => {
@@ -281,9 +412,9 @@ impl Hub {
                 watchers.whole.insert(id, mailbox.clone());
             }
             Watch::Users(users) => {
+                let by_user = watchers.by_user.get_or_insert_default();
                 for user in users {
-                    watchers
-                        .by_user
+                    by_user
                         .entry(user.clone())
                         .or_default()
                         .insert(id, mailbox.clone());
@@ -292,7 +423,7 @@ impl Hub {
         }
     }
 
-    fn remove(&self, scope: &ScopeId, id: SubscriberId, watch: &Watch) {
+    pub(crate) fn remove(&self, scope: &ScopeId, id: SubscriberId, watch: &Watch) {
         let users: &[UserId] = match watch {
             Watch::Scope => &[],
             Watch::Users(users) => users,
@@ -318,139 +449,12 @@ impl Hub {
     }
 }
 
-/// What a subscription watches in one scope.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Watch {
-    Scope,
-    Users(Vec<UserId>),
-}
-
-/// A stream of presence events for the scopes (or users) it watches. Create
-/// one with [`crate::Presence::subscribe`]; dropping it stops delivery.
-pub struct Subscription {
-    id: SubscriberId,
-    hub: Arc<Hub>,
-    mailbox: Mailbox,
-    receiver: mpsc::Receiver<Arc<PresenceEvent>>,
-    closed: watch::Receiver<bool>,
-    watches: HashMap<ScopeId, Watch>,
-}
-
-impl Subscription {
-    /// Watches every user of `scope` (replacing any earlier watch of it).
-    pub fn watch_scope(&mut self, scope: ScopeId) {
-        self.set_watch(scope, Watch::Scope);
-    }
-
-    /// Watches only the named users of `scope` (replacing any earlier watch
-    /// of it): a client that shows fifty people pays for fifty.
-    pub fn watch_users(&mut self, scope: ScopeId, users: impl IntoIterator<Item = UserId>) {
-        let mut list: Vec<UserId> = users.into_iter().collect();
-        list.sort_unstable();
-        list.dedup();
-        self.set_watch(scope, Watch::Users(list));
-    }
-
-    /// Stops watching `scope`. Events of it already queued may still arrive.
-    pub fn unwatch(&mut self, scope: &ScopeId) {
-        if let Some(old) = self.watches.remove(scope) {
-            self.hub.remove(scope, self.id, &old);
-        }
-    }
-
-    /// The scopes watched now.
-    pub fn scopes(&self) -> impl Iterator<Item = &ScopeId> {
-        self.watches.keys()
-    }
-
-    /// The users watched in `scope`: `None` if the whole scope (or nothing)
-    /// is watched.
-    pub fn watched_users(&self, scope: &ScopeId) -> Option<&[UserId]> {
-        match self.watches.get(scope) {
-            Some(Watch::Users(users)) => Some(users),
-            _ => None,
-        }
-    }
-
-    /// The next delivery, or `None` once the service has shut down.
-    pub async fn recv(&mut self) -> Option<Delivery> {
-        loop {
-            if let Some(lagged) = self.take_lagged() {
-                return Some(lagged);
-            }
-            if *self.closed.borrow() {
-                return None;
-            }
-            let event = tokio::select! {
-                event = self.receiver.recv() => event?,
-                _ = self.closed.wait_for(|closed| *closed) => return None,
-            };
-            // A resync wakes the subscriber through its queue with an
-            // event of version 0, which is no news.
-            if let Some(lagged) = self.take_lagged() {
-                return Some(lagged);
-            }
-            if event.v > 0 {
-                return Some(Delivery::Event(event));
-            }
-        }
-    }
-
-    /// The next delivery if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Delivery> {
-        loop {
-            if let Some(lagged) = self.take_lagged() {
-                return Some(lagged);
-            }
-            let event = self.receiver.try_recv().ok()?;
-            if let Some(lagged) = self.take_lagged() {
-                return Some(lagged);
-            }
-            if event.v > 0 {
-                return Some(Delivery::Event(event));
-            }
-        }
-    }
-
-    fn take_lagged(&mut self) -> Option<Delivery> {
-        if !self.mailbox.lagged.swap(false, Ordering::AcqRel) {
-            return None;
-        }
-        // What is queued is superseded by the snapshot the subscriber takes.
-        while self.receiver.try_recv().is_ok() {}
-        Some(Delivery::Lagged)
-    }
-
-    fn set_watch(&mut self, scope: ScopeId, watch: Watch) {
-        self.unwatch(&scope);
-        self.hub.add(&scope, self.id, &self.mailbox, &watch);
-        self.watches.insert(scope, watch);
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        for (scope, watch) in self.watches.drain() {
-            self.hub.remove(&scope, self.id, &watch);
-        }
-    }
-}
-
-impl fmt::Debug for Subscription {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Subscription")
-            .field("id", &self.id)
-            .field("watches", &self.watches)
-            .finish()
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::status::Status;
+
+    const TICK: Duration = Duration::from_millis(20);
 
     fn event(user: &str, v: u64) -> PresenceEvent {
         PresenceEvent {
@@ -461,6 +465,13 @@ mod tests {
             v,
             at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
         }
+    }
+
+    fn seen(events: &[Arc<SharedEvent>]) -> Vec<(String, u64)> {
+        events
+            .iter()
+            .map(|e| (e.user_id.to_string(), e.v))
+            .collect()
     }
 
     #[derive(Debug)]
@@ -482,7 +493,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_a_feed_duplicates_and_stragglers_are_dropped() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, Duration::ZERO);
         hub.attach_feed(Arc::new(SilentFeed), NodeId::new("a"));
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
@@ -490,9 +501,9 @@ mod tests {
             hub.deliver(event("alice", v));
         }
         hub.deliver(event("bob", 1));
-        let mut seen = Vec::new();
+        let mut got = Vec::new();
         while let Some(Delivery::Event(e)) = subscription.try_recv() {
-            seen.push((e.user_id.to_string(), e.v));
+            got.push(e);
         }
         let expected: Vec<(String, u64)> = vec![
             ("alice".into(), 1),
@@ -500,12 +511,12 @@ mod tests {
             ("alice".into(), 4),
             ("bob".into(), 1),
         ];
-        assert_eq!(seen, expected);
+        assert_eq!(seen(&got), expected);
     }
 
     #[tokio::test]
     async fn a_resync_wakes_a_waiting_subscriber_with_lagged() {
-        let hub = Hub::new(16);
+        let hub = Hub::new(16, TICK);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         let waiting = tokio::spawn(async move { subscription.recv().await });
@@ -516,5 +527,149 @@ mod tests {
             .expect("woken")
             .expect("join");
         assert_eq!(delivery, Some(Delivery::Lagged));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_scopes_event_goes_out_at_once() {
+        let hub = Hub::new(16, TICK);
+        let mut subscription = hub.subscribe();
+        subscription.watch_scope("acme".into());
+        hub.deliver(event("alice", 1));
+        let delivery = subscription.try_recv().expect("delivered without waiting");
+        assert_eq!(seen(delivery.events()), vec![("alice".into(), 1)]);
+        // A tick later the scope is quiet again: no waiting either.
+        tokio::time::advance(TICK).await;
+        hub.deliver(event("bob", 1));
+        let delivery = subscription.try_recv().expect("delivered without waiting");
+        assert_eq!(seen(delivery.events()), vec![("bob".into(), 1)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_reaches_scope_watchers_in_one_batch_per_tick_in_order() {
+        let hub = Hub::new(16, TICK);
+        let mut batched = hub.subscribe();
+        batched.accept_batches();
+        batched.watch_scope("acme".into());
+        let mut one_by_one = hub.subscribe();
+        one_by_one.watch_scope("acme".into());
+        let mut bob_only = hub.subscribe();
+        bob_only.watch_users("acme".into(), ["bob".into()]);
+
+        let burst: Vec<(&str, u64)> = (1..=10).flat_map(|v| [("alice", v), ("bob", v)]).collect();
+        for (user, v) in &burst {
+            hub.deliver(event(user, *v));
+        }
+        let expected: Vec<(String, u64)> = burst.iter().map(|(u, v)| (u.to_string(), *v)).collect();
+
+        let started = Instant::now();
+        let first = batched.recv().await.expect("the first event");
+        assert_eq!(first.events().len(), 1, "the first event went out alone");
+        assert_eq!(started.elapsed(), Duration::ZERO, "and at once");
+        let rest = batched.recv().await.expect("the batch");
+        assert_eq!(started.elapsed(), TICK, "the rest one tick later");
+        let Delivery::Batch(batch) = &rest else {
+            panic!("expected a batch, got {rest:?}");
+        };
+        assert_eq!(batch.scope(), &ScopeId::from("acme"));
+        let mut got = seen(first.events());
+        got.extend(seen(batch.events()));
+        assert_eq!(got, expected, "every event, in order");
+        assert!(batched.try_recv().is_none());
+
+        // A subscription that does not accept batches sees the same events
+        // one by one, from the same shared allocations.
+        let mut unrolled = Vec::new();
+        while let Some(Delivery::Event(e)) = one_by_one.try_recv() {
+            unrolled.push(e);
+        }
+        assert_eq!(seen(&unrolled), expected);
+        assert!(Arc::ptr_eq(&unrolled[5], &batch.events()[4]));
+
+        // A watcher of some users got theirs individually, without waiting.
+        let mut bobs = Vec::new();
+        while let Some(Delivery::Event(e)) = bob_only.try_recv() {
+            bobs.push(e);
+        }
+        let expected_bob: Vec<(String, u64)> = (1..=10).map(|v| ("bob".to_string(), v)).collect();
+        assert_eq!(seen(&bobs), expected_bob);
+        assert_eq!(hub.stats().delivered, 20 + 20 + 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_batch_task_ends_once_the_scope_is_quiet() {
+        let hub = Hub::new(16, TICK);
+        let mut subscription = hub.subscribe();
+        subscription.accept_batches();
+        subscription.watch_scope("acme".into());
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let idle_tasks = metrics.num_alive_tasks();
+        for v in 1..=3 {
+            hub.deliver(event("alice", v));
+        }
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            idle_tasks + 1,
+            "one task for the busy scope"
+        );
+        assert_eq!(subscription.recv().await.expect("first").events().len(), 1);
+        assert_eq!(subscription.recv().await.expect("batch").events().len(), 2);
+        tokio::time::sleep(TICK * 3).await;
+        assert_eq!(
+            metrics.num_alive_tasks(),
+            idle_tasks,
+            "none once it is quiet"
+        );
+        // Quiet again: the next event is not held back.
+        hub.deliver(event("alice", 4));
+        assert!(subscription.try_recv().is_some());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_goes_out_without_waiting_for_the_tick() {
+        let hub = Hub::new(16, TICK);
+        let mut subscription = hub.subscribe();
+        subscription.accept_batches();
+        subscription.watch_scope("acme".into());
+        let total = 1 + MAX_BATCH_EVENTS as u64;
+        for v in 1..=total {
+            hub.deliver(event("alice", v));
+        }
+        assert_eq!(subscription.try_recv().expect("first").events().len(), 1);
+        let batch = subscription.try_recv().expect("a full batch at once");
+        assert_eq!(batch.events().len(), MAX_BATCH_EVENTS);
+        assert_eq!(batch.events().last().map(|e| e.v), Some(total));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_whose_queue_fills_with_batches_lags_and_others_do_not() {
+        let hub = Hub::new(2, TICK);
+        let mut slow = hub.subscribe();
+        slow.accept_batches();
+        slow.watch_scope("acme".into());
+        let mut fast = hub.subscribe();
+        fast.accept_batches();
+        fast.watch_scope("acme".into());
+        let mut v = 0;
+        let mut fast_seen = Vec::new();
+        for _ in 0..5 {
+            for _ in 0..3 {
+                v += 1;
+                hub.deliver(event("alice", v));
+            }
+            let delivery = fast.recv().await.expect("fast keeps up");
+            fast_seen.extend(seen(delivery.events()));
+        }
+        while let Some(delivery) = fast.try_recv() {
+            fast_seen.extend(seen(delivery.events()));
+        }
+        tokio::time::sleep(TICK).await;
+        while let Some(delivery) = fast.try_recv() {
+            fast_seen.extend(seen(delivery.events()));
+        }
+        let all: Vec<(String, u64)> = (1..=v).map(|v| ("alice".to_string(), v)).collect();
+        assert_eq!(fast_seen, all);
+        assert_eq!(slow.recv().await, Some(Delivery::Lagged));
+        assert!(hub.stats().dropped > 0);
+        assert!(slow.try_recv().is_none(), "what was queued is superseded");
     }
 }

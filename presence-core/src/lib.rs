@@ -96,11 +96,23 @@
 //! See [`fanout`]: each subscription has a bounded queue; one that falls
 //! behind receives [`Delivery::Lagged`] and should re-read a snapshot.
 //!
+//! # Busy scopes
+//!
+//! A quiet scope's event is delivered at once. A scope that changes faster
+//! than [`PresenceBuilder::batch_interval`] (20 ms by default) has its
+//! events gathered and delivered once per interval, in order, as one
+//! [`EventBatch`] shared by every watcher of the whole scope. A subscription
+//! hands batches out event by event unless it calls
+//! [`Subscription::accept_batches`]; events and batches carry an
+//! [`EncodingCache`], so an adapter encodes each once for all its sockets.
+//!
 //! # Observability
 //!
 //! The service emits `tracing` events: session opens and closes and status
 //! changes at `debug`, sweeps at `debug`, node clean-up and shutdown at
-//! `info`, failures at `warn`.
+//! `info`, failures at `warn`. With the cargo feature `metrics`, it also
+//! records sessions, transitions, fan-out and store latency through the
+//! `metrics` facade: see [`metrics`] for every name.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -108,6 +120,7 @@
 mod builder;
 pub mod clock;
 pub mod config;
+mod delivery;
 mod error;
 pub mod event;
 pub mod fanout;
@@ -115,11 +128,13 @@ pub mod feed;
 pub mod ids;
 pub mod machine;
 pub mod memory;
+pub mod metrics;
 pub mod record;
 mod service;
 mod session;
 pub mod status;
 pub mod store;
+mod subscription;
 mod timers;
 
 pub use builder::PresenceBuilder;
@@ -127,7 +142,9 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
 pub use error::Error;
 pub use event::{PresenceEvent, Snapshot};
-pub use fanout::{Delivery, FanoutStats, Subscription};
+pub use fanout::{
+    Delivery, EncodingCache, EventBatch, FanoutStats, MAX_BATCH_EVENTS, SharedEvent, Subscription,
+};
 pub use feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
 pub use ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 pub use memory::MemoryStore;

@@ -3,8 +3,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::ids::{LoginId, ScopeId, SessionId, UserId};
@@ -114,7 +116,7 @@ pub struct SessionHandle {
     pub(crate) id: SessionId,
     pub(crate) login: LoginId,
     pub(crate) generation: u64,
-    pub(crate) ended: watch::Receiver<Option<SessionEnd>>,
+    pub(crate) ended: Arc<EndSignal>,
     pub(crate) open: bool,
 }
 
@@ -148,15 +150,12 @@ impl SessionHandle {
     /// shutdown). Waits until then. A socket task selects on this to close
     /// its connection.
     pub async fn ended(&mut self) -> SessionEnd {
-        match self.ended.wait_for(Option::is_some).await {
-            Ok(end) => end.unwrap_or(SessionEnd::Closed),
-            Err(_) => SessionEnd::ShutDown,
-        }
+        self.ended.wait().await
     }
 
     /// Whether the server has ended the session.
     pub fn has_ended(&self) -> Option<SessionEnd> {
-        *self.ended.borrow()
+        self.ended.get()
     }
 
     /// Closes the session now (the last one starts the linger). A session
@@ -175,7 +174,7 @@ impl SessionHandle {
 
 impl Drop for SessionHandle {
     fn drop(&mut self) {
-        if !self.open || self.ended.borrow().is_some() {
+        if !self.open || self.ended.get().is_some() {
             self.presence.forget_local(&self.id, self.generation);
             return;
         }
@@ -195,6 +194,52 @@ impl Drop for SessionHandle {
                 // session_ttl like that of a crashed client.
                 presence.forget_local(&id, generation);
             }
+        }
+    }
+}
+
+/// How the service tells a session's holder why it ended: set (and
+/// replaced) by the service, awaited by the handle. Every idle socket holds
+/// one, so it is a few words rather than a watch channel.
+#[derive(Default)]
+pub(crate) struct EndSignal {
+    end: Mutex<Option<SessionEnd>>,
+    /// The service let go of the session without a reason (it was dropped):
+    /// the holder hears [`SessionEnd::ShutDown`].
+    abandoned: AtomicBool,
+    changed: Notify,
+}
+
+impl EndSignal {
+    /// Tells the holder why the session ended (replacing an earlier word).
+    pub(crate) fn send(&self, end: SessionEnd) {
+        *self.end.lock().unwrap_or_else(|e| e.into_inner()) = Some(end);
+        self.changed.notify_waiters();
+    }
+
+    /// The service will never say more.
+    pub(crate) fn abandon(&self) {
+        self.abandoned.store(true, Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn get(&self) -> Option<SessionEnd> {
+        *self.end.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn wait(&self) -> SessionEnd {
+        loop {
+            // Registered before looking, so a word sent in between wakes it.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(end) = self.get() {
+                return end;
+            }
+            if self.abandoned.load(Ordering::Acquire) {
+                return SessionEnd::ShutDown;
+            }
+            changed.await;
         }
     }
 }

@@ -586,6 +586,9 @@ impl Sut {
         let presence = Presence::builder()
             .clock(clock.clone())
             .config(config())
+            // Each step drains what is queued at once: no batch may be
+            // held for a tick of real time.
+            .batch_interval(Duration::ZERO)
             .build()
             .await
             .expect("the service builds");
@@ -732,19 +735,20 @@ impl Sut {
         }
         let mut events = Events::new();
         while let Some(delivery) = self.events.try_recv() {
-            let event = match delivery {
-                Delivery::Event(event) => event,
-                Delivery::Lagged => return Err("the subscription lagged".into()),
-            };
-            let user = user_index(&event.user_id)
-                .ok_or_else(|| format!("event about an unknown user: {event:?}"))?;
-            if event.scope != scope_of(user) {
-                return Err(format!("event in a scope the user is not in: {event:?}"));
+            if delivery == Delivery::Lagged {
+                return Err("the subscription lagged".into());
             }
-            events
-                .entry(user)
-                .or_default()
-                .push((event.status, event.v));
+            for event in delivery.events() {
+                let user = user_index(&event.user_id)
+                    .ok_or_else(|| format!("event about an unknown user: {event:?}"))?;
+                if event.scope != scope_of(user) {
+                    return Err(format!("event in a scope the user is not in: {event:?}"));
+                }
+                events
+                    .entry(user)
+                    .or_default()
+                    .push((event.status, event.v));
+            }
         }
         Ok(events)
     }

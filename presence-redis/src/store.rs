@@ -356,10 +356,16 @@ async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if let Err(error) = shared.flush().await {
-            // The beats stay queued for the next flush; records lapse only
-            // if Redis stays away past the TTL.
-            tracing::warn!(%error, "writing heartbeats to Redis failed");
+        let started = std::time::Instant::now();
+        match shared.flush().await {
+            Ok(0) => {}
+            Ok(_) => presence_core::metrics::heartbeat_flush(started.elapsed(), false),
+            Err(error) => {
+                presence_core::metrics::heartbeat_flush(started.elapsed(), true);
+                // The beats stay queued for the next flush; records lapse
+                // only if Redis stays away past the TTL.
+                tracing::warn!(%error, "writing heartbeats to Redis failed");
+            }
         }
     }
 }

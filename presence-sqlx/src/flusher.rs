@@ -24,11 +24,17 @@ async fn run<S: Flush>(store: Weak<S>, interval: Duration) {
         let Some(store) = store.upgrade() else {
             return;
         };
-        if let Err(error) = store.flush().await {
-            // The sessions stay live locally and the heartbeats are kept for
-            // the next try; stored sessions lapse only if the database stays
-            // away past the TTL.
-            tracing::warn!(%error, "writing presence heartbeats failed");
+        let started = std::time::Instant::now();
+        match store.flush().await {
+            Ok(0) => {}
+            Ok(_) => presence_core::metrics::heartbeat_flush(started.elapsed(), false),
+            Err(error) => {
+                presence_core::metrics::heartbeat_flush(started.elapsed(), true);
+                // The sessions stay live locally and the heartbeats are kept
+                // for the next try; stored sessions lapse only if the
+                // database stays away past the TTL.
+                tracing::warn!(%error, "writing presence heartbeats failed");
+            }
         }
     }
 }

@@ -29,7 +29,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use presence_core::{
     Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceEvent, PresenceStore,
-    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionSpec, Status, Subscription, UserId,
+    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionSpec, SharedEvent, Status,
+    Subscription, UserId,
 };
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -242,10 +243,10 @@ impl Cluster {
         // over; nothing the scenario does has happened yet.
         let mut pending = VecDeque::new();
         while let Some(delivery) = events.try_recv() {
-            if let Delivery::Event(event) = delivery
-                && !is_probe(&event.user_id)
-            {
-                pending.push_back(event);
+            for event in delivery.events() {
+                if !is_probe(&event.user_id) {
+                    pending.push_back(event.clone());
+                }
             }
         }
         Watcher {
@@ -288,14 +289,14 @@ pub struct Watcher {
     label: String,
     scope: ScopeId,
     events: Subscription,
-    pending: VecDeque<Arc<PresenceEvent>>,
+    pending: VecDeque<Arc<SharedEvent>>,
 }
 
 impl Watcher {
     /// The next event (probes skipped) before `deadline`, if any. A watcher
     /// told to resnapshot ([`Delivery::Lagged`]) may have missed events, so
     /// the scenario cannot go on: it panics.
-    async fn recv_until(&mut self, deadline: Instant) -> Option<Arc<PresenceEvent>> {
+    async fn recv_until(&mut self, deadline: Instant) -> Option<Arc<SharedEvent>> {
         if let Some(event) = self.pending.pop_front() {
             return Some(event);
         }
@@ -310,6 +311,14 @@ impl Watcher {
                     );
                     return Some(event);
                 }
+                Ok(Some(Delivery::Batch(batch))) => {
+                    // Only a subscription that accepts batches gets one.
+                    let news = batch.events().iter().filter(|e| !is_probe(&e.user_id));
+                    self.pending.extend(news.cloned());
+                    if let Some(event) = self.pending.pop_front() {
+                        return Some(event);
+                    }
+                }
                 Ok(Some(Delivery::Lagged)) => panic!(
                     "{}: told to resnapshot (events were lost) in the middle of a scenario",
                     self.label
@@ -321,7 +330,7 @@ impl Watcher {
     }
 
     /// The next event, waiting up to [`WAIT`].
-    pub async fn next(&mut self) -> Arc<PresenceEvent> {
+    pub async fn next(&mut self) -> Arc<SharedEvent> {
         match self.recv_until(Instant::now() + WAIT).await {
             Some(event) => event,
             None => panic!("{}: no event within {WAIT:?}", self.label),
@@ -329,7 +338,7 @@ impl Watcher {
     }
 
     /// The next `count` events, waiting up to [`WAIT`] for all.
-    pub async fn take(&mut self, count: usize) -> Vec<Arc<PresenceEvent>> {
+    pub async fn take(&mut self, count: usize) -> Vec<Arc<SharedEvent>> {
         let deadline = Instant::now() + WAIT;
         let mut events = Vec::with_capacity(count);
         while events.len() < count {
@@ -346,7 +355,7 @@ impl Watcher {
     }
 
     /// Exactly these events next, in this order.
-    pub async fn expect(&mut self, expected: &[Expected<'_>]) -> Vec<Arc<PresenceEvent>> {
+    pub async fn expect(&mut self, expected: &[Expected<'_>]) -> Vec<Arc<SharedEvent>> {
         let events = self.take(expected.len()).await;
         let got: Vec<Seen> = events.iter().map(|e| seen(e)).collect();
         assert_eq!(got, owned(expected), "{}: events in order", self.label);
@@ -355,7 +364,7 @@ impl Watcher {
 
     /// Exactly these events next, each user's in order, users interleaved
     /// in any way.
-    pub async fn expect_unordered(&mut self, expected: &[Expected<'_>]) -> Vec<Arc<PresenceEvent>> {
+    pub async fn expect_unordered(&mut self, expected: &[Expected<'_>]) -> Vec<Arc<SharedEvent>> {
         let events = self.take(expected.len()).await;
         let got: Vec<Seen> = events.iter().map(|e| seen(e)).collect();
         let mut last_v: BTreeMap<&str, u64> = BTreeMap::new();

@@ -9,12 +9,15 @@
 //! `redis://…`), `PRESENCE_HEARTBEAT_INTERVAL`,
 //! `PRESENCE_SESSION_TTL`, `PRESENCE_AWAY_AFTER`, `PRESENCE_OFFLINE_AFTER`,
 //! `PRESENCE_LINGER` (durations like `500ms`, `30s`, `5m`),
-//! `PRESENCE_ALLOWED_ORIGINS` (comma-separated), and
-//! `PRESENCE_ACTIVITY_THROTTLE` (how often the browser reports input).
+//! `PRESENCE_ALLOWED_ORIGINS` (comma-separated),
+//! `PRESENCE_ACTIVITY_THROTTLE` (how often the browser reports input), and
+//! `PRESENCE_METRICS` (`1` serves `GET /metrics` in the Prometheus text
+//! format; off by default, when `/metrics` is a 404).
 
 mod accounts;
 mod app;
 mod auth;
+mod metrics;
 mod pages;
 mod settings;
 
@@ -64,6 +67,12 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", settings.listen))?;
     let address = listener.local_addr()?;
+    // Installed before the service exists, so nothing it records is lost.
+    let metrics = if settings.metrics {
+        Some(metrics::install().map_err(|e| format!("cannot record metrics: {e}"))?)
+    } else {
+        None
+    };
     // A stable name per address: a demo restarted on the same address
     // clears the sessions its previous run left in a shared store.
     let node = NodeId::new(
@@ -116,7 +125,10 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         presence,
         activity_throttle: settings.activity_throttle,
     };
-    let app = app::router(state, &routes);
+    let mut app = app::router(state, &routes);
+    if let Some(handle) = metrics {
+        app = metrics::route(app, handle);
+    }
     // Tests read this line to learn the port.
     println!("presence-demo listening on http://{address}");
     std::io::stdout().flush()?;

@@ -16,6 +16,8 @@ pub(crate) struct Settings {
     pub(crate) allowed_origins: AllowedOrigins,
     /// The browser client's least gap between `activity` messages.
     pub(crate) activity_throttle: Duration,
+    /// `PRESENCE_METRICS`: serve `GET /metrics` (Prometheus text format).
+    pub(crate) metrics: bool,
 }
 
 /// Where presence state lives.
@@ -94,12 +96,14 @@ impl Settings {
                 allowed_origins = allowed_origins.allow(origin);
             }
         }
+        let metrics = parse_switch("PRESENCE_METRICS", get("PRESENCE_METRICS"))?;
         Ok(Self {
             listen,
             store,
             presence,
             allowed_origins,
             activity_throttle,
+            metrics,
         })
     }
 }
@@ -116,6 +120,23 @@ fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, BadSe
         return Err(bad("must be more than zero".into()));
     }
     Ok(duration)
+}
+
+/// An on/off variable: `1`, `true`, `yes`, `on` or `0`, `false`, `no`,
+/// `off` (any case); unset or empty is off.
+fn parse_switch(variable: &'static str, value: Option<String>) -> Result<bool, BadSetting> {
+    let Some(value) = value else {
+        return Ok(false);
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(BadSetting {
+            variable,
+            value,
+            why: "expected 1 or 0".into(),
+        }),
+    }
 }
 
 fn parse_store(url: Option<String>) -> Result<StoreUrl, BadSetting> {
@@ -159,6 +180,21 @@ mod tests {
         assert_eq!(s.store, StoreUrl::Memory);
         assert_eq!(s.presence, PresenceConfig::default());
         assert_eq!(s.activity_throttle, Duration::from_secs(15));
+        assert!(!s.metrics, "no /metrics unless asked");
+    }
+
+    #[test]
+    fn metrics_are_switched_on_and_off() {
+        for (value, on) in [
+            ("1", true),
+            ("true", true),
+            ("On", true),
+            ("0", false),
+            ("", false),
+        ] {
+            let s = settings(&[("PRESENCE_METRICS", value)]).expect("valid");
+            assert_eq!(s.metrics, on, "PRESENCE_METRICS={value:?}");
+        }
     }
 
     #[test]
@@ -185,6 +221,7 @@ mod tests {
             ("PRESENCE_STORE_URL", "mongodb://x"),
             ("PRESENCE_STORE_URL", "no-scheme"),
             ("PRESENCE_ALLOWED_ORIGINS", "evil.example"),
+            ("PRESENCE_METRICS", "maybe"),
         ];
         for (variable, value) in cases {
             let error = settings(&[(variable, value)]).expect_err("refused");

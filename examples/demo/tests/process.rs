@@ -1,59 +1,15 @@
 //! The demo as a process: configuration errors, the JSON API, the presence
 //! socket with a bearer token, and graceful shutdown on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::{DEMO, Demo, next_json};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-const DEMO: &str = env!("CARGO_BIN_EXE_presence-demo");
-
-/// A running demo, killed when dropped.
-struct Demo {
-    child: Child,
-    base: String,
-}
-
-impl Demo {
-    fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(DEMO)
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the demo starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the listening line");
-        let base = line
-            .trim()
-            .strip_prefix("presence-demo listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
-        Self { child, base }
-    }
-
-    fn terminate(&mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-    }
-}
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[test]
 fn a_bad_setting_is_a_clear_error_and_exit_code_2() {
@@ -121,16 +77,7 @@ async fn api_login_socket_snapshot_logout_and_sigterm() {
         .expect("snapshot");
     assert_eq!(foreign.status(), 403);
 
-    let mut request = format!("{}/ws/presence", demo.base.replace("http://", "ws://"))
-        .into_client_request()
-        .expect("request");
-    request.headers_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    let (mut socket, _) = tokio_tungstenite::connect_async(request)
-        .await
-        .expect("upgrade");
+    let mut socket = demo.connect(&token).await;
     let frame = next_json(&mut socket).await;
     assert_eq!(frame["type"], "hello");
     assert_eq!(frame["heartbeat_interval_ms"], 30_000);
@@ -154,20 +101,6 @@ async fn api_login_socket_snapshot_logout_and_sigterm() {
         .expect("join")
         .expect("wait");
     assert!(status.success(), "exits cleanly: {status}");
-}
-
-async fn next_json(
-    socket: &mut tokio_tungstenite::WebSocketStream<
-        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
-    >,
-) -> Value {
-    let frame = tokio::time::timeout(Duration::from_secs(5), socket.next())
-        .await
-        .expect("a frame in time");
-    match frame {
-        Some(Ok(Message::Text(text))) => serde_json::from_str(text.as_str()).expect("json"),
-        other => panic!("expected a text frame, got {other:?}"),
-    }
 }
 
 #[tokio::test]
@@ -206,18 +139,8 @@ async fn two_demos_are_one_cluster(env: &[(&str, &str)]) {
     let one = Demo::start(env);
     let two = Demo::start(env);
     let http = reqwest::Client::new();
-    let token = |demo: &Demo, name: &'static str| {
-        let request = http
-            .post(format!("{}/api/login", demo.base))
-            .json(&json!({"username": name, "org": "acme"}))
-            .send();
-        async move {
-            let body: Value = request.await.expect("login").json().await.expect("json");
-            body["token"].as_str().expect("token").to_owned()
-        }
-    };
-    let bob = token(&two, "bob").await;
-    let alice = token(&one, "alice").await;
+    let bob = two.login("bob", "acme").await;
+    let alice = one.login("alice", "acme").await;
     // Alice signed in on demo one; Bob asks demo two.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
@@ -278,30 +201,11 @@ async fn a_demo_on_sqlite_restarted_with_users_connected_leaves_no_ghost_and_kee
         ("PRESENCE_LINGER", "1s"),
     ];
     let http = reqwest::Client::new();
-    let login = |demo: &Demo, name: &'static str| {
-        let request = http
-            .post(format!("{}/api/login", demo.base))
-            .json(&json!({"username": name, "org": "acme"}))
-            .send();
-        async move {
-            let body: Value = request.await.expect("login").json().await.expect("json");
-            body["token"].as_str().expect("token").to_owned()
-        }
-    };
     let alice_seen = {
         let mut demo = Demo::start(&env);
-        let alice = login(&demo, "alice").await;
+        let alice = demo.login("alice", "acme").await;
         // Alice is connected when the demo dies.
-        let mut request = format!("{}/ws/presence", demo.base.replace("http://", "ws://"))
-            .into_client_request()
-            .expect("request");
-        request.headers_mut().insert(
-            "authorization",
-            format!("Bearer {alice}").parse().expect("header"),
-        );
-        let (mut socket, _) = tokio_tungstenite::connect_async(request)
-            .await
-            .expect("upgrade");
+        let mut socket = demo.connect(&alice).await;
         assert_eq!(next_json(&mut socket).await["type"], "hello");
         let snapshot = next_json(&mut socket).await;
         let alice_now = snapshot["users"]
@@ -320,7 +224,7 @@ async fn a_demo_on_sqlite_restarted_with_users_connected_leaves_no_ghost_and_kee
     };
 
     let demo = Demo::start(&env);
-    let bob = login(&demo, "bob").await;
+    let bob = demo.login("bob", "acme").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let alice = loop {
         let snapshot: Value = http

@@ -62,16 +62,20 @@ async fn main() -> Result<(), presence_core::Error> {
     Ok(())
 }
 
-/// Prints every event the watcher has been told so far.
+/// Prints every event the watcher is told until it has heard nothing for a
+/// moment: a scope that changes fast sends its events in batches, one per
+/// batch interval (20 ms by default), so a change may take that long.
 async fn print_events(events: &mut Subscription, elapsed_seconds: i64) {
-    tokio::task::yield_now().await;
-    while let Some(delivery) = events.try_recv() {
-        match delivery {
-            Delivery::Event(event) => println!(
+    let settle = Duration::from_millis(100);
+    while let Ok(Some(delivery)) = tokio::time::timeout(settle, events.recv()).await {
+        if delivery == Delivery::Lagged {
+            println!("  (fell behind; a real watcher re-reads the snapshot)");
+        }
+        for event in delivery.events() {
+            println!(
                 "  t+{elapsed_seconds:>4}s  {} is {} (v{})",
                 event.user_id, event.status, event.v
-            ),
-            Delivery::Lagged => println!("  (fell behind; a real watcher re-reads the snapshot)"),
+            );
         }
     }
 }

@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
 use presence_axum::{AllowedOrigins, Identity, PresenceRoutes, SocketSettings};
-use presence_core::{ManualClock, Presence, PresenceConfig};
+use presence_core::{ManualClock, Presence, PresenceBuilder, PresenceConfig};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -102,10 +102,16 @@ impl Server {
     }
 
     pub async fn start_with(settings: SocketSettings) -> Self {
+        Self::start_tuned(settings, |builder| builder).await
+    }
+
+    /// A server whose service the test configures further.
+    pub async fn start_tuned(
+        settings: SocketSettings,
+        tune: impl FnOnce(PresenceBuilder) -> PresenceBuilder,
+    ) -> Self {
         let clock = Arc::new(ManualClock::default());
-        let presence = Presence::builder()
-            .clock(clock.clone())
-            .config(config())
+        let presence = tune(Presence::builder().clock(clock.clone()).config(config()))
             .build()
             .await
             .expect("presence");
@@ -159,12 +165,29 @@ impl Server {
             .expect("the upgrade is accepted")
     }
 
+    /// A socket opened with `?batch=1`: busy scopes come as
+    /// `presence_batch` frames.
+    pub async fn connect_batched(&self, token: &str) -> Client {
+        self.try_connect_to("/ws/presence?batch=1", Some(token), None)
+            .await
+            .expect("the upgrade is accepted")
+    }
+
     pub async fn try_connect(
         &self,
         token: Option<&str>,
         origin: Option<&str>,
     ) -> Result<Client, tungstenite::Error> {
-        let mut request = format!("ws://{}/ws/presence", self.addr)
+        self.try_connect_to("/ws/presence", token, origin).await
+    }
+
+    pub async fn try_connect_to(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<Client, tungstenite::Error> {
+        let mut request = format!("ws://{}{path}", self.addr)
             .into_client_request()
             .expect("request");
         if let Some(token) = token {
@@ -308,6 +331,27 @@ pub fn change(frame: &Value) -> (String, String, u64) {
         frame["status"].as_str().expect("status").to_owned(),
         frame["v"].as_u64().expect("v"),
     )
+}
+
+/// The (user, status, v) of every change a `presence` or `presence_batch`
+/// frame carries, in order.
+pub fn changes(frame: &Value) -> Vec<(String, String, u64)> {
+    match frame["type"].as_str() {
+        Some("presence") => vec![change(frame)],
+        Some("presence_batch") => frame["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .map(|entry| {
+                (
+                    entry["user_id"].as_str().expect("user").to_owned(),
+                    entry["status"].as_str().expect("status").to_owned(),
+                    entry["v"].as_u64().expect("v"),
+                )
+            })
+            .collect(),
+        _ => panic!("expected a presence or presence_batch frame, got {frame}"),
+    }
 }
 
 pub fn ev(user: &str, status: &str, v: u64) -> (String, String, u64) {

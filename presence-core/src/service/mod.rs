@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use tokio::sync::{Mutex, MutexGuard, watch};
+use tokio::sync::{Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use crate::config::PresenceConfig;
@@ -20,8 +20,9 @@ use crate::fanout::{FanoutStats, Hub};
 use crate::feed::{FeedMessage, FeedSink};
 use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
+use crate::metrics;
 use crate::record::{NewSession, UserOp, UserPresence};
-use crate::session::{SessionEnd, SessionHandle, SessionSpec};
+use crate::session::{EndSignal, SessionEnd, SessionHandle, SessionSpec};
 use crate::status::{ManualChoice, RequestedStatus};
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
@@ -70,10 +71,19 @@ pub(crate) struct Inner {
 /// The holder of a session opened through this service.
 struct LocalSession {
     generation: u64,
-    ended: watch::Sender<Option<SessionEnd>>,
-    /// How it was opened, to register it again after a feed resync.
+    ended: Arc<EndSignal>,
+    /// How it was opened, to register it again after a feed resync (boxed:
+    /// rarely read, and the map holding it has an entry per socket).
     user: UserId,
-    opened: NewSession,
+    opened: Box<NewSession>,
+}
+
+impl Drop for LocalSession {
+    fn drop(&mut self) {
+        // Like a dropped channel sender: a holder still waiting hears that
+        // the service is gone, unless it was told a reason first.
+        self.ended.abandon();
+    }
 }
 
 impl Drop for Inner {
@@ -83,6 +93,7 @@ impl Drop for Inner {
         if let Some(feed) = self.store.cluster_feed() {
             feed.leave(&self.node);
         }
+        metrics::sessions_dropped(|| self.local_sessions.len());
     }
 }
 
@@ -122,6 +133,7 @@ pub(crate) struct Settings {
     pub(crate) config: PresenceConfig,
     pub(crate) node: NodeId,
     pub(crate) subscriber_capacity: usize,
+    pub(crate) batch_interval: Duration,
     pub(crate) sweep_interval: Duration,
     pub(crate) http_coalesce: Duration,
     pub(crate) store_timeout: Duration,
@@ -138,7 +150,7 @@ impl Presence {
             clock: settings.clock,
             config: settings.config,
             node: settings.node,
-            hub: Hub::new(settings.subscriber_capacity),
+            hub: Hub::new(settings.subscriber_capacity, settings.batch_interval),
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),
@@ -159,7 +171,7 @@ impl Presence {
                 inner: Arc::downgrade(&presence.inner),
             });
             presence
-                .timed(feed.join(&presence.inner.node, sink))
+                .timed("feed_join", feed.join(&presence.inner.node, sink))
                 .await?;
         }
         presence.clear_previous_incarnation().await?;
@@ -201,7 +213,7 @@ impl Presence {
     /// [`SessionHandle::close`], when the connection ends.
     pub async fn open_session(&self, spec: SessionSpec) -> Result<SessionHandle, Error> {
         let id = spec.id.unwrap_or_else(SessionId::random);
-        let (ended_tx, ended) = watch::channel(None);
+        let ended = Arc::new(EndSignal::default());
         let generation = self
             .inner
             .handle_generations
@@ -215,24 +227,30 @@ impl Presence {
         };
         let local = LocalSession {
             generation,
-            ended: ended_tx,
+            ended: ended.clone(),
             user: spec.user.clone(),
-            opened: opened.clone(),
+            opened: Box::new(opened.clone()),
         };
         // Registered first, so an end that races the open is not missed.
         let replaced = self.inner.local_sessions.insert(id.clone(), local);
+        if replaced.is_none() {
+            metrics::session_opened();
+        }
         let op = UserOp::Open(opened);
         if let Err(error) = self.change(&spec.user, op).await {
             self.forget_local(&id, generation);
-            if let Some(older) = replaced {
-                self.inner.local_sessions.entry(id).or_insert(older);
+            if let Some(older) = replaced
+                && let dashmap::Entry::Vacant(slot) = self.inner.local_sessions.entry(id)
+            {
+                slot.insert(older);
+                metrics::session_opened();
             }
             return Err(error);
         }
         if let Some(older) = replaced {
             // The session now belongs to the new handle: the old one must
             // not close it when dropped.
-            older.ended.send_replace(Some(SessionEnd::Replaced));
+            older.ended.send(SessionEnd::Replaced);
         }
         tracing::debug!(user = %spec.user, session = %id, "session opened");
         Ok(SessionHandle {
@@ -250,10 +268,12 @@ impl Presence {
     /// no lock beyond the user's record and publishes nothing.
     pub fn heartbeat(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
         let now = self.inner.clock.now();
+        let call = metrics::store_call("heartbeat");
         let result = self
             .inner
             .store
             .heartbeat(user, session, now, &self.inner.config);
+        call.finish(&result);
         if let Err(StoreError::SessionNotFound) = result {
             self.end_local(session, SessionEnd::Lapsed);
         }
@@ -426,7 +446,8 @@ impl Presence {
             let Some((_, local)) = self.inner.local_sessions.remove(&session) else {
                 continue;
             };
-            local.ended.send_replace(Some(SessionEnd::ShutDown));
+            metrics::session_closed();
+            local.ended.send(SessionEnd::ShutDown);
         }
         self.close_node_sessions().await;
         self.inner.sweeper.stop();
@@ -444,7 +465,7 @@ impl Presence {
             .inner
             .local_sessions
             .iter()
-            .map(|entry| (entry.user.clone(), entry.opened.clone()))
+            .map(|entry| (entry.user.clone(), NewSession::clone(&entry.opened)))
             .collect();
         let count = sessions.len();
         for (user, opened) in sessions {
@@ -460,7 +481,9 @@ impl Presence {
     pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Error> {
         self.refresh_due(now).await?;
         self.prune_http_marks(now);
-        Ok(self.timed(self.inner.store.next_deadline()).await?)
+        Ok(self
+            .timed("next_deadline", self.inner.store.next_deadline())
+            .await?)
     }
 
     /// Refreshes every user whose deadline is at or before `now`; returns
@@ -470,7 +493,9 @@ impl Presence {
         // Bounded, so a clock set backwards mid-sweep cannot spin forever;
         // what is left is due at once and swept next round.
         for _ in 0..MAX_SWEEP_BATCHES {
-            let due = self.timed(self.inner.store.due(now, SWEEP_BATCH)).await?;
+            let due = self
+                .timed("due", self.inner.store.due(now, SWEEP_BATCH))
+                .await?;
             let mut failed = 0;
             for user in &due {
                 match self.change_unchecked(user, UserOp::Refresh).await {
@@ -502,7 +527,10 @@ impl Presence {
     /// Ends the sessions a previous incarnation of this node left behind.
     async fn clear_previous_incarnation(&self) -> Result<(), Error> {
         let users = self
-            .timed(self.inner.store.users_on_node(&self.inner.node.name))
+            .timed(
+                "users_on_node",
+                self.inner.store.users_on_node(&self.inner.node.name),
+            )
             .await?;
         if users.is_empty() {
             return Ok(());
@@ -533,7 +561,10 @@ impl Presence {
     /// counterpart of [`Presence::clear_previous_incarnation`].
     async fn close_node_sessions(&self) {
         let users = match self
-            .timed(self.inner.store.users_on_node(&self.inner.node.name))
+            .timed(
+                "users_on_node",
+                self.inner.store.users_on_node(&self.inner.node.name),
+            )
             .await
         {
             Ok(users) => users,
@@ -573,7 +604,10 @@ impl Presence {
             node: &self.inner.node,
             config: &self.inner.config,
         };
-        let transition = self.timed(self.inner.store.apply(update)).await?;
+        let transition = self
+            .timed(metrics::apply_op(&op), self.inner.store.apply(update))
+            .await?;
+        metrics::transition(&transition);
         if transition.changed() {
             tracing::debug!(
                 %user, from = %transition.from, to = %transition.to, v = transition.version,
@@ -604,29 +638,40 @@ impl Presence {
         self.inner.user_locks[stripe].lock().await
     }
 
+    /// A store call, bounded by the store timeout and measured as `op`
+    /// (see [`crate::metrics`]).
     async fn timed<T>(
         &self,
+        op: &'static str,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, StoreError> {
-        match tokio::time::timeout(self.inner.store_timeout, call).await {
+        let measured = metrics::store_call(op);
+        let result = match tokio::time::timeout(self.inner.store_timeout, call).await {
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(self.inner.store_timeout)),
-        }
+        };
+        measured.finish(&result);
+        result
     }
 
     /// Tells the local holder of `session`, if any, that the server ended it.
     fn end_local(&self, session: &SessionId, reason: SessionEnd) {
         if let Some((_, local)) = self.inner.local_sessions.remove(session) {
-            local.ended.send_replace(Some(reason));
+            metrics::session_closed();
+            local.ended.send(reason);
         }
     }
 
     /// Drops the registration of one handle, unless a newer handle of the
     /// same session id has taken its place.
     pub(crate) fn forget_local(&self, session: &SessionId, generation: u64) {
-        self.inner
+        let forgotten = self
+            .inner
             .local_sessions
             .remove_if(session, |_, local| local.generation == generation);
+        if forgotten.is_some() {
+            metrics::session_closed();
+        }
     }
 
     fn prune_http_marks(&self, now: DateTime<Utc>) {

@@ -13,7 +13,10 @@ impl Presence {
     /// One user as observers see them.
     pub async fn status(&self, user: &UserId) -> Result<UserPresence, Error> {
         let mut views = self
-            .timed(self.inner.store.load_many(std::slice::from_ref(user)))
+            .timed(
+                "load_many",
+                self.inner.store.load_many(std::slice::from_ref(user)),
+            )
             .await?;
         Ok(views
             .pop()
@@ -22,13 +25,17 @@ impl Presence {
 
     /// Several users as observers see them, in the order asked.
     pub async fn statuses(&self, users: &[UserId]) -> Result<Vec<UserPresence>, Error> {
-        let views = self.timed(self.inner.store.load_many(users)).await?;
+        let views = self
+            .timed("load_many", self.inner.store.load_many(users))
+            .await?;
         Ok(views.into_iter().map(|view| view.presence).collect())
     }
 
     /// Every member of `scope` who is not `OFFLINE`.
     pub async fn snapshot(&self, scope: &ScopeId) -> Result<Snapshot, Error> {
-        let members = self.timed(self.inner.store.scope_members(scope)).await?;
+        let members = self
+            .timed("scope_members", self.inner.store.scope_members(scope))
+            .await?;
         Ok(Snapshot {
             scope: scope.clone(),
             users: members
@@ -41,7 +48,9 @@ impl Presence {
     /// The named users of `scope`, each listed (a user not known to be in
     /// the scope shows as `OFFLINE`, version 0, with nothing more revealed).
     pub async fn snapshot_of(&self, scope: &ScopeId, users: &[UserId]) -> Result<Snapshot, Error> {
-        let views = self.timed(self.inner.store.load_many(users)).await?;
+        let views = self
+            .timed("load_many", self.inner.store.load_many(users))
+            .await?;
         Ok(Snapshot {
             scope: scope.clone(),
             users: views
