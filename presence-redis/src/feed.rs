@@ -98,6 +98,12 @@ impl RedisFeed {
         }
     }
 
+    /// Tells every node of this process to resync (the store found that
+    /// Redis lost its data, perhaps before the pub/sub connection noticed).
+    pub(crate) fn resync(&self) {
+        tell_all(&self.joined, FeedMessage::Resync);
+    }
+
     fn send(&self, command: Command) {
         if let Some(commands) = &*self.commands.lock().unwrap_or_else(|e| e.into_inner()) {
             let _ = commands.send(command);
@@ -271,13 +277,7 @@ impl Listener {
     }
 
     fn tell_all(&self, message: FeedMessage) {
-        let sinks: Vec<Arc<dyn FeedSink>> = {
-            let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
-            joined.nodes.iter().map(|(_, sink)| sink.clone()).collect()
-        };
-        for sink in sinks {
-            sink.deliver(message.clone());
-        }
+        tell_all(&self.joined, message);
     }
 
     fn dispatch(&self, message: &redis::Msg) {
@@ -333,5 +333,16 @@ impl Listener {
                 });
             }
         }
+    }
+}
+
+/// Delivers `message` to every node of this process that joined.
+fn tell_all(joined: &Mutex<Joined>, message: FeedMessage) {
+    let sinks: Vec<Arc<dyn FeedSink>> = {
+        let joined = joined.lock().unwrap_or_else(|e| e.into_inner());
+        joined.nodes.iter().map(|(_, sink)| sink.clone()).collect()
+    };
+    for sink in sinks {
+        sink.deliver(message.clone());
     }
 }

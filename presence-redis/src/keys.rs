@@ -34,6 +34,12 @@ impl Keys {
         format!("{}:{{{}}}:hb", self.prefix, user)
     }
 
+    /// String: a token the first node writes. Gone or changed means Redis
+    /// lost its data (restarted empty, or flushed) since a node read it.
+    pub(crate) fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+
     /// Sorted set: user → the next instant time alone changes them (ms).
     pub(crate) fn due(&self) -> String {
         format!("{}:due", self.prefix)

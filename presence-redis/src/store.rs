@@ -44,6 +44,8 @@ struct Shared {
     local: Arc<LocalSessions>,
     feed: Arc<RedisFeed>,
     user_locks: UserLocks,
+    /// The token of [`Keys::epoch`] this store last read.
+    epoch: std::sync::Mutex<String>,
 }
 
 /// Striped per-user locks of this process.
@@ -92,6 +94,9 @@ impl RedisStore {
         let keys = Keys::new(&config.prefix, one_slot);
         let local = Arc::new(LocalSessions::default());
         let feed = Arc::new(RedisFeed::new(client, keys.clone(), local.clone()));
+        let epoch = claim_epoch(&mut connection.clone(), &keys)
+            .await
+            .map_err(|e| store_error(e, config.response_timeout))?;
         let shared = Arc::new(Shared {
             connection,
             keys,
@@ -99,6 +104,7 @@ impl RedisStore {
             local,
             feed,
             user_locks: UserLocks::new(),
+            epoch: std::sync::Mutex::new(epoch),
         });
         tokio::spawn(flush_heartbeats(Arc::downgrade(&shared)));
         Ok(Self { shared })
@@ -428,13 +434,60 @@ impl Shared {
             .query_async(&mut self.connection.clone())
             .await
             .map_err(fail)?;
-        for (beat, score) in unchanged.iter().zip(scores) {
-            if score.is_none() {
-                self.local.ended(&beat.session);
-            }
+        let gone: Vec<&PendingBeat> = unchanged
+            .into_iter()
+            .zip(scores)
+            .filter(|(_, score)| score.is_none())
+            .map(|(beat, _)| beat)
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        if self.lost_its_data().await? {
+            // Not ended: Redis forgot them. The resync registers this
+            // node's live sessions again (and watchers re-read snapshots).
+            tracing::warn!(
+                sessions = gone.len(),
+                "Redis lost its presence data (restarted empty?); registering live sessions again"
+            );
+            self.feed.resync();
+            return Ok(());
+        }
+        for beat in gone {
+            self.local.ended(&beat.session);
         }
         Ok(())
     }
+
+    /// Whether Redis lost its data since this store last looked: the epoch
+    /// token is gone or changed. Claims a new one if so.
+    async fn lost_its_data(&self) -> Result<bool, StoreError> {
+        let current = claim_epoch(&mut self.connection.clone(), &self.keys)
+            .await
+            .map_err(|e| store_error(e, self.config.response_timeout))?;
+        let mut seen = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
+        if *seen == current {
+            return Ok(false);
+        }
+        *seen = current;
+        Ok(true)
+    }
+}
+
+/// The epoch token in Redis, written first if there is none.
+async fn claim_epoch(connection: &mut Connection, keys: &Keys) -> redis::RedisResult<String> {
+    let fresh = SessionId::random();
+    let (current,): (String,) = redis::pipe()
+        .cmd("SET")
+        .arg(keys.epoch())
+        .arg(fresh.as_str())
+        .arg("NX")
+        .ignore()
+        .cmd("GET")
+        .arg(keys.epoch())
+        .query_async(connection)
+        .await?;
+    Ok(current)
 }
 
 #[async_trait]

@@ -311,3 +311,63 @@ async fn redis_dies_and_returns_empty_presence_converges_without_a_panic() {
     }
     eprintln!("converged {converged:?} after Redis was killed");
 }
+
+/// Deletes every key under `prefix`, as a Redis that restarted empty (or
+/// failed over to an empty replica) would have lost them, while the
+/// nodes' connections and pub/sub stay up.
+async fn lose_data(url: &str, prefix: &str) {
+    let client = redis::Client::open(url).expect("url");
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut connection)
+        .await
+        .expect("KEYS");
+    assert!(!keys.is_empty(), "the nodes wrote under {prefix}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+        .expect("DEL");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_redis_forgot_are_registered_again_not_ended() {
+    let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
+    let a = node(&url, &prefix, "node-a", &clock).await;
+    let b = node(&url, &prefix, "node-b", &clock).await;
+    let alice = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    lose_data(&url, &prefix).await;
+    // The next flushes find alice's heartbeats gone.
+    for _ in 0..5 {
+        clock.advance(Duration::from_secs(1));
+        alice
+            .heartbeat()
+            .expect("a session Redis forgot is not ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = b.status(&"alice".into()).await;
+        if matches!(&seen, Ok(p) if p.status == Status::Online) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice was not registered again: {seen:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    alice.heartbeat().expect("still live");
+    drop(alice);
+    drop((a, b));
+    lose_data(&url, &prefix).await;
+}
