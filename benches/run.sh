@@ -4,6 +4,7 @@
 #   benches/run.sh          everything (about 30–40 minutes on 2 cores)
 #   benches/run.sh smoke    presence-load's smoke run only (a few hundred
 #                           sockets, a few seconds; no Redis or Postgres)
+#   benches/run.sh p7       the join storms of P7 only (about 15 minutes)
 #
 # Needs, for the full run: Redis on $REDIS_URL (default
 # redis://127.0.0.1:6379) with redis-benchmark on the PATH, and PostgreSQL
@@ -14,9 +15,9 @@ set -euo pipefail
 
 mode=${1:-full}
 case "$mode" in
-full | smoke) ;;
+full | smoke | p7) ;;
 *)
-    echo "usage: $0 [full|smoke]" >&2
+    echo "usage: $0 [full|smoke|p7]" >&2
     exit 2
     ;;
 esac
@@ -48,7 +49,7 @@ fail() {
     exit 1
 }
 
-if [ "$mode" = full ]; then
+if [ "$mode" != smoke ]; then
     command -v redis-cli >/dev/null || fail "redis-cli not found (install redis-tools)"
     command -v redis-benchmark >/dev/null || fail "redis-benchmark not found (install redis-tools)"
     command -v pgbench >/dev/null || fail "pgbench not found (install postgresql-contrib / postgresql-client)"
@@ -84,6 +85,7 @@ if [ "$mode" = smoke ]; then
     exec "$load" smoke
 fi
 
+if [ "$mode" = full ]; then
 step cargo bench -p presence-benches --bench memory_store -- --warm-up-time 1 --measurement-time 4
 step "$bin/socket-memory" 2000
 step "$bin/socket-memory" 5000
@@ -103,6 +105,10 @@ step "$load" fanout --server lib --watchers 1000 --changes 20 --interval-ms 100
 step "$load" fanout --server lib --watchers 1000 --changes 30 --interval-ms 0
 step "$load" fanout --server lib --watchers 1000 --triggers 10 --changes 30 --interval-ms 0
 step "$load" fanout --server lib --watchers 10000 --changes 20 --interval-ms 100
+# The same bursts with batches (?batch=1, as presence.js asks by default).
+step "$load" fanout --server lib --batch --watchers 1000 --triggers 10 --changes 30 --interval-ms 0
+
+fi
 
 # P7: join storm into a scope of 10k watchers, 5k joins/s for 1 s (the
 # join is the login; the joiners open no socket: each socket would first
@@ -113,6 +119,9 @@ step "$load" storm --server lib --watchers 10000 --rate 5000 --duration-ms 1000 
 step "$load" storm --server lib --watchers 10000 --rate 5000 --duration-ms 1000 --joiner-sockets false --interest 50
 step "$load" storm --server lib --nodes 2 --store "$REDIS_URL" --watchers 10000 --rate 5000 --duration-ms 1000 --joiner-sockets false --interest 50
 step "$load" storm --server lib --nodes 2 --store "$REDIS_URL" --watchers 10000 --rate 5000 --duration-ms 1000 --joiner-sockets false --timeout-s 60
+# Whole-scope storms again with batches, as browsers running presence.js get them.
+step "$load" storm --server lib --batch --watchers 10000 --rate 5000 --duration-ms 1000 --joiner-sockets false --timeout-s 60
+step "$load" storm --server lib --batch --nodes 2 --store "$REDIS_URL" --watchers 10000 --rate 5000 --duration-ms 1000 --joiner-sockets false --timeout-s 60
 
 echo
 echo "== done; $failed step(s) failed or missed their checks; results in $log"
