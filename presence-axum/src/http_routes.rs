@@ -80,10 +80,21 @@ where
 async fn read_body(body: Body) -> Result<HeartbeatBody, Refusal> {
     let bytes = axum::body::to_bytes(body, MAX_HEARTBEAT_BODY)
         .await
-        .map_err(|_| Refusal {
-            status: StatusCode::PAYLOAD_TOO_LARGE,
-            code: "body_too_large",
-            message: "a heartbeat body is at most 1 KiB".into(),
+        .map_err(|failure| {
+            if over_the_limit(&failure) {
+                Refusal {
+                    status: StatusCode::PAYLOAD_TOO_LARGE,
+                    code: "body_too_large",
+                    message: "a heartbeat body is at most 1 KiB".into(),
+                }
+            } else {
+                // A broken upload (a bad chunk, a connection cut short).
+                Refusal {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "unreadable_body",
+                    message: format!("the body could not be read: {failure}"),
+                }
+            }
         })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(HeartbeatBody::default());
@@ -93,6 +104,18 @@ async fn read_body(body: Body) -> Result<HeartbeatBody, Refusal> {
         code: "malformed_json",
         message: format!("expected {{\"activity\": true|false}}: {e}"),
     })
+}
+
+/// Whether reading a body failed on the size limit (not on a broken upload).
+fn over_the_limit(failure: &axum::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(failure);
+    while let Some(error) = cause {
+        if error.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// A refused request, answered as a JSON error.
@@ -182,4 +205,34 @@ fn parse_query(parts: &Parts) -> Result<SnapshotQuery, Refusal> {
             code: "invalid_message",
             message: e.body_text(),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn refusal(body: Body) -> (StatusCode, &'static str) {
+        match read_body(body).await {
+            Ok(_) => panic!("expected a refusal"),
+            Err(refusal) => (refusal.status, refusal.code),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_413_and_a_broken_one_400() {
+        let big = Body::from(vec![b' '; MAX_HEARTBEAT_BODY + 1]);
+        assert_eq!(
+            refusal(big).await,
+            (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large")
+        );
+        let broken = Body::from_stream(futures_util::stream::iter([
+            Ok(axum::body::Bytes::from_static(b"{\"activity\"")),
+            Err(std::io::Error::other("the connection was cut")),
+        ]));
+        assert_eq!(
+            refusal(broken).await,
+            (StatusCode::BAD_REQUEST, "unreadable_body")
+        );
+        assert!(read_body(Body::from("{\"activity\": true}")).await.is_ok());
+    }
 }

@@ -188,10 +188,14 @@
 #![forbid(unsafe_code)]
 
 mod client;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http_routes;
 mod identity;
 mod layer;
 mod login;
+mod messages;
 mod origin;
 mod protocol;
 mod reply;

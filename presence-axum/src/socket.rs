@@ -23,13 +23,13 @@ use tokio::time::Instant;
 
 use crate::http_routes::identify;
 use crate::identity::Identity;
+use crate::messages::{Ending, Handling, Inbound, Reply, subscribe};
 use crate::protocol::{
-    BATCH_FRAME_BYTES, ClientMessage, ProtocolError, ServerMessage, batch_frames, decode,
-    presence_frame, snapshot_frames,
+    BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
 use crate::reply::{error, presence_traffic, unauthenticated};
 use crate::settings::Shared;
-use crate::throttle::{Throttle, Verdict};
+use crate::throttle::Throttle;
 
 /// Close code for a session whose heartbeats lapsed (the client should
 /// reconnect).
@@ -84,7 +84,6 @@ where
                     identity,
                     socket,
                     batches,
-                    throttle: None,
                 });
                 tracker.track_future(serve(connection))
             }
@@ -99,15 +98,6 @@ fn asks_for_batches(query: Option<&str>) -> bool {
         .unwrap_or("")
         .split('&')
         .any(|pair| matches!(pair, "batch=1" | "batch=true"))
-}
-
-/// Why this side ends the connection.
-#[derive(Debug)]
-enum Ending {
-    /// Send this close frame.
-    Close(u16, &'static str),
-    /// The client left, or the socket broke: nothing more to send.
-    Gone,
 }
 
 /// One turn of the connection loop.
@@ -139,7 +129,6 @@ struct Connection {
     socket: WebSocket,
     /// The client asked for `presence_batch` frames.
     batches: bool,
-    throttle: Option<Throttle>,
 }
 
 impl Connection {
@@ -180,7 +169,7 @@ impl Connection {
                 return ending;
             }
         }
-        self.throttle = Some(Throttle::new(self.shared.socket.flood));
+        let mut throttle = Throttle::new(self.shared.socket.flood);
         loop {
             let input = tokio::select! {
                 frame = self.socket.recv() => Input::Frame(frame),
@@ -189,7 +178,7 @@ impl Connection {
             };
             let step = match input {
                 Input::Frame(frame) => {
-                    Box::pin(self.on_frame(frame, &session, &mut subscription)).await
+                    Box::pin(self.on_frame(frame, &session, &mut subscription, &mut throttle)).await
                 }
                 Input::Delivery(Some(Delivery::Lagged)) => {
                     Box::pin(self.resnapshot(&subscription)).await
@@ -210,106 +199,46 @@ impl Connection {
         frame: Option<Result<Message, axum::Error>>,
         session: &SessionHandle,
         subscription: &mut Subscription,
+        throttle: &mut Throttle,
     ) -> Result<(), Ending> {
-        let message = match frame {
-            None | Some(Ok(Message::Close(_))) => return Err(Ending::Gone),
-            Some(Err(failure)) if is_too_big(&failure) => {
-                return Err(Ending::Close(close_code::SIZE, "frame too large"));
-            }
-            Some(Err(_)) => return Err(Ending::Gone),
-            Some(Ok(message)) => message,
-        };
-        presence_core::metrics::frame_received();
-        if let Some(throttle) = &mut self.throttle {
-            match throttle.check(Instant::now()) {
-                Verdict::Accept => {}
-                Verdict::Throttle => return self.send_error(&ProtocolError::RateLimited).await,
-                Verdict::Close => {
-                    return Err(Ending::Close(close_code::POLICY, "too many messages"));
-                }
-            }
-        }
-        let text = match message {
-            Message::Text(text) => text,
-            Message::Binary(_) => return self.send_error(&ProtocolError::BinaryFrame).await,
+        let inbound = match &frame {
+            None | Some(Ok(Message::Close(_))) => Inbound::Closed,
+            Some(Err(failure)) if is_too_big(failure) => Inbound::TooLarge,
+            Some(Err(failure)) => violation(failure).unwrap_or(Inbound::Broken),
+            Some(Ok(Message::Text(text))) => Inbound::Text(text.as_str()),
+            Some(Ok(Message::Binary(_))) => Inbound::Binary,
             // tungstenite answers pings itself.
-            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => return Ok(()),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Control,
         };
-        let now = self.shared.presence.clock().now();
-        match decode(text.as_str(), now) {
-            Ok(message) => self.apply(message, session, subscription).await,
-            Err(refused) => self.send_error(&refused).await,
+        let mut handling = Handling {
+            presence: &self.shared.presence,
+            identity: &self.identity,
+            session,
+            subscription,
+        };
+        let reply = handling.on_frame(throttle, inbound, Instant::now()).await?;
+        match reply {
+            Some(reply) => self.send_reply(reply).await,
+            None => Ok(()),
         }
     }
 
-    async fn apply(
-        &mut self,
-        message: ClientMessage,
-        session: &SessionHandle,
-        subscription: &mut Subscription,
-    ) -> Result<(), Ending> {
-        let presence = &self.shared.presence;
-        let result = match message {
-            ClientMessage::Heartbeat => match session.heartbeat() {
-                Ok(()) => return self.send_json(&ServerMessage::Pong).await,
-                Err(failure) => Err(failure),
-            },
-            ClientMessage::Activity => Box::pin(session.activity()).await,
-            ClientMessage::StatusChange { status, until } => {
-                Box::pin(presence.set_status(&self.identity.user, status, until))
-                    .await
-                    .map(drop)
-            }
-            ClientMessage::Subscribe { scope, user_ids } => {
-                if !self.identity.can_watch(&scope) {
-                    return self.send_error(&ProtocolError::ForbiddenScope(scope)).await;
-                }
-                return Box::pin(self.subscribe(subscription, scope, user_ids)).await;
-            }
-            ClientMessage::Unsubscribe { scope } => {
-                subscription.unwatch(&scope);
-                Ok(())
-            }
-        };
-        match result {
-            Ok(()) => Ok(()),
-            // The session lapsed under us: the client should reconnect.
-            Err(failure) if failure.is_session_gone() => {
-                Err(Ending::Close(CLOSE_SESSION_LAPSED, "session lapsed"))
-            }
-            Err(Error::ShutDown) => Err(Ending::Close(close_code::AWAY, "server going away")),
-            Err(failure) => {
-                tracing::warn!(user = %self.identity.user, error = %failure, "a presence change failed");
-                self.send_error(&ProtocolError::Unavailable).await
-            }
-        }
-    }
-
-    /// Watches a scope (or some of its users) and sends its snapshot:
-    /// subscribed first, so no change falls between the two.
+    /// Watches a scope (or some of its users) and sends its snapshot.
     async fn subscribe(
         &mut self,
         subscription: &mut Subscription,
         scope: ScopeId,
         users: Option<Vec<UserId>>,
     ) -> Result<(), Ending> {
-        let presence = &self.shared.presence;
-        let snapshot = match users {
-            Some(users) => {
-                subscription.watch_users(scope.clone(), users.iter().cloned());
-                presence.snapshot_of(&scope, &users).await
-            }
-            None => {
-                subscription.watch_scope(scope.clone());
-                presence.snapshot(&scope).await
-            }
-        };
-        match snapshot {
-            Ok(snapshot) => self.send_snapshot(&snapshot).await,
-            Err(failure) => {
-                tracing::warn!(%scope, error = %failure, "a snapshot failed");
-                self.send_error(&ProtocolError::Unavailable).await
-            }
+        let reply = subscribe(&self.shared.presence, subscription, scope, users).await;
+        self.send_reply(reply).await
+    }
+
+    async fn send_reply(&mut self, reply: Reply) -> Result<(), Ending> {
+        match reply {
+            Reply::Pong => self.send_json(&ServerMessage::Pong).await,
+            Reply::Error(refused) => self.send_error(&refused).await,
+            Reply::Snapshot(snapshot) => self.send_snapshot(&snapshot).await,
         }
     }
 
@@ -468,6 +397,36 @@ fn is_too_big(failure: &axum::Error) -> bool {
         source = error.source();
     }
     false
+}
+
+/// The close a read failure calls for when the client broke RFC 6455
+/// (rather than the connection breaking).
+fn violation(failure: &axum::Error) -> Option<Inbound<'static>> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(failure);
+    while let Some(error) = source {
+        match error.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Utf8(_)) => {
+                return Some(Inbound::Violation {
+                    code: close_code::INVALID,
+                    reason: "text frame is not UTF-8",
+                });
+            }
+            Some(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                | tungstenite::error::ProtocolError::SendAfterClosing
+                | tungstenite::error::ProtocolError::ReceivedAfterClosing,
+            )) => return None,
+            Some(tungstenite::Error::Protocol(_)) => {
+                return Some(Inbound::Violation {
+                    code: close_code::PROTOCOL,
+                    reason: "websocket protocol error",
+                });
+            }
+            Some(_) => return None,
+            None => source = error.source(),
+        }
+    }
+    None
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

@@ -81,7 +81,11 @@ impl Settings {
         })?;
         // The client reports input at most this often: never so rarely that
         // a user at the keyboard could turn AWAY.
-        let default_throttle = Duration::from_secs(15).min(presence.away_after / 4);
+        // Never zero either (a tiny PRESENCE_AWAY_AFTER): the client would
+        // report every keystroke and trip the socket's flood control.
+        let default_throttle = Duration::from_secs(15)
+            .min(presence.away_after / 4)
+            .max(MIN_ACTIVITY_THROTTLE);
         let activity_throttle = duration("PRESENCE_ACTIVITY_THROTTLE", default_throttle)?;
         let mut allowed_origins = AllowedOrigins::same_origin();
         if let Some(list) = get("PRESENCE_ALLOWED_ORIGINS") {
@@ -107,6 +111,10 @@ impl Settings {
         })
     }
 }
+
+/// The shortest default gap between the client's `activity` messages: the
+/// socket's default flood limit (20 messages a second).
+const MIN_ACTIVITY_THROTTLE: Duration = Duration::from_millis(50);
 
 fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, BadSetting> {
     let bad = |why: String| BadSetting {
@@ -210,6 +218,14 @@ mod tests {
         assert_eq!(s.presence.heartbeat_interval, Duration::from_millis(500));
         assert_eq!(s.presence.offline_after, Duration::from_secs(5));
         assert_eq!(s.activity_throttle, Duration::from_millis(500));
+    }
+
+    /// Found by `fuzz/run.sh` (fuzz/regressions/settings): a tiny
+    /// `PRESENCE_AWAY_AFTER` made the default activity throttle zero.
+    #[test]
+    fn a_tiny_away_after_still_throttles_activity() {
+        let s = settings(&[("PRESENCE_AWAY_AFTER", "3ns")]).expect("valid");
+        assert_eq!(s.activity_throttle, MIN_ACTIVITY_THROTTLE);
     }
 
     #[test]

@@ -239,20 +239,13 @@ async fn ten_thousand_garbage_frames_are_each_answered() {
     );
     let dropped: usize = tally.dropped.values().sum();
     assert_eq!(tally.error_frames() + tally.closed() + dropped, FRAMES);
-    // Oversized frames close with 1009, invalid UTF-8 with 1007 once
-    // `protocol_violations_close_with_1007_or_1002` passes; until then the
-    // server drops those connections without a code, and nothing else.
+    // Oversized frames close with 1009, invalid UTF-8 with 1007; nothing
+    // ends without a close code.
     assert!(
         tally.closes.keys().all(|code| [1007, 1009].contains(code)),
         "only oversized frames and invalid UTF-8 close: {tally}"
     );
-    assert!(
-        tally
-            .dropped
-            .keys()
-            .all(|kind| *kind == "invalid UTF-8 text"),
-        "ended without a close code: {tally}"
-    );
+    assert_eq!(dropped, 0, "ended without a close code: {tally}");
     assert_healthy(&mut demo, "Healthy").await;
 }
 
@@ -287,8 +280,6 @@ async fn violation_closes(demo: &Demo, token: &str) -> Vec<(&'static str, Option
 }
 
 #[tokio::test]
-#[ignore = "presence-axum ends the connection without a close code on these (socket.rs: \
-            `Some(Err(_)) => Inbound::Broken`); RFC 6455 asks for 1007 and 1002"]
 async fn protocol_violations_close_with_1007_or_1002() {
     let mut demo = Demo::start(&[]);
     let token = demo.login("Alice", "acme").await;
