@@ -70,6 +70,16 @@
 //! passes too. A watcher told to resnapshot in the middle of a scenario
 //! ([`presence_core::Delivery::Lagged`]) fails it, since events were lost.
 //!
+//! # Soak
+//!
+//! [`soak::run`] drives one [`presence_core::Presence`] on a given store
+//! with many sessions opening and closing at a steady rate, random
+//! activity, heartbeats, manual statuses, logouts and crashed clients, a
+//! recorder watching every scope, and compares the end state and every
+//! recorded event with an independent model ([`soak::SoakReport`]). The
+//! memory store and Redis run a short one in their tests; the
+//! `churn-soak` binary of `presence-benches` runs the long one.
+//!
 //! # What a backend needs
 //!
 //! The calling crate needs `tokio` (features `macros`, `rt-multi-thread`)
@@ -91,6 +101,7 @@
 pub mod cases;
 pub mod cluster;
 mod harness;
+pub mod soak;
 
 pub use harness::Harness;
 pub use presence_core::PresenceStore;

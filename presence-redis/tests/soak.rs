@@ -1,0 +1,74 @@
+//! The churn soak (issue 8) on a real Redis (127.0.0.1:6379, or
+//! `PRESENCE_TEST_REDIS_URL`), short enough for CI: a thousand sessions,
+//! 300 opens+closes per second, for four seconds, under a random key
+//! prefix that is deleted afterwards.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_core::PresenceStore;
+use presence_redis::{RedisConfig, RedisStore};
+use presence_store_tests::soak::{self, SoakConfig};
+
+/// Deletes every key under `prefix`.
+async fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
+    let client = redis::Client::open(url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            let () = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut connection)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_on_redis_leaves_no_ghost_and_loses_no_event() {
+    let url = std::env::var("PRESENCE_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let prefix = format!("presence-soak-{}", uuid::Uuid::new_v4().simple());
+    let store = RedisStore::connect(RedisConfig::new(url.clone()).prefix(prefix.clone()))
+        .await
+        .unwrap_or_else(|e| panic!("Redis must be running at {url} for these tests: {e}"));
+    let store: Arc<dyn PresenceStore> = Arc::new(store);
+    let config = SoakConfig::new(1_000, 300, Duration::from_secs(4));
+    let result = soak::run(store, &config).await;
+    // The store's background flusher may be finishing a last round (it
+    // re-claims the epoch key): let it end before deleting.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    delete_keys(&url, &prefix)
+        .await
+        .expect("the soak's keys are deleted");
+    let report = result.expect("the soak runs");
+    println!("{report}");
+    assert_eq!(report.violations(), 0, "{report}");
+    assert!(
+        report.ops.opens >= 1_500 && report.ops.closes >= 400,
+        "{report}"
+    );
+    assert!(
+        report.ops.logouts > 0 && report.ops.abandons > 0,
+        "{report}"
+    );
+    assert!(
+        report.ops.manual_changes > 0 && report.events > 1_000,
+        "{report}"
+    );
+    assert!(report.final_statuses[3] < report.users as u64, "{report}");
+    assert!(report.checked_during_run > 1_000, "{report}");
+}
