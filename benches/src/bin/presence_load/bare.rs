@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, post};
 use chrono::{SecondsFormat, Utc};
@@ -24,6 +24,7 @@ use presence_axum::SocketSettings;
 use tokio::sync::broadcast;
 
 use crate::Error;
+use crate::token::{self, Credentials};
 
 #[derive(Clone)]
 struct Bare {
@@ -54,21 +55,9 @@ pub(crate) async fn serve(kind: &str) -> Result<(), Error> {
 }
 
 async fn login(body: String) -> Response {
-    #[derive(serde::Deserialize)]
-    struct Credentials {
-        username: String,
-        org: String,
-    }
-    match serde_json::from_str::<Credentials>(&body) {
-        Ok(c) => (
-            [(header::CONTENT_TYPE, "application/json")],
-            format!(
-                r#"{{"token":"{}|{}","user_id":"{}"}}"#,
-                c.username, c.org, c.username
-            ),
-        )
-            .into_response(),
-        Err(_) => StatusCode::BAD_REQUEST.into_response(),
+    match Credentials::parse(&body) {
+        Some(credentials) => credentials.token_response(),
+        None => StatusCode::BAD_REQUEST.into_response(),
     }
 }
 
@@ -77,12 +66,7 @@ async fn upgrade(
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let Some((user, org)) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .and_then(|t| t.split_once('|'))
-        .map(|(u, o)| (u.to_owned(), o.to_owned()))
+    let Some((user, org)) = token::bearer(&headers).map(|(u, o)| (u.to_owned(), o.to_owned()))
     else {
         return StatusCode::UNAUTHORIZED.into_response();
     };

@@ -15,8 +15,8 @@ use std::io::Write;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use presence_axum::{Identity, PresenceRoutes, SocketSettings};
@@ -24,8 +24,9 @@ use presence_core::{NodeId, Presence};
 use presence_redis::{RedisConfig, RedisStore};
 
 use crate::Error;
+use crate::token::{self, Credentials};
 
-/// The bearer token `user|org`: a load tool's auth, not an app's.
+/// The bearer token `user|org` (see `token`).
 struct Bearer {
     user: String,
     org: String,
@@ -35,13 +36,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Bearer {
     type Rejection = StatusCode;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, StatusCode> {
-        let (user, org) = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .and_then(|t| t.split_once('|'))
-            .ok_or(StatusCode::UNAUTHORIZED)?;
+        let (user, org) = token::bearer(&parts.headers).ok_or(StatusCode::UNAUTHORIZED)?;
         Ok(Bearer {
             user: user.to_owned(),
             org: org.to_owned(),
@@ -89,28 +84,16 @@ pub(crate) async fn serve() -> Result<(), Error> {
 }
 
 async fn login(State(presence): State<Presence>, body: String) -> Response {
-    #[derive(serde::Deserialize)]
-    struct Credentials {
-        username: String,
-        org: String,
-    }
-    let Ok(c) = serde_json::from_str::<Credentials>(&body) else {
+    let Some(credentials) = Credentials::parse(&body) else {
         return StatusCode::BAD_REQUEST.into_response();
     };
     let identity: Identity = Bearer {
-        user: c.username.clone(),
-        org: c.org.clone(),
+        user: credentials.username.clone(),
+        org: credentials.org.clone(),
     }
     .into();
     if presence_axum::login(&presence, &identity).await.is_err() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
-    (
-        [(header::CONTENT_TYPE, "application/json")],
-        format!(
-            r#"{{"token":"{}|{}","user_id":"{}"}}"#,
-            c.username, c.org, c.username
-        ),
-    )
-        .into_response()
+    credentials.token_response()
 }
