@@ -91,6 +91,25 @@ impl LocalSessions {
         }
     }
 
+    /// Whether this process holds `session`, live as far as it knows: not
+    /// ended, and a heartbeat younger than the TTL at `now`.
+    pub(crate) fn holds(
+        &self,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> bool {
+        let ttl_ms = i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX);
+        self.sessions.get(session).is_some_and(|local| {
+            !local.gone.load(Ordering::Acquire)
+                && local
+                    .heartbeat_ms
+                    .load(Ordering::Acquire)
+                    .saturating_add(ttl_ms)
+                    > now.timestamp_millis()
+        })
+    }
+
     /// The newest heartbeat this process has for `session`.
     pub(crate) fn newest_heartbeat(&self, session: &SessionId) -> Option<DateTime<Utc>> {
         let local = self.sessions.get(session)?;

@@ -110,6 +110,32 @@ impl RedisStore {
         Ok(Self { shared })
     }
 
+    /// A change found no such session. If this node holds it live, it is
+    /// not taken for gone at once: either Redis lost its data (the resync
+    /// registers the session again) or another node ended it, which the
+    /// feed or the next heartbeat flush tells this node shortly. Until
+    /// then, a typed outage the client can retry.
+    async fn not_found(&self, update: &Update<'_>) -> Result<Transition, StoreError> {
+        let held_here = match update.op {
+            UserOp::Activity { session } => {
+                self.shared.local.holds(session, update.now, update.config)
+            }
+            _ => false,
+        };
+        if !held_here {
+            return Err(StoreError::SessionNotFound);
+        }
+        if self.shared.lost_its_data().await? {
+            tracing::warn!(
+                "Redis lost its presence data (restarted empty?); registering live sessions again"
+            );
+            self.shared.feed.resync();
+        }
+        Err(StoreError::Unavailable(
+            "the session is live here but not in Redis (yet)".into(),
+        ))
+    }
+
     fn connection(&self) -> Connection {
         self.shared.connection.clone()
     }
@@ -497,7 +523,11 @@ impl PresenceStore for RedisStore {
         // conflicts are left to changes from other nodes.
         let _turn = self.shared.user_locks.lock(update.user).await;
         for attempt in 0..self.shared.config.max_attempts.max(1) {
-            if let Some(transition) = self.try_apply(&update).await? {
+            let applied = match self.try_apply(&update).await {
+                Err(StoreError::SessionNotFound) => return self.not_found(&update).await,
+                applied => applied?,
+            };
+            if let Some(transition) = applied {
                 return Ok(transition);
             }
             // Another node changed this user meanwhile: compute again.

@@ -346,6 +346,13 @@ async fn sessions_redis_forgot_are_registered_again_not_ended() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     lose_data(&url, &prefix).await;
+    // Activity first, before any flush: not "session gone" either.
+    if let Err(failure) = alice.activity().await {
+        assert!(
+            !failure.is_session_gone(),
+            "a session Redis forgot is not ended: {failure:?}"
+        );
+    }
     // The next flushes find alice's heartbeats gone.
     for _ in 0..5 {
         clock.advance(Duration::from_secs(1));
