@@ -101,6 +101,18 @@ pub struct SoakReport {
 }
 
 impl SoakReport {
+    /// Asserts what a CI-size run (1000 sessions, 300 opens+closes per
+    /// second, 4 s) must show: no violation, and that the run did what it
+    /// claims (churn, and every kind of change).
+    pub fn assert_ci_run(&self) {
+        assert_eq!(self.violations(), 0, "{self}");
+        assert!(self.ops.opens >= 1_500 && self.ops.closes >= 400, "{self}");
+        assert!(self.ops.logouts > 0 && self.ops.abandons > 0, "{self}");
+        assert!(self.ops.manual_changes > 0 && self.events > 1_000, "{self}");
+        assert!(self.final_statuses[3] < self.users as u64, "{self}");
+        assert!(self.checked_during_run > 1_000, "{self}");
+    }
+
     /// The sum of every violation count, op errors included.
     pub fn violations(&self) -> u64 {
         self.ghosts
