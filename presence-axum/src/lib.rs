@@ -187,6 +187,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod calls;
 mod client;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]

@@ -1,7 +1,7 @@
 //! What one presence socket does with each frame its client sends, apart
 //! from the socket itself: flood control, decoding, and the change each
-//! message asks of the service, ending in at most one reply or in the end
-//! of the connection.
+//! message asks of the service, ending in at most one reply, a store call
+//! queued (see [`crate::calls`]) or the end of the connection.
 //!
 //! Kept free of the transport so that it can be driven without a socket
 //! (the fuzz harness feeds it frames by the million).
@@ -10,6 +10,7 @@ use axum::extract::ws::close_code;
 use presence_core::{Error, Presence, ScopeId, SessionHandle, Snapshot, Subscription, UserId};
 use tokio::time::Instant;
 
+use crate::calls::{StoreCall, StoreCalls, TooManyCalls};
 use crate::identity::Identity;
 use crate::protocol::{ClientMessage, ProtocolError, decode};
 use crate::socket::CLOSE_SESSION_LAPSED;
@@ -64,19 +65,21 @@ pub(crate) enum Ending {
 /// What one frame leads to: nothing, one reply, or the end.
 pub(crate) type Step = Result<Option<Reply>, Ending>;
 
-/// What a socket's frames act on: its service, user, session and
-/// subscription.
+/// What a socket's frames act on: its service, user, session,
+/// subscription and store calls.
 pub(crate) struct Handling<'a> {
     pub(crate) presence: &'a Presence,
     pub(crate) identity: &'a Identity,
     pub(crate) session: &'a SessionHandle,
     pub(crate) subscription: &'a mut Subscription,
+    pub(crate) calls: &'a mut StoreCalls,
 }
 
 impl Handling<'_> {
     /// Handles one frame received at `now`; `throttle` is the socket's flood
-    /// control.
-    pub(crate) async fn on_frame(
+    /// control. A frame that needs the store queues a call in `calls` and
+    /// is answered when that call ends; the rest are answered at once.
+    pub(crate) fn on_frame(
         &mut self,
         throttle: &mut Throttle,
         frame: Inbound<'_>,
@@ -106,47 +109,56 @@ impl Handling<'_> {
             }
         };
         match decode(text, self.presence.clock().now()) {
-            Ok(message) => self.apply(message).await,
+            Ok(message) => self.apply(message),
             Err(refused) => Ok(Some(Reply::Error(refused))),
         }
     }
 
-    async fn apply(&mut self, message: ClientMessage) -> Step {
-        let presence = self.presence;
-        let result = match message {
-            ClientMessage::Heartbeat => match self.session.heartbeat() {
-                Ok(()) => return Ok(Some(Reply::Pong)),
-                Err(failure) => Err(failure),
-            },
-            ClientMessage::Activity => Box::pin(self.session.activity()).await,
-            ClientMessage::StatusChange { status, until } => {
-                Box::pin(presence.set_status(&self.identity.user, status, until))
-                    .await
-                    .map(drop)
+    fn apply(&mut self, message: ClientMessage) -> Step {
+        let call = match message {
+            ClientMessage::Heartbeat => {
+                return match self.session.heartbeat() {
+                    Ok(()) => Ok(Some(Reply::Pong)),
+                    Err(failure) => settle_failure(&self.identity.user, failure),
+                };
             }
+            ClientMessage::Activity => StoreCall::Activity,
+            ClientMessage::StatusChange { status, until } => StoreCall::Status { status, until },
             ClientMessage::Subscribe { scope, user_ids } => {
                 if !self.identity.can_watch(&scope) {
                     return Ok(Some(Reply::Error(ProtocolError::ForbiddenScope(scope))));
                 }
-                let reply = Box::pin(subscribe(presence, self.subscription, scope, user_ids)).await;
-                return Ok(Some(reply));
+                // Subscribed first, so no change falls between the two.
+                watch(self.subscription, &scope, user_ids.as_deref());
+                StoreCall::Snapshot {
+                    scope,
+                    users: user_ids,
+                }
             }
             ClientMessage::Unsubscribe { scope } => {
                 self.subscription.unwatch(&scope);
-                Ok(())
+                self.calls.forget_snapshots_of(&scope);
+                return Ok(None);
             }
         };
-        match result {
+        match self.calls.push(call) {
             Ok(()) => Ok(None),
-            // The session lapsed under us: the client should reconnect.
-            Err(failure) if failure.is_session_gone() => {
-                Err(Ending::Close(CLOSE_SESSION_LAPSED, "session lapsed"))
-            }
-            Err(Error::ShutDown) => Err(Ending::Close(close_code::AWAY, "server going away")),
-            Err(failure) => {
-                tracing::warn!(user = %self.identity.user, error = %failure, "a presence change failed");
-                Ok(Some(Reply::Error(ProtocolError::Unavailable)))
-            }
+            Err(TooManyCalls) => Ok(Some(Reply::Error(ProtocolError::RateLimited))),
+        }
+    }
+}
+
+/// The answer to a change the service refused or could not make.
+pub(crate) fn settle_failure(user: &UserId, failure: Error) -> Step {
+    match failure {
+        // The session lapsed under us: the client should reconnect.
+        failure if failure.is_session_gone() => {
+            Err(Ending::Close(CLOSE_SESSION_LAPSED, "session lapsed"))
+        }
+        Error::ShutDown => Err(Ending::Close(close_code::AWAY, "server going away")),
+        failure => {
+            tracing::warn!(%user, error = %failure, "a presence change failed");
+            Ok(Some(Reply::Error(ProtocolError::Unavailable)))
         }
     }
 }
@@ -159,15 +171,27 @@ pub(crate) async fn subscribe(
     scope: ScopeId,
     users: Option<Vec<UserId>>,
 ) -> Reply {
+    watch(subscription, &scope, users.as_deref());
+    snapshot(presence, scope, users.as_deref()).await
+}
+
+/// Watches a scope, or some of its users.
+fn watch(subscription: &mut Subscription, scope: &ScopeId, users: Option<&[UserId]>) {
+    match users {
+        Some(users) => subscription.watch_users(scope.clone(), users.iter().cloned()),
+        None => subscription.watch_scope(scope.clone()),
+    }
+}
+
+/// A scope's snapshot (or that of some of its users), as a reply.
+pub(crate) async fn snapshot(
+    presence: &Presence,
+    scope: ScopeId,
+    users: Option<&[UserId]>,
+) -> Reply {
     let snapshot = match users {
-        Some(users) => {
-            subscription.watch_users(scope.clone(), users.iter().cloned());
-            presence.snapshot_of(&scope, &users).await
-        }
-        None => {
-            subscription.watch_scope(scope.clone());
-            presence.snapshot(&scope).await
-        }
+        Some(users) => presence.snapshot_of(&scope, users).await,
+        None => presence.snapshot(&scope).await,
     };
     match snapshot {
         Ok(snapshot) => Reply::Snapshot(snapshot),

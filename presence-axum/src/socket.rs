@@ -1,8 +1,10 @@
 //! One presence socket: the upgrade checks, then a session held for as long
 //! as the socket lives, speaking SPEC §6.
 //!
-//! One task per socket: it reads frames and applies them, and writes what
-//! the subscription delivers, straight to the socket. Fan-out never waits on
+//! One task per socket: it reads frames and answers them, runs the store
+//! calls they ask for beside its reading (see [`crate::calls`]: a slow
+//! store never holds up a heartbeat), and writes what the subscription
+//! delivers, straight to the socket. Fan-out never waits on
 //! a socket (subscriptions are bounded and report lag); a socket whose write
 //! does not complete within `send_timeout` (a peer that stopped reading) is
 //! dropped. Each event's frame, and each batch's, is encoded once and shared
@@ -21,9 +23,10 @@ use presence_core::{
 };
 use tokio::time::Instant;
 
+use crate::calls::StoreCalls;
 use crate::http_routes::identify;
 use crate::identity::Identity;
-use crate::messages::{Ending, Handling, Inbound, Reply, subscribe};
+use crate::messages::{Ending, Handling, Inbound, Reply, Step, subscribe};
 use crate::protocol::{
     BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
@@ -103,6 +106,8 @@ fn asks_for_batches(query: Option<&str>) -> bool {
 /// One turn of the connection loop.
 enum Input {
     Frame(Option<Result<Message, axum::Error>>),
+    /// A store call a frame asked for has ended.
+    Called(Step),
     Delivery(Option<Delivery>),
     Ended(SessionEnd),
 }
@@ -170,18 +175,49 @@ impl Connection {
             }
         }
         let mut throttle = Throttle::new(self.shared.socket.flood);
+        let mut calls = StoreCalls::new(
+            presence.clone(),
+            session.user().clone(),
+            session.id().clone(),
+        );
+        let ending = self
+            .serve_frames(&mut session, &mut subscription, &mut calls, &mut throttle)
+            .await;
+        // A store call is not cut off halfway; it ends within the store's
+        // timeout.
+        Box::pin(calls.settle()).await;
+        ending
+    }
+
+    /// Frames, store calls, deliveries and the session's end, until the
+    /// connection ends. Frames keep being read (and heartbeats answered)
+    /// while a store call runs.
+    async fn serve_frames(
+        &mut self,
+        session: &mut SessionHandle,
+        subscription: &mut Subscription,
+        calls: &mut StoreCalls,
+        throttle: &mut Throttle,
+    ) -> Ending {
         loop {
             let input = tokio::select! {
                 frame = self.socket.recv() => Input::Frame(frame),
-                delivery = subscription.recv() => Input::Delivery(delivery),
+                step = calls.next(), if calls.is_busy() => Input::Called(step),
+                // A subscribe's snapshot goes out before the scope's changes.
+                delivery = subscription.recv(), if !calls.holds_snapshot() => Input::Delivery(delivery),
                 end = session.ended() => Input::Ended(end),
             };
             let step = match input {
                 Input::Frame(frame) => {
-                    Box::pin(self.on_frame(frame, &session, &mut subscription, &mut throttle)).await
+                    Box::pin(self.on_frame(frame, session, subscription, calls, throttle)).await
                 }
+                Input::Called(step) => match step {
+                    Ok(Some(reply)) => Box::pin(self.send_reply(reply)).await,
+                    Ok(None) => Ok(()),
+                    Err(ending) => Err(ending),
+                },
                 Input::Delivery(Some(Delivery::Lagged)) => {
-                    Box::pin(self.resnapshot(&subscription)).await
+                    Box::pin(self.resnapshot(subscription)).await
                 }
                 Input::Delivery(Some(delivery)) => self.send_delivery(&delivery).await,
                 Input::Delivery(None) => Err(Ending::Close(close_code::AWAY, "server going away")),
@@ -199,6 +235,7 @@ impl Connection {
         frame: Option<Result<Message, axum::Error>>,
         session: &SessionHandle,
         subscription: &mut Subscription,
+        calls: &mut StoreCalls,
         throttle: &mut Throttle,
     ) -> Result<(), Ending> {
         let inbound = match &frame {
@@ -215,8 +252,9 @@ impl Connection {
             identity: &self.identity,
             session,
             subscription,
+            calls,
         };
-        let reply = handling.on_frame(throttle, inbound, Instant::now()).await?;
+        let reply = handling.on_frame(throttle, inbound, Instant::now())?;
         match reply {
             Some(reply) => self.send_reply(reply).await,
             None => Ok(()),

@@ -22,6 +22,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::decode::{CODES, encode, status_name};
+use crate::calls::StoreCalls;
 use crate::identity::Identity;
 use crate::messages::{Ending, Handling, Inbound, Reply, Step};
 use crate::protocol::{ClientMessage, ProtocolError, decode};
@@ -129,6 +130,11 @@ async fn run(ops: Vec<Op>) {
         .await
         .expect("a session");
     let mut subscription = presence.subscribe();
+    let mut calls = StoreCalls::new(
+        presence.clone(),
+        session.user().clone(),
+        session.id().clone(),
+    );
     let mut throttle = Throttle::new(FloodLimit::default());
     let mut now = Instant::now();
     for op in ops {
@@ -169,8 +175,14 @@ async fn run(ops: Vec<Op>) {
             identity: &identity,
             session: &session,
             subscription: &mut subscription,
+            calls: &mut calls,
         };
-        let step = handling.on_frame(&mut throttle, inbound, now).await;
+        let step = match handling.on_frame(&mut throttle, inbound, now) {
+            // A frame queues at most one call; here it runs at once.
+            Ok(None) if calls.is_busy() => calls.next().await,
+            step => step,
+        };
+        assert!(!calls.is_busy(), "one frame queued more than one call");
         assert_eq!(
             status(&presence, &them).await,
             them_before,

@@ -1,0 +1,215 @@
+//! The store calls one socket's frames ask for, run one at a time beside
+//! the socket's loop rather than inside it: while a call waits on a slow or
+//! absent store (up to its timeout), the socket still reads frames and
+//! answers heartbeats, so the session does not lapse behind its own
+//! activity.
+//!
+//! Calls keep their order. A few wait behind the running one: repeated
+//! activity, and a status change after a status change, fold into the one
+//! waiting; past [`MAX_WAITING`] the client hears `rate_limited`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+
+use chrono::{DateTime, Utc};
+use presence_core::{Presence, RequestedStatus, ScopeId, SessionId, UserId};
+
+use crate::messages::{Step, settle_failure, snapshot};
+
+/// Calls that may wait behind the running one.
+pub(crate) const MAX_WAITING: usize = 8;
+
+/// A change or a read one frame asks of the service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StoreCall {
+    /// The user did something.
+    Activity,
+    /// A manual status (with its expiry).
+    Status {
+        status: RequestedStatus,
+        until: Option<DateTime<Utc>>,
+    },
+    /// The snapshot a `subscribe` is answered with (the subscription
+    /// itself is already in place).
+    Snapshot {
+        scope: ScopeId,
+        users: Option<Vec<UserId>>,
+    },
+}
+
+type Running = Pin<Box<dyn Future<Output = Step> + Send>>;
+
+/// One socket's store calls: the running one and those waiting behind it.
+pub(crate) struct StoreCalls {
+    presence: Presence,
+    user: UserId,
+    session: SessionId,
+    running: Option<(Running, bool)>,
+    waiting: VecDeque<StoreCall>,
+}
+
+impl StoreCalls {
+    /// The calls of `user`'s `session`.
+    pub(crate) fn new(presence: Presence, user: UserId, session: SessionId) -> Self {
+        Self {
+            presence,
+            user,
+            session,
+            running: None,
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// Queues `call` behind the others; refused when too many wait.
+    pub(crate) fn push(&mut self, call: StoreCall) -> Result<(), TooManyCalls> {
+        match (self.waiting.back_mut(), &call) {
+            // The waiting one will report activity as late as this one.
+            (Some(StoreCall::Activity), StoreCall::Activity) => return Ok(()),
+            // Only the newest choice is to be seen once the store answers.
+            (Some(waiting @ StoreCall::Status { .. }), StoreCall::Status { .. }) => {
+                *waiting = call;
+                return Ok(());
+            }
+            _ => {}
+        }
+        if self.waiting.len() >= MAX_WAITING {
+            return Err(TooManyCalls);
+        }
+        self.waiting.push_back(call);
+        Ok(())
+    }
+
+    /// Drops the waiting snapshots of `scope`: the client no longer
+    /// watches it.
+    pub(crate) fn forget_snapshots_of(&mut self, scope: &ScopeId) {
+        self.waiting
+            .retain(|call| !matches!(call, StoreCall::Snapshot { scope: of, .. } if of == scope));
+    }
+
+    /// Whether a call is running or waiting.
+    pub(crate) fn is_busy(&self) -> bool {
+        self.running.is_some() || !self.waiting.is_empty()
+    }
+
+    /// Whether a snapshot is running or waiting. Events wait for it, so
+    /// that a scope's snapshot reaches the client before the scope's
+    /// changes.
+    pub(crate) fn holds_snapshot(&self) -> bool {
+        self.running.as_ref().is_some_and(|(_, snapshot)| *snapshot)
+            || self
+                .waiting
+                .iter()
+                .any(|call| matches!(call, StoreCall::Snapshot { .. }))
+    }
+
+    /// Runs the calls until one ends; waits forever when none is queued.
+    /// Cancel-safe: a running call keeps its progress when this future is
+    /// dropped.
+    pub(crate) async fn next(&mut self) -> Step {
+        if self.running.is_none()
+            && let Some(call) = self.waiting.pop_front()
+        {
+            let snapshot = matches!(call, StoreCall::Snapshot { .. });
+            let run = run(
+                self.presence.clone(),
+                self.user.clone(),
+                self.session.clone(),
+                call,
+            );
+            self.running = Some((Box::pin(run), snapshot));
+        }
+        let Some((running, _)) = self.running.as_mut() else {
+            return std::future::pending().await;
+        };
+        let step = running.await;
+        self.running = None;
+        step
+    }
+
+    /// Lets the running call end (the store call is not cut off halfway)
+    /// and drops those waiting: the connection is ending.
+    pub(crate) async fn settle(&mut self) {
+        self.waiting.clear();
+        if let Some((running, _)) = self.running.as_mut() {
+            let _ = running.await;
+            self.running = None;
+        }
+    }
+}
+
+/// Too many calls wait already; the frame is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TooManyCalls;
+
+async fn run(presence: Presence, user: UserId, session: SessionId, call: StoreCall) -> Step {
+    let result = match call {
+        StoreCall::Activity => presence.activity(&user, &session).await,
+        StoreCall::Status { status, until } => {
+            presence.set_status(&user, status, until).await.map(drop)
+        }
+        StoreCall::Snapshot { scope, users } => {
+            return Ok(Some(snapshot(&presence, scope, users.as_deref()).await));
+        }
+    };
+    match result {
+        Ok(()) => Ok(None),
+        Err(failure) => settle_failure(&user, failure),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn calls() -> StoreCalls {
+        let presence = Presence::builder().build().await.expect("presence");
+        StoreCalls::new(presence, UserId::from("me"), SessionId::from("s"))
+    }
+
+    fn status(status: RequestedStatus) -> StoreCall {
+        StoreCall::Status {
+            status,
+            until: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn repeated_activity_and_status_changes_fold_into_the_one_waiting() {
+        let mut calls = calls().await;
+        calls.push(StoreCall::Activity).unwrap();
+        calls.push(StoreCall::Activity).unwrap();
+        calls.push(status(RequestedStatus::Busy)).unwrap();
+        calls.push(status(RequestedStatus::Away)).unwrap();
+        calls.push(StoreCall::Activity).unwrap();
+        assert_eq!(
+            Vec::from(calls.waiting.clone()),
+            vec![
+                StoreCall::Activity,
+                status(RequestedStatus::Away),
+                StoreCall::Activity
+            ],
+            "folded only into the last one waiting, so the order holds"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_the_limit_calls_are_refused_and_unsubscribing_drops_waiting_snapshots() {
+        let mut calls = calls().await;
+        for scope in 0..MAX_WAITING {
+            calls
+                .push(StoreCall::Snapshot {
+                    scope: ScopeId::from(format!("s{}", scope % 2)),
+                    users: None,
+                })
+                .unwrap();
+        }
+        assert!(calls.holds_snapshot());
+        assert_eq!(calls.push(StoreCall::Activity), Err(TooManyCalls));
+        calls.forget_snapshots_of(&ScopeId::from("s0"));
+        assert_eq!(calls.waiting.len(), MAX_WAITING / 2);
+        calls.forget_snapshots_of(&ScopeId::from("s1"));
+        assert!(!calls.holds_snapshot() && !calls.is_busy());
+        calls.push(StoreCall::Activity).unwrap();
+    }
+}

@@ -1,0 +1,221 @@
+//! A socket in front of a store that is slow to answer (an outage waiting
+//! out its timeout): the socket keeps reading, heartbeats are answered at
+//! once, and what waits on the store is neither lost nor reordered.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use common::{Server, change, ev};
+use presence_axum::SocketSettings;
+use presence_core::{
+    MemoryStore, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
+    Transition, Update, UserId, UserOp, UserPresence, UserView,
+};
+use serde_json::json;
+use tokio::sync::Notify;
+
+/// Holds activity and scope snapshots at the store while it is shut, and
+/// counts the calls that reached it.
+#[derive(Debug, Default)]
+struct Gate {
+    shut: AtomicBool,
+    opened: Notify,
+    activity_calls: AtomicUsize,
+    snapshot_calls: AtomicUsize,
+}
+
+impl Gate {
+    fn shut(&self) {
+        self.shut.store(true, Ordering::SeqCst);
+    }
+
+    fn open(&self) {
+        self.shut.store(false, Ordering::SeqCst);
+        self.opened.notify_waiters();
+    }
+
+    async fn pass(&self) {
+        loop {
+            let opened = self.opened.notified();
+            if !self.shut.load(Ordering::SeqCst) {
+                return;
+            }
+            opened.await;
+        }
+    }
+
+    /// Waits until `calls` has reached `count`.
+    async fn reached(calls: &AtomicUsize, count: usize) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while calls.load(Ordering::SeqCst) < count {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await
+        .expect("the store call in time");
+    }
+}
+
+#[derive(Debug)]
+struct GatedStore {
+    inner: MemoryStore,
+    gate: Arc<Gate>,
+}
+
+#[async_trait]
+impl PresenceStore for GatedStore {
+    async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError> {
+        if matches!(update.op, UserOp::Activity { .. }) {
+            self.gate.activity_calls.fetch_add(1, Ordering::SeqCst);
+            self.gate.pass().await;
+        }
+        self.inner.apply(update).await
+    }
+
+    fn heartbeat(
+        &self,
+        user: &UserId,
+        session: &SessionId,
+        now: DateTime<Utc>,
+        config: &PresenceConfig,
+    ) -> Result<(), StoreError> {
+        self.inner.heartbeat(user, session, now, config)
+    }
+
+    async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError> {
+        self.inner.load_many(users).await
+    }
+
+    async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
+        self.gate.snapshot_calls.fetch_add(1, Ordering::SeqCst);
+        self.gate.pass().await;
+        self.inner.scope_members(scope).await
+    }
+
+    async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
+        self.inner.due(now, limit).await
+    }
+
+    async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.inner.next_deadline().await
+    }
+
+    async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
+        self.inner.users_on_node(node).await
+    }
+}
+
+async fn server_with(gate: &Arc<Gate>) -> Server {
+    let store = GatedStore {
+        inner: MemoryStore::new(),
+        gate: gate.clone(),
+    };
+    Server::start_tuned(SocketSettings::default(), |builder| {
+        // Longer than any wait here: the store is slow, not failing.
+        builder.store(store).store_timeout(Duration::from_secs(60))
+    })
+    .await
+}
+
+#[tokio::test]
+async fn heartbeats_are_answered_while_activity_waits_on_the_store() {
+    let gate = Arc::new(Gate::default());
+    let server = server_with(&gate).await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+
+    gate.shut();
+    alice.send(json!({"type": "activity"})).await;
+    Gate::reached(&gate.activity_calls, 1).await;
+    for _ in 0..3 {
+        alice.ping().await;
+    }
+    // More activity, then a status, while the first activity still waits.
+    for _ in 0..5 {
+        alice.send(json!({"type": "activity"})).await;
+    }
+    alice
+        .send(json!({"type": "status_change", "status": "BUSY"}))
+        .await;
+    alice.ping().await;
+    assert_eq!(gate.activity_calls.load(Ordering::SeqCst), 1);
+    bob.quiet(200).await;
+
+    gate.open();
+    assert_eq!(
+        change(&bob.next().await),
+        ev("alice", "BUSY", 2),
+        "the status waiting behind the activity is applied"
+    );
+    assert_eq!(change(&alice.next().await), ev("alice", "BUSY", 2));
+    alice.quiet(200).await;
+    assert_eq!(
+        gate.activity_calls.load(Ordering::SeqCst),
+        2,
+        "the five activity frames that waited reached the store as one call"
+    );
+    alice.ping().await;
+}
+
+#[tokio::test]
+async fn a_subscribe_snapshot_waiting_on_the_store_comes_before_the_scope_changes() {
+    let gate = Arc::new(Gate::default());
+    let server = server_with(&gate).await;
+    let mut carol = server.connect(&server.token("carol", "lobby")).await;
+    carol.handshake().await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+
+    let handshakes = gate.snapshot_calls.load(Ordering::SeqCst);
+    gate.shut();
+    alice
+        .send(json!({"type": "subscribe", "scope": "lobby"}))
+        .await;
+    Gate::reached(&gate.snapshot_calls, handshakes + 1).await;
+    alice.ping().await;
+    // Dave joins the lobby while alice's snapshot is on its way (his own
+    // handshake snapshot waits too).
+    let _dave = server.connect(&server.token("dave", "lobby")).await;
+    Gate::reached(&gate.snapshot_calls, handshakes + 2).await;
+    alice.quiet(200).await;
+
+    gate.open();
+    let snapshot = alice.expect("snapshot").await;
+    assert_eq!(snapshot["scope"], "lobby");
+    assert_eq!(change(&alice.next().await), ev("dave", "ONLINE", 1));
+}
+
+#[tokio::test]
+async fn unsubscribing_drops_a_snapshot_still_waiting_for_the_store() {
+    let gate = Arc::new(Gate::default());
+    let server = server_with(&gate).await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+
+    let handshake = gate.snapshot_calls.load(Ordering::SeqCst);
+    gate.shut();
+    alice.send(json!({"type": "activity"})).await;
+    Gate::reached(&gate.activity_calls, 1).await;
+    alice
+        .send(json!({"type": "subscribe", "scope": "lobby"}))
+        .await;
+    alice
+        .send(json!({"type": "unsubscribe", "scope": "lobby"}))
+        .await;
+    alice.ping().await;
+    gate.open();
+    alice.quiet(300).await;
+    assert_eq!(
+        gate.snapshot_calls.load(Ordering::SeqCst),
+        handshake,
+        "the snapshot of a scope no longer watched is not read"
+    );
+}
