@@ -4,9 +4,10 @@
 //! answers heartbeats, so the session does not lapse behind its own
 //! activity.
 //!
-//! Calls keep their order. A few wait behind the running one: repeated
-//! activity, and a status change after a status change, fold into the one
-//! waiting; past [`MAX_WAITING`] the client hears `rate_limited`.
+//! Calls keep their order, and each status change is applied (watchers see
+//! every one). A few wait behind the running one: repeated activity folds
+//! into the one waiting; past [`MAX_WAITING`] the client hears
+//! `rate_limited`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -63,15 +64,9 @@ impl StoreCalls {
 
     /// Queues `call` behind the others; refused when too many wait.
     pub(crate) fn push(&mut self, call: StoreCall) -> Result<(), TooManyCalls> {
-        match (self.waiting.back_mut(), &call) {
-            // The waiting one will report activity as late as this one.
-            (Some(StoreCall::Activity), StoreCall::Activity) => return Ok(()),
-            // Only the newest choice is to be seen once the store answers.
-            (Some(waiting @ StoreCall::Status { .. }), StoreCall::Status { .. }) => {
-                *waiting = call;
-                return Ok(());
-            }
-            _ => {}
+        // The activity waiting will report activity as late as this one.
+        if call == StoreCall::Activity && self.waiting.back() == Some(&StoreCall::Activity) {
+            return Ok(());
         }
         if self.waiting.len() >= MAX_WAITING {
             return Err(TooManyCalls);
@@ -175,17 +170,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn repeated_activity_and_status_changes_fold_into_the_one_waiting() {
+    async fn repeated_activity_folds_into_the_one_waiting_and_status_changes_do_not() {
         let mut calls = calls().await;
         calls.push(StoreCall::Activity).unwrap();
         calls.push(StoreCall::Activity).unwrap();
         calls.push(status(RequestedStatus::Busy)).unwrap();
         calls.push(status(RequestedStatus::Away)).unwrap();
         calls.push(StoreCall::Activity).unwrap();
+        calls.push(StoreCall::Activity).unwrap();
         assert_eq!(
             Vec::from(calls.waiting.clone()),
             vec![
                 StoreCall::Activity,
+                status(RequestedStatus::Busy),
                 status(RequestedStatus::Away),
                 StoreCall::Activity
             ],

@@ -138,24 +138,28 @@ async fn heartbeats_are_answered_while_activity_waits_on_the_store() {
     for _ in 0..3 {
         alice.ping().await;
     }
-    // More activity, then a status, while the first activity still waits.
+    // More activity, then two statuses, while the first activity waits.
     for _ in 0..5 {
         alice.send(json!({"type": "activity"})).await;
     }
-    alice
-        .send(json!({"type": "status_change", "status": "BUSY"}))
-        .await;
+    for status in ["AWAY", "BUSY"] {
+        alice
+            .send(json!({"type": "status_change", "status": status}))
+            .await;
+    }
     alice.ping().await;
     assert_eq!(gate.activity_calls.load(Ordering::SeqCst), 1);
     bob.quiet(200).await;
 
     gate.open();
-    assert_eq!(
-        change(&bob.next().await),
-        ev("alice", "BUSY", 2),
-        "the status waiting behind the activity is applied"
-    );
-    assert_eq!(change(&alice.next().await), ev("alice", "BUSY", 2));
+    for watcher in [&mut bob, &mut alice] {
+        assert_eq!(
+            change(&watcher.next().await),
+            ev("alice", "AWAY", 2),
+            "each status waiting behind the activity is applied, in order"
+        );
+        assert_eq!(change(&watcher.next().await), ev("alice", "BUSY", 3));
+    }
     alice.quiet(200).await;
     assert_eq!(
         gate.activity_calls.load(Ordering::SeqCst),
