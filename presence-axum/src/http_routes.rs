@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::identity::Identity;
 use crate::protocol::{MAX_SUBSCRIBE_USERS, ServerMessage};
-use crate::reply::{error, presence_traffic, unauthenticated, unavailable};
+use crate::reply::{error, forbidden_origin, presence_traffic, unauthenticated, unavailable};
 use crate::settings::Shared;
 
 /// Largest HTTP heartbeat body.
@@ -51,6 +51,10 @@ where
     S: Send + Sync,
 {
     let (mut parts, body) = request.into_parts();
+    // Cookie auth would let another site's page keep a visitor ONLINE.
+    if !shared.origins.permits(&parts.headers) {
+        return forbidden_origin();
+    }
     let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
         return unauthenticated();
     };
@@ -99,11 +103,19 @@ async fn read_body(body: Body) -> Result<HeartbeatBody, Refusal> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(HeartbeatBody::default());
     }
-    serde_json::from_slice(&bytes).map_err(|e| Refusal {
+    let refused = |why: String| Refusal {
         status: StatusCode::BAD_REQUEST,
         code: "malformed_json",
-        message: format!("expected {{\"activity\": true|false}}: {e}"),
-    })
+        message: format!("expected {{\"activity\": true|false}}: {why}"),
+    };
+    // An object only: serde would also read a struct from an array.
+    match serde_json::from_slice(&bytes).map_err(|e| refused(e.to_string()))? {
+        serde_json::Value::Object(fields) => {
+            HeartbeatBody::deserialize(serde_json::Value::Object(fields))
+                .map_err(|e| refused(e.to_string()))
+        }
+        _ => Err(refused("not a JSON object".into())),
+    }
 }
 
 /// Whether reading a body failed on the size limit (not on a broken upload).
@@ -147,6 +159,9 @@ where
     S: Send + Sync,
 {
     let (mut parts, _) = request.into_parts();
+    if !shared.origins.permits(&parts.headers) {
+        return forbidden_origin();
+    }
     let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
         return unauthenticated();
     };
@@ -234,5 +249,23 @@ mod tests {
             (StatusCode::BAD_REQUEST, "unreadable_body")
         );
         assert!(read_body(Body::from("{\"activity\": true}")).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_is_not_one_json_object_is_400() {
+        for body in [
+            "[true]",
+            "[]",
+            "true",
+            "\"activity\"",
+            "{\"activity\": 1}",
+            "{\"x\": 1}",
+        ] {
+            assert_eq!(
+                refusal(Body::from(body)).await,
+                (StatusCode::BAD_REQUEST, "malformed_json"),
+                "{body}"
+            );
+        }
     }
 }

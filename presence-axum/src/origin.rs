@@ -1,11 +1,12 @@
-//! Which browser pages may open the presence socket: the defence against
-//! cross-site WebSocket hijacking.
+//! Which browser pages may open the presence socket and call the HTTP
+//! routes: the defence against cross-site WebSocket hijacking and request
+//! forgery.
 
 use axum::http::HeaderMap;
 use axum::http::header::{HOST, ORIGIN};
 
-/// The origins allowed to open the presence socket, besides the server's
-/// own (same-origin is always allowed).
+/// The origins allowed to use presence (the socket and the HTTP routes),
+/// besides the server's own (same-origin is always allowed).
 ///
 /// A request without an `Origin` header is not from a browser page (a
 /// native client, a test) and is allowed: such a client cannot ride on a
@@ -28,7 +29,7 @@ impl AllowedOrigins {
         self
     }
 
-    /// Whether a request with these headers may open the socket.
+    /// Whether a request with these headers may use presence.
     pub fn permits(&self, headers: &HeaderMap) -> bool {
         let Some(origin) = headers.get(ORIGIN) else {
             return true;

@@ -39,3 +39,13 @@ pub(crate) fn unavailable() -> Response {
         "presence is unavailable right now; try again",
     )
 }
+
+/// The request came from a page of an origin not allowed (the socket's
+/// upgrade rule of SPEC §6, applied to the HTTP routes as well).
+pub(crate) fn forbidden_origin() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        "forbidden_origin",
+        "this origin may not use presence",
+    )
+}

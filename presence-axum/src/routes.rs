@@ -93,7 +93,7 @@ impl<A> PresenceRoutes<A> {
     }
 
     /// The origins, besides the server's own, whose pages may open the
-    /// socket.
+    /// socket and call the HTTP heartbeat and snapshot routes.
     pub fn allowed_origins(self, origins: AllowedOrigins) -> Self {
         self.edit(|shared| shared.origins = origins)
     }

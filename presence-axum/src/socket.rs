@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use presence_core::{
@@ -30,7 +29,7 @@ use crate::messages::{Ending, Handling, Inbound, Reply, Step, subscribe};
 use crate::protocol::{
     BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
-use crate::reply::{error, presence_traffic, unauthenticated};
+use crate::reply::{forbidden_origin, presence_traffic, unauthenticated};
 use crate::settings::Shared;
 use crate::throttle::Throttle;
 
@@ -48,11 +47,7 @@ where
 {
     let (mut parts, _) = request.into_parts();
     if !shared.origins.permits(&parts.headers) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden_origin",
-            "this origin may not open the presence socket",
-        );
+        return forbidden_origin();
     }
     let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
         return unauthenticated();

@@ -239,3 +239,43 @@ async fn login_shows_the_user_online_at_once() {
         .expect("logout");
     assert_eq!(change(&bob.next().await), ev("alice", "OFFLINE", 2));
 }
+
+#[tokio::test]
+async fn a_page_of_another_site_cannot_use_the_http_routes() {
+    let server = Server::start().await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let alice = server.token("alice", "acme");
+    let beat = |origin: &'static str| {
+        server
+            .http
+            .post(server.url("/presence/heartbeat"))
+            .bearer_auth(&alice)
+            .header("origin", origin)
+            .body(r#"{"activity":true}"#)
+            .send()
+    };
+    let refused = beat("https://evil.example").await.expect("beat");
+    assert_eq!(refused.status(), 403);
+    let body: serde_json::Value = refused.json().await.expect("json");
+    assert_eq!(body["code"], "forbidden_origin");
+    bob.quiet(200).await;
+    assert_eq!(status_of(&server, "alice").await, Status::Offline);
+
+    let snapshot = server
+        .http
+        .get(server.url("/presence/snapshot?scope=acme"))
+        .bearer_auth(&alice)
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot.status(), 403);
+    let body: serde_json::Value = snapshot.json().await.expect("json");
+    assert!(body.get("users").is_none(), "no data");
+
+    // An origin the app lists, like its own pages, may.
+    let allowed = beat("https://app.example.com").await.expect("beat");
+    assert_eq!(allowed.status(), 204);
+    assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
+}
