@@ -75,6 +75,20 @@ impl StoreCalls {
         Ok(())
     }
 
+    /// Queues a snapshot of each of `scopes` that the server sends unasked
+    /// (the scopes watched on connect, or every watched scope again after
+    /// a lag). Never refused: they are as many as the scopes watched. A
+    /// snapshot of the same scope already waiting is replaced.
+    pub(crate) fn push_snapshots(
+        &mut self,
+        scopes: impl IntoIterator<Item = (ScopeId, Option<Vec<UserId>>)>,
+    ) {
+        for (scope, users) in scopes {
+            self.forget_snapshots_of(&scope);
+            self.waiting.push_back(StoreCall::Snapshot { scope, users });
+        }
+    }
+
     /// Drops the waiting snapshots of `scope`: the client no longer
     /// watches it.
     pub(crate) fn forget_snapshots_of(&mut self, scope: &ScopeId) {

@@ -163,20 +163,8 @@ pub(crate) fn settle_failure(user: &UserId, failure: Error) -> Step {
     }
 }
 
-/// Watches a scope (or some of its users) and answers with its snapshot:
-/// subscribed first, so no change falls between the two.
-pub(crate) async fn subscribe(
-    presence: &Presence,
-    subscription: &mut Subscription,
-    scope: ScopeId,
-    users: Option<Vec<UserId>>,
-) -> Reply {
-    watch(subscription, &scope, users.as_deref());
-    snapshot(presence, scope, users.as_deref()).await
-}
-
 /// Watches a scope, or some of its users.
-fn watch(subscription: &mut Subscription, scope: &ScopeId, users: Option<&[UserId]>) {
+pub(crate) fn watch(subscription: &mut Subscription, scope: &ScopeId, users: Option<&[UserId]>) {
     match users {
         Some(users) => subscription.watch_users(scope.clone(), users.iter().cloned()),
         None => subscription.watch_scope(scope.clone()),

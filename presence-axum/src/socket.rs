@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use crate::calls::StoreCalls;
 use crate::http_routes::identify;
 use crate::identity::Identity;
-use crate::messages::{Ending, Handling, Inbound, Reply, Step, subscribe};
+use crate::messages::{Ending, Handling, Inbound, Reply, Step, watch};
 use crate::protocol::{
     BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
@@ -162,19 +162,19 @@ impl Connection {
         // A batch is written as one write whatever the client asked for:
         // several `presence` frames back to back, or `presence_batch` ones.
         subscription.accept_batches();
-        for scope in std::mem::take(&mut self.identity.watch_on_connect) {
-            if self.identity.can_watch(&scope)
-                && let Err(ending) = Box::pin(self.subscribe(&mut subscription, scope, None)).await
-            {
-                return ending;
-            }
-        }
-        let mut throttle = Throttle::new(self.shared.socket.flood);
         let mut calls = StoreCalls::new(
             presence.clone(),
             session.user().clone(),
             session.id().clone(),
         );
+        // Watched at once; their snapshots come first of all the calls.
+        let mut on_connect = std::mem::take(&mut self.identity.watch_on_connect);
+        on_connect.retain(|scope| self.identity.can_watch(scope));
+        for scope in &on_connect {
+            watch(&mut subscription, scope, None);
+        }
+        calls.push_snapshots(on_connect.into_iter().map(|scope| (scope, None)));
+        let mut throttle = Throttle::new(self.shared.socket.flood);
         let ending = self
             .serve_frames(&mut session, &mut subscription, &mut calls, &mut throttle)
             .await;
@@ -211,8 +211,10 @@ impl Connection {
                     Ok(None) => Ok(()),
                     Err(ending) => Err(ending),
                 },
+                // Events were lost: every watched scope is snapshotted again.
                 Input::Delivery(Some(Delivery::Lagged)) => {
-                    Box::pin(self.resnapshot(subscription)).await
+                    calls.push_snapshots(watched(subscription));
+                    Ok(())
                 }
                 Input::Delivery(Some(delivery)) => self.send_delivery(&delivery).await,
                 Input::Delivery(None) => Err(Ending::Close(close_code::AWAY, "server going away")),
@@ -256,46 +258,12 @@ impl Connection {
         }
     }
 
-    /// Watches a scope (or some of its users) and sends its snapshot.
-    async fn subscribe(
-        &mut self,
-        subscription: &mut Subscription,
-        scope: ScopeId,
-        users: Option<Vec<UserId>>,
-    ) -> Result<(), Ending> {
-        let reply = subscribe(&self.shared.presence, subscription, scope, users).await;
-        self.send_reply(reply).await
-    }
-
     async fn send_reply(&mut self, reply: Reply) -> Result<(), Ending> {
         match reply {
             Reply::Pong => self.send_json(&ServerMessage::Pong).await,
             Reply::Error(refused) => self.send_error(&refused).await,
             Reply::Snapshot(snapshot) => self.send_snapshot(&snapshot).await,
         }
-    }
-
-    /// After a lag: a fresh snapshot of every watched scope.
-    async fn resnapshot(&mut self, subscription: &Subscription) -> Result<(), Ending> {
-        let scopes: Vec<(ScopeId, Option<Vec<UserId>>)> = subscription
-            .scopes()
-            .map(|scope| {
-                let users = subscription.watched_users(scope).map(<[UserId]>::to_vec);
-                (scope.clone(), users)
-            })
-            .collect();
-        for (scope, users) in scopes {
-            let presence = &self.shared.presence;
-            let snapshot = match &users {
-                Some(users) => presence.snapshot_of(&scope, users).await,
-                None => presence.snapshot(&scope).await,
-            };
-            match snapshot {
-                Ok(snapshot) => self.send_snapshot(&snapshot).await?,
-                Err(_) => self.send_error(&ProtocolError::Unavailable).await?,
-            }
-        }
-        Ok(())
     }
 
     /// An event or a batch: its shared frames, written back to back and
@@ -408,6 +376,17 @@ async fn timed_write(
             Err(Ending::Gone)
         }
     }
+}
+
+/// Every scope `subscription` watches, with the users it is limited to.
+fn watched(subscription: &Subscription) -> Vec<(ScopeId, Option<Vec<UserId>>)> {
+    subscription
+        .scopes()
+        .map(|scope| {
+            let users = subscription.watched_users(scope).map(<[UserId]>::to_vec);
+            (scope.clone(), users)
+        })
+        .collect()
 }
 
 fn ending_for(end: SessionEnd) -> Ending {

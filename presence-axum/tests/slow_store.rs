@@ -223,3 +223,84 @@ async fn unsubscribing_drops_a_snapshot_still_waiting_for_the_store() {
         "the snapshot of a scope no longer watched is not read"
     );
 }
+
+#[tokio::test]
+async fn a_new_socket_answers_heartbeats_while_its_first_snapshot_waits_on_the_store() {
+    let gate = Arc::new(Gate::default());
+    let server = server_with(&gate).await;
+    gate.shut();
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.expect("hello").await;
+    Gate::reached(&gate.snapshot_calls, 1).await;
+    alice.ping().await;
+    gate.open();
+    let snapshot = alice.expect("snapshot").await;
+    assert_eq!(snapshot["scope"], "acme");
+    assert_eq!(snapshot["users"][0]["user_id"], "alice");
+}
+
+#[tokio::test]
+async fn after_a_lag_heartbeats_are_answered_while_the_fresh_snapshot_waits_on_the_store() {
+    let gate = Arc::new(Gate::default());
+    let store = GatedStore {
+        inner: MemoryStore::new(),
+        gate: gate.clone(),
+    };
+    let server = Server::start_tuned(SocketSettings::default(), |builder| {
+        builder
+            .store(store)
+            .store_timeout(Duration::from_secs(60))
+            .subscriber_capacity(2)
+    })
+    .await;
+    let mut bob = server.connect(&server.token("bob", "acme")).await;
+    bob.handshake().await;
+    let handshake = gate.snapshot_calls.load(Ordering::SeqCst);
+    gate.shut();
+    // Bob's socket task gets no turn while the burst runs (one thread, no
+    // cooperative yield): his queue of two deliveries overflows.
+    let alice = UserId::from("alice");
+    let flips = tokio::task::unconstrained(async {
+        let tab = server
+            .presence
+            .open_session(presence_core::SessionSpec::new("alice", "l").scope("acme"))
+            .await
+            .expect("open");
+        for n in 0..2_000 {
+            let status = if n % 2 == 0 {
+                presence_core::RequestedStatus::Busy
+            } else {
+                presence_core::RequestedStatus::Online
+            };
+            server
+                .presence
+                .set_status(&alice, status, None)
+                .await
+                .expect("set");
+        }
+        tab
+    })
+    .await;
+    assert!(server.presence.fanout_stats().dropped > 0, "bob lagged");
+    Gate::reached(&gate.snapshot_calls, handshake + 1).await;
+    // The pong comes while the fresh snapshot waits; events gathered
+    // before the lag may come first.
+    bob.send(json!({"type": "heartbeat"})).await;
+    loop {
+        let frame = bob.next().await;
+        assert_ne!(frame["type"], "snapshot", "the store is shut");
+        if frame["type"] == "pong" {
+            break;
+        }
+    }
+    gate.open();
+    let snapshot = bob.expect("snapshot").await;
+    let alice_v = snapshot["users"]
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|user| user["user_id"] == "alice")
+        .map(|user| user["v"].clone());
+    assert_eq!(alice_v, Some(json!(2_001)), "the snapshot is fresh");
+    drop(flips);
+}
