@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, change, changes, ev};
+use common::{Server, busy_alice, change, changes, ev};
 use futures_util::SinkExt;
 use serde_json::json;
 use tokio_tungstenite::tungstenite;
@@ -459,31 +459,6 @@ async fn a_client_that_stops_reading_does_not_stall_the_others() {
     );
     bob.ping().await;
     drop(stuck);
-}
-
-/// Opens a session of alice in acme (v1, ONLINE), then flips her status
-/// `flips` times as fast as the service goes: a busy scope. Returns her
-/// last version.
-async fn busy_alice(server: &Server, flips: u64) -> (presence_core::SessionHandle, u64) {
-    let alice = presence_core::UserId::from("alice");
-    let tab = server
-        .presence
-        .open_session(presence_core::SessionSpec::new("alice", "l").scope("acme"))
-        .await
-        .expect("open");
-    for n in 0..flips {
-        let status = if n % 2 == 0 {
-            presence_core::RequestedStatus::Busy
-        } else {
-            presence_core::RequestedStatus::Online
-        };
-        server
-            .presence
-            .set_status(&alice, status, None)
-            .await
-            .expect("set");
-    }
-    (tab, flips + 1)
 }
 
 #[tokio::test]

@@ -212,6 +212,31 @@ impl Server {
     }
 }
 
+/// Opens a session of alice in acme (v1, ONLINE), then flips her status
+/// `flips` times as fast as the service goes: a busy scope. Returns her
+/// last version.
+pub async fn busy_alice(server: &Server, flips: u64) -> (presence_core::SessionHandle, u64) {
+    let alice = presence_core::UserId::from("alice");
+    let tab = server
+        .presence
+        .open_session(presence_core::SessionSpec::new("alice", "l").scope("acme"))
+        .await
+        .expect("open");
+    for n in 0..flips {
+        let status = if n % 2 == 0 {
+            presence_core::RequestedStatus::Busy
+        } else {
+            presence_core::RequestedStatus::Online
+        };
+        server
+            .presence
+            .set_status(&alice, status, None)
+            .await
+            .expect("set");
+    }
+    (tab, flips + 1)
+}
+
 /// The app's logout handler: forget the login, then tell presence.
 async fn logout(
     axum::extract::State(state): axum::extract::State<AppState>,
