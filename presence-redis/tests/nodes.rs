@@ -10,6 +10,7 @@ use presence_core::{
     StoreError, Subscription,
 };
 use presence_redis::{RedisConfig, RedisStore};
+use presence_store_tests::redis_keys::delete_keys;
 
 fn config() -> PresenceConfig {
     PresenceConfig {
@@ -316,22 +317,8 @@ async fn redis_dies_and_returns_empty_presence_converges_without_a_panic() {
 /// failed over to an empty replica) would have lost them, while the
 /// nodes' connections and pub/sub stay up.
 async fn lose_data(url: &str, prefix: &str) {
-    let client = redis::Client::open(url).expect("url");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("Redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut connection)
-        .await
-        .expect("KEYS");
-    assert!(!keys.is_empty(), "the nodes wrote under {prefix}");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut connection)
-        .await
-        .expect("DEL");
+    let deleted = delete_keys(url, prefix).await.expect("Redis");
+    assert!(deleted > 0, "the nodes wrote under {prefix}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -101,6 +101,8 @@
 pub mod cases;
 pub mod cluster;
 mod harness;
+#[cfg(feature = "redis")]
+pub mod redis_keys;
 pub mod soak;
 
 pub use harness::Harness;

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use presence_core::{MemoryStore, PresenceStore};
 use presence_redis::{RedisConfig, RedisStore};
+use presence_store_tests::redis_keys::delete_keys;
 use presence_store_tests::soak::{self, SoakConfig};
 
 /// What the command line asked for.
@@ -61,33 +62,6 @@ fn parse_options() -> Result<Options, String> {
         }
     }
     Ok(options)
-}
-
-/// Deletes every key under `prefix`.
-async fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
-    let client = redis::Client::open(url)?;
-    let mut connection = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut connection)
-            .await?;
-        if !keys.is_empty() {
-            let () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut connection)
-                .await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }
 
 #[tokio::main]
