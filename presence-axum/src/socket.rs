@@ -206,11 +206,7 @@ impl Connection {
                 Input::Frame(frame) => {
                     Box::pin(self.on_frame(frame, session, subscription, calls, throttle)).await
                 }
-                Input::Called(step) => match step {
-                    Ok(Some(reply)) => Box::pin(self.send_reply(reply)).await,
-                    Ok(None) => Ok(()),
-                    Err(ending) => Err(ending),
-                },
+                Input::Called(step) => Box::pin(self.answer(step)).await,
                 // Events were lost: every watched scope is snapshotted again.
                 Input::Delivery(Some(Delivery::Lagged)) => {
                     calls.push_snapshots(watched(subscription));
@@ -251,8 +247,14 @@ impl Connection {
             subscription,
             calls,
         };
-        let reply = handling.on_frame(throttle, inbound, Instant::now())?;
-        match reply {
+        let step = handling.on_frame(throttle, inbound, Instant::now());
+        self.answer(step).await
+    }
+
+    /// Sends a frame's (or a store call's) reply, if any; passes an ending
+    /// on.
+    async fn answer(&mut self, step: Step) -> Result<(), Ending> {
+        match step? {
             Some(reply) => self.send_reply(reply).await,
             None => Ok(()),
         }
