@@ -112,12 +112,26 @@ enum Input {
 /// large futures) are boxed.
 async fn serve(mut connection: Box<Connection>) {
     let _open = presence_core::metrics::socket_opened();
-    let ending = connection.run().await;
+    let (ending, session) = match Box::pin(connection.open_session()).await {
+        Ok(mut session) => (connection.run(&mut session).await, Some(session)),
+        Err(ending) => (ending, None),
+    };
     presence_core::metrics::socket_closed(match &ending {
         Ending::Close(code, _) => Some(*code),
         Ending::Gone => None,
     });
-    connection.finish(ending).await;
+    // The session closes while the client gets its close frame, and the
+    // socket counts as open until both are done: once a socket is gone,
+    // its session is too, not still closing in a task of its own.
+    let close_session = async {
+        if let Some(session) = session {
+            let user = session.user().clone();
+            if let Err(error) = session.close().await {
+                tracing::warn!(%user, %error, "closing a presence socket's session failed; it will lapse");
+            }
+        }
+    };
+    tokio::join!(Box::pin(close_session), connection.finish(ending));
 }
 
 /// Longest wait for the client's answer to a close frame.
@@ -132,23 +146,33 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(&mut self) -> Ending {
-        let presence = self.shared.presence.clone();
+    /// Opens the socket's session, or tells why it could not.
+    async fn open_session(&mut self) -> Result<SessionHandle, Ending> {
+        let presence = &self.shared.presence;
         let spec = SessionSpec::new(self.identity.user.clone(), self.identity.login.clone())
             // Needed only to open the session: not kept for the socket's life.
             .scopes(std::mem::take(&mut self.identity.member_of));
-        let mut session = match Box::pin(presence.open_session(spec)).await {
+        let session = match Box::pin(presence.open_session(spec)).await {
             Ok(session) => session,
-            Err(Error::ShutDown) => return Ending::Close(close_code::AWAY, "server going away"),
+            Err(Error::ShutDown) => {
+                return Err(Ending::Close(close_code::AWAY, "server going away"));
+            }
             Err(Error::Store(StoreError::TooManySessions { .. })) => {
-                return Ending::Close(close_code::POLICY, "too many sessions");
+                return Err(Ending::Close(close_code::POLICY, "too many sessions"));
             }
             Err(failure) => {
                 tracing::warn!(user = %self.identity.user, error = %failure, "opening a presence socket failed");
-                return Ending::Close(close_code::ERROR, "presence unavailable");
+                return Err(Ending::Close(close_code::ERROR, "presence unavailable"));
             }
         };
         tracing::debug!(user = %self.identity.user, session = %session.id(), "presence socket open");
+        Ok(session)
+    }
+
+    /// Serves the open session's socket until it ends: `hello`, then
+    /// frames, store calls and deliveries.
+    async fn run(&mut self, session: &mut SessionHandle) -> Ending {
+        let presence = self.shared.presence.clone();
         let hello = ServerMessage::Hello {
             session_id: session.id().as_str(),
             user_id: &self.identity.user,
@@ -176,7 +200,7 @@ impl Connection {
         calls.push_snapshots(on_connect.into_iter().map(|scope| (scope, None)));
         let mut throttle = Throttle::new(self.shared.socket.flood);
         let ending = self
-            .serve_frames(&mut session, &mut subscription, &mut calls, &mut throttle)
+            .serve_frames(session, &mut subscription, &mut calls, &mut throttle)
             .await;
         // A store call is not cut off halfway; it ends within the store's
         // timeout.
