@@ -130,8 +130,8 @@
 //!
 //! # Login and logout
 //!
-//! The host's login handler calls [`login`] (the user is `ONLINE` at once);
-//! its logout handler forgets the login, then calls [`logout`]: that
+//! The host's login handler calls [`login()`] (the user is `ONLINE` at once);
+//! its logout handler forgets the login, then calls [`logout()`]: that
 //! login's sessions end with no linger and its sockets close with 1000.
 //!
 //! # The socket

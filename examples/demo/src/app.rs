@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
-use presence_axum::{Identity, PresenceRoutes};
+use presence_axum::{AllowedOrigins, Identity, PresenceRoutes};
 use presence_core::{Presence, UserId, UserPresence};
 use serde::Deserialize;
 use serde_json::json;
@@ -24,6 +24,9 @@ pub(crate) struct AppState {
     pub(crate) accounts: Accounts,
     pub(crate) presence: Presence,
     pub(crate) activity_throttle: Duration,
+    /// The pages that may post to the login and logout routes: those that
+    /// may use presence.
+    pub(crate) origins: AllowedOrigins,
 }
 
 impl FromRef<AppState> for Accounts {
@@ -119,7 +122,26 @@ struct Credentials {
     org: String,
 }
 
-async fn login_form(State(state): State<AppState>, Form(form): Form<Credentials>) -> Response {
+/// A login or logout posted from another site's page is refused: it would
+/// sign a visitor in or out (and change their presence) behind their back.
+fn foreign_post(state: &AppState, headers: &HeaderMap) -> Option<Response> {
+    (!state.origins.permits(headers)).then(|| {
+        (
+            StatusCode::FORBIDDEN,
+            Json(json!({ "code": "forbidden_origin", "message": "this origin may not post here" })),
+        )
+            .into_response()
+    })
+}
+
+async fn login_form(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<Credentials>,
+) -> Response {
+    if let Some(refused) = foreign_post(&state, &headers) {
+        return refused;
+    }
     let login = match state.accounts.sign_in(&form.username, &form.org) {
         Ok(login) => login,
         Err(refused) => {
@@ -142,7 +164,10 @@ async fn login_form(State(state): State<AppState>, Form(form): Form<Credentials>
     response
 }
 
-async fn logout_form(State(state): State<AppState>, me: Signed) -> Response {
+async fn logout_form(State(state): State<AppState>, headers: HeaderMap, me: Signed) -> Response {
+    if let Some(refused) = foreign_post(&state, &headers) {
+        return refused;
+    }
     if let Ok(CurrentLogin(login)) = me {
         state.sign_out(&login).await;
     }
@@ -154,7 +179,14 @@ async fn logout_form(State(state): State<AppState>, me: Signed) -> Response {
     response
 }
 
-async fn api_login(State(state): State<AppState>, Json(body): Json<Credentials>) -> Response {
+async fn api_login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Json(body): Json<Credentials>,
+) -> Response {
+    if let Some(refused) = foreign_post(&state, &headers) {
+        return refused;
+    }
     match state.accounts.sign_in(&body.username, &body.org) {
         Ok(login) => {
             state.announce(&login).await;
@@ -168,7 +200,10 @@ async fn api_login(State(state): State<AppState>, Json(body): Json<Credentials>)
     }
 }
 
-async fn api_logout(State(state): State<AppState>, me: Signed) -> Response {
+async fn api_logout(State(state): State<AppState>, headers: HeaderMap, me: Signed) -> Response {
+    if let Some(refused) = foreign_post(&state, &headers) {
+        return refused;
+    }
     match me {
         Ok(CurrentLogin(login)) => {
             state.sign_out(&login).await;

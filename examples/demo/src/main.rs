@@ -124,6 +124,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         accounts: Accounts::default(),
         presence,
         activity_throttle: settings.activity_throttle,
+        origins: settings.allowed_origins.clone(),
     };
     let mut app = app::router(state, &routes);
     if let Some(handle) = metrics {

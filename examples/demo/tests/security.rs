@@ -151,6 +151,79 @@ async fn foreign_origins_get_403_own_and_listed_ones_pass() {
     }
 }
 
+/// `POST path` with these headers and body (form or JSON), redirects not
+/// followed: the status and whether it set a cookie.
+async fn post_with(
+    demo: &Demo,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[(&str, &str)],
+    json: bool,
+) -> (u16, bool) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let mut request = client.post(format!("{}{path}", demo.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body: std::collections::HashMap<&str, &str> = body.iter().copied().collect();
+    request = if json {
+        request.json(&body)
+    } else {
+        request.form(&body)
+    };
+    let response = request.send().await.expect("an answer");
+    let sets_cookie = response.headers().contains_key("set-cookie");
+    (response.status().as_u16(), sets_cookie)
+}
+
+#[tokio::test]
+async fn foreign_pages_cannot_log_a_visitor_in_or_out() {
+    let demo = Demo::start(&[]);
+    let token = demo.login("Alice", "acme").await;
+    let mut socket = demo.connect(&token).await;
+    for expected in ["hello", "snapshot"] {
+        assert_eq!(next_json(&mut socket).await["type"], expected);
+    }
+    let cookie = format!("presence_demo_login={token}");
+    let bearer = format!("Bearer {token}");
+    let evil = ("origin", "https://evil.example");
+    let credentials = [("username", "alice"), ("org", "acme")];
+
+    let refused = [
+        post_with(&demo, "/logout", &[("cookie", &cookie), evil], &[], false).await,
+        post_with(
+            &demo,
+            "/api/logout",
+            &[("authorization", &bearer), evil],
+            &[],
+            true,
+        )
+        .await,
+        post_with(&demo, "/login", &[evil], &credentials, false).await,
+        post_with(&demo, "/api/login", &[evil], &credentials, true).await,
+    ];
+    assert_eq!(refused, [(403, false); 4]);
+    // Alice is still signed in and her socket still open.
+    let headers = [("authorization", bearer.as_str())];
+    assert_eq!(heartbeat_status(&demo, &headers).await, 204);
+    socket
+        .send(Message::Text(r#"{"type":"heartbeat"}"#.into()))
+        .await
+        .expect("send");
+    assert_eq!(next_json(&mut socket).await["type"], "pong");
+
+    // Her own page logs her out.
+    let own = ("origin", demo.base.as_str());
+    let (status, _) = post_with(&demo, "/logout", &[("cookie", &cookie), own], &[], false).await;
+    assert_eq!(status, 303);
+    assert_eq!(heartbeat_status(&demo, &headers).await, 401);
+    let (status, sets_cookie) = post_with(&demo, "/login", &[own], &credentials, false).await;
+    assert_eq!((status, sets_cookie), (303, true));
+}
+
 #[tokio::test]
 async fn one_org_never_sees_another() {
     let demo = Demo::start(&[]);
