@@ -135,13 +135,24 @@ impl Client {
         what: &str,
         matches: impl Fn(&Value) -> bool,
     ) -> Instant {
+        self.wait_for_frame(within, what, matches).await.0
+    }
+
+    /// [`Client::wait_for`], with the frame that matched.
+    pub(crate) async fn wait_for_frame(
+        &mut self,
+        within: Duration,
+        what: &str,
+        matches: impl Fn(&Value) -> bool,
+    ) -> (Instant, Value) {
         self.pump();
+        let first = self.cursor;
         let deadline = tokio::time::Instant::now() + within;
         loop {
             while let Some((at, received)) = self.log.get(self.cursor) {
                 self.cursor += 1;
                 match received {
-                    Received::Frame(frame) if matches(frame) => return *at,
+                    Received::Frame(frame) if matches(frame) => return (*at, frame.clone()),
                     Received::Frame(_) => {}
                     Received::Closed(_) if self.reconnects => {}
                     Received::Closed(code) => {
@@ -153,9 +164,11 @@ impl Client {
                 Ok(Some(entry)) => self.log.push(entry),
                 Ok(None) => panic!("{}: socket task ended while waiting for {what}", self.name),
                 Err(_) => panic!(
-                    "{}: no {what} within {within:?}; received {:?}",
+                    "{}: no {what} within {within:?}; received since the last wait {:?}",
                     self.name,
-                    self.frames_since(Instant::now() - within)
+                    self.log[first..]
+                        .iter()
+                        .map(|(_, received)| received)
                         .collect::<Vec<_>>()
                 ),
             }

@@ -22,8 +22,9 @@ const SLACK: Duration = Duration::from_millis(1500);
 /// What one run measured.
 #[derive(Debug)]
 pub(crate) struct Figures {
-    /// From the kill to B's OFFLINE event, for each user only on A.
-    pub(crate) offline_after_kill: Vec<Duration>,
+    /// From the kill to B's OFFLINE event, for each user only on A, in the
+    /// order B told them.
+    pub(crate) offline_after_kill: Vec<(&'static str, Duration)>,
     /// From the restart of a killed node to the OFFLINE of its user.
     pub(crate) offline_after_restart: Duration,
 }
@@ -75,13 +76,19 @@ pub(crate) async fn kill_one_of_two_nodes(store: &[(&'static str, String)]) -> F
     let killed = Instant::now();
     let bound = SESSION_TTL + LINGER + SWEEP + SLACK;
     let mut offline_after_kill = Vec::new();
-    for user in ["ann", "art"] {
-        let at = watcher
-            .wait_for(bound, &format!("{user} OFFLINE"), |f| {
-                says(f, user, "OFFLINE")
-            })
+    // In whichever order B's sweep finds them.
+    let mut pending = vec!["ann", "art"];
+    while !pending.is_empty() {
+        let (at, frame) = watcher
+            .wait_for_frame(
+                bound.saturating_sub(killed.elapsed()),
+                &format!("{} OFFLINE", pending.join(" and ")),
+                |f| pending.iter().any(|user| says(f, user, "OFFLINE")),
+            )
             .await;
-        offline_after_kill.push(at - killed);
+        if let Some(told) = pending.iter().position(|user| frame["user_id"] == *user) {
+            offline_after_kill.push((pending.remove(told), at - killed));
+        }
     }
     watcher.listen(SWEEP).await;
     for user in ["wes", "dua", "bea", "bob"] {
