@@ -413,26 +413,7 @@ async fn a_client_that_stops_reading_does_not_stall_the_others() {
     stuck.handshake().await; // and never reads again
     let mut bob = server.connect(&server.token("bob", "acme")).await;
     bob.handshake().await;
-    let alice = presence_core::UserId::from("alice");
-    let _tab = server
-        .presence
-        .open_session(presence_core::SessionSpec::new("alice", "l").scope("acme"))
-        .await
-        .expect("open");
-    let changes = 20_000u64;
-    for n in 0..changes {
-        let status = if n % 2 == 0 {
-            presence_core::RequestedStatus::Busy
-        } else {
-            presence_core::RequestedStatus::Online
-        };
-        server
-            .presence
-            .set_status(&alice, status, None)
-            .await
-            .expect("set");
-    }
-    let last_v = changes + 1;
+    let (_tab, last_v) = busy_alice(&server, 20_000).await;
     // Bob catches up, by events or (when he lagged) by fresh snapshots.
     let started = std::time::Instant::now();
     let mut seen_v = 0;
