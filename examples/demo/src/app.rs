@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::accounts::{Accounts, Login};
-use crate::auth::{CurrentLogin, LOGIN_COOKIE};
+use crate::auth::{CurrentLogin, LOGIN_COOKIE, TrustedOrigin};
 use crate::pages::{self, Frame, Member};
 
 /// What every handler can reach.
@@ -32,6 +32,12 @@ pub(crate) struct AppState {
 impl FromRef<AppState> for Accounts {
     fn from_ref(state: &AppState) -> Self {
         state.accounts.clone()
+    }
+}
+
+impl FromRef<AppState> for AllowedOrigins {
+    fn from_ref(state: &AppState) -> Self {
+        state.origins.clone()
     }
 }
 
@@ -122,26 +128,11 @@ struct Credentials {
     org: String,
 }
 
-/// A login or logout posted from another site's page is refused: it would
-/// sign a visitor in or out (and change their presence) behind their back.
-fn foreign_post(state: &AppState, headers: &HeaderMap) -> Option<Response> {
-    (!state.origins.permits(headers)).then(|| {
-        (
-            StatusCode::FORBIDDEN,
-            Json(json!({ "code": "forbidden_origin", "message": "this origin may not post here" })),
-        )
-            .into_response()
-    })
-}
-
 async fn login_form(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: TrustedOrigin,
     Form(form): Form<Credentials>,
 ) -> Response {
-    if let Some(refused) = foreign_post(&state, &headers) {
-        return refused;
-    }
     let login = match state.accounts.sign_in(&form.username, &form.org) {
         Ok(login) => login,
         Err(refused) => {
@@ -164,10 +155,7 @@ async fn login_form(
     response
 }
 
-async fn logout_form(State(state): State<AppState>, headers: HeaderMap, me: Signed) -> Response {
-    if let Some(refused) = foreign_post(&state, &headers) {
-        return refused;
-    }
+async fn logout_form(State(state): State<AppState>, _: TrustedOrigin, me: Signed) -> Response {
     if let Ok(CurrentLogin(login)) = me {
         state.sign_out(&login).await;
     }
@@ -181,12 +169,9 @@ async fn logout_form(State(state): State<AppState>, headers: HeaderMap, me: Sign
 
 async fn api_login(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: TrustedOrigin,
     Json(body): Json<Credentials>,
 ) -> Response {
-    if let Some(refused) = foreign_post(&state, &headers) {
-        return refused;
-    }
     match state.accounts.sign_in(&body.username, &body.org) {
         Ok(login) => {
             state.announce(&login).await;
@@ -200,10 +185,7 @@ async fn api_login(
     }
 }
 
-async fn api_logout(State(state): State<AppState>, headers: HeaderMap, me: Signed) -> Response {
-    if let Some(refused) = foreign_post(&state, &headers) {
-        return refused;
-    }
+async fn api_logout(State(state): State<AppState>, _: TrustedOrigin, me: Signed) -> Response {
     match me {
         Ok(CurrentLogin(login)) => {
             state.sign_out(&login).await;

@@ -1,11 +1,15 @@
-//! The demo's auth extractor: the login cookie (browsers) or a bearer token
-//! (API clients), turned into a presence [`Identity`].
+//! The demo's auth extractors: the login cookie (browsers) or a bearer
+//! token (API clients), turned into a presence [`Identity`]; and the check
+//! that a login or logout was posted from a page the app trusts.
 
+use axum::Json;
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
-use presence_axum::Identity;
+use axum::response::{IntoResponse, Response};
+use presence_axum::{AllowedOrigins, Identity};
+use serde_json::json;
 
 use crate::accounts::{Accounts, Login};
 
@@ -28,6 +32,30 @@ where
             .and_then(|id| accounts.login(&id))
             .map(CurrentLogin)
             .ok_or(StatusCode::UNAUTHORIZED)
+    }
+}
+
+/// A request from a page of an origin allowed to use presence (or from no
+/// page at all); rejects another site's page with 403 `forbidden_origin`.
+/// Logins and logouts take it: a foreign page could otherwise sign a
+/// visitor in or out (and change their presence) behind their back.
+pub(crate) struct TrustedOrigin;
+
+impl<S: Send + Sync> FromRequestParts<S> for TrustedOrigin
+where
+    AllowedOrigins: FromRef<S>,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        if AllowedOrigins::from_ref(state).permits(&parts.headers) {
+            return Ok(TrustedOrigin);
+        }
+        Err((
+            StatusCode::FORBIDDEN,
+            Json(json!({ "code": "forbidden_origin", "message": "this origin may not post here" })),
+        )
+            .into_response())
     }
 }
 
