@@ -14,10 +14,10 @@ async fn raw_status(demo: &Demo, request: &str) -> u16 {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
         .expect("connect");
-    stream
-        .write_all(request.as_bytes())
-        .await
-        .expect("the request is written");
+    // A body past the limit is answered (413) once 1 KiB of it has come,
+    // and the connection closed: the rest of the write may meet a reset,
+    // while the answer is already here to read.
+    let _ = stream.write_all(request.as_bytes()).await;
     let mut head = [0u8; 12];
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut head))
         .await
@@ -35,7 +35,12 @@ async fn bad_heartbeat_bodies_get_4xx_never_5xx() {
     let mut demo = Demo::start(&[]);
     let token = demo.login("Alice", "acme").await;
     let url = format!("{}/presence/heartbeat", demo.base);
-    let http = reqwest::Client::new();
+    // A connection per request: one the server closed after refusing a
+    // body is not reused for the next case.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .expect("a client");
     let mut noise = vec![0u8; 1000];
     fastrand::Rng::with_seed(7).fill(&mut noise);
     let cases: Vec<(&str, Vec<u8>, u16)> = vec![
@@ -50,7 +55,6 @@ async fn bad_heartbeat_bodies_get_4xx_never_5xx() {
         // Too large.
         ("application/json", heartbeat_body(1025), 413),
         ("text/plain", vec![b' '; 64 * 1024], 413),
-        ("application/octet-stream", vec![0; 1024 * 1024], 413),
         // Malformed.
         ("application/json", b"{".to_vec(), 400),
         ("application/json", b"null".to_vec(), 400),
@@ -79,7 +83,12 @@ async fn bad_heartbeat_bodies_get_4xx_never_5xx() {
         if !content_type.is_empty() {
             request = request.header("content-type", content_type);
         }
-        let status = request.send().await.expect("an answer").status().as_u16();
+        let status = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{content_type} body of {len} bytes: no answer: {e}"))
+            .status()
+            .as_u16();
         assert_eq!(status, expected, "{content_type} body of {len} bytes");
     }
     // serde reads a struct from an array too: lenient, and harmless.
@@ -111,6 +120,13 @@ async fn bad_heartbeat_bodies_get_4xx_never_5xx() {
         (
             head("Transfer-Encoding: chunked\r\n")
                 + &format!("800\r\n{}\r\n0\r\n\r\n", "x".repeat(0x800)),
+            Some(413),
+        ),
+        // A whole 1 MiB body, sent as fast as the client can (a plain HTTP
+        // client reports the reset of its write, not the answer).
+        (
+            head("Content-Type: application/octet-stream\r\nContent-Length: 1048576\r\n")
+                + &"\0".repeat(1024 * 1024),
             Some(413),
         ),
         (head("Content-Length: abc\r\n"), Some(400)),
