@@ -103,6 +103,7 @@ pub mod cluster;
 mod harness;
 #[cfg(feature = "redis")]
 pub mod redis_keys;
+pub mod sim;
 pub mod soak;
 
 pub use harness::Harness;

@@ -1,0 +1,457 @@
+//! The simulation's independent model of what every user should show,
+//! written from the rules (SPEC §2–§4 and the crate docs), not from
+//! `presence_core::machine`, so the two can disagree.
+//!
+//! Time is the simulation's true time, in ms. Where the rules leave a
+//! choice to the implementation, the model keeps both answers and the
+//! checks accept either: a session whose process died may be ended by a
+//! node that notices the death at any time between the death and its
+//! lapse (see [`Model::doom`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use presence_core::Status;
+
+use super::steps::Wish;
+
+/// Milliseconds of true time.
+pub type Ms = i64;
+
+/// The thresholds, in ms.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    /// How often clients heartbeat.
+    pub heartbeat: Ms,
+    /// `session_ttl`.
+    pub ttl: Ms,
+    /// `away_after`.
+    pub away: Ms,
+    /// `offline_after`.
+    pub offline: Ms,
+    /// `linger`.
+    pub linger: Ms,
+}
+
+/// A session as the model sees it.
+#[derive(Clone, Debug)]
+struct Session {
+    login: String,
+    scopes: Vec<&'static str>,
+    last_heartbeat: Ms,
+    /// Its process died at this instant: any node may end it from then on
+    /// (it must by its lapse).
+    doomed_since: Option<Ms>,
+}
+
+/// A scope the user's sessions left, seen in for the linger.
+#[derive(Clone, Debug)]
+struct Lingering {
+    until: Ms,
+    /// The login whose session ended there last: its logout ends the
+    /// linger.
+    login: String,
+}
+
+/// One user.
+#[derive(Clone, Debug, Default)]
+struct User {
+    sessions: BTreeMap<u64, Session>,
+    manual: Option<(Wish, Option<Ms>)>,
+    last_activity: Option<Ms>,
+    lingering: BTreeMap<&'static str, Lingering>,
+    retired: BTreeMap<String, Ms>,
+}
+
+/// What a user shows, and the scopes they are seen in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shown {
+    /// The status observers see.
+    pub status: Status,
+    /// The scopes the user is a member of.
+    pub scopes: BTreeSet<&'static str>,
+}
+
+impl Shown {
+    /// What a watcher of `watched` sees of the user.
+    pub fn to(&self, watched: &[&'static str]) -> Status {
+        if watched.iter().any(|scope| self.scopes.contains(scope)) {
+            self.status
+        } else {
+            Status::Offline
+        }
+    }
+}
+
+/// Why the model refuses an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// The login logged out within `session_ttl`.
+    LoggedOut,
+    /// The session is not live.
+    Gone,
+}
+
+/// Every user of a run.
+#[derive(Clone, Debug)]
+pub struct Model {
+    timing: Timing,
+    users: Vec<User>,
+}
+
+impl Model {
+    /// A model of `users` users, all unseen.
+    pub fn new(timing: Timing, users: usize) -> Self {
+        Self {
+            timing,
+            users: vec![User::default(); users],
+        }
+    }
+
+    /// The thresholds.
+    pub fn timing(&self) -> Timing {
+        self.timing
+    }
+
+    /// Opens session `key` of `user` at `now`: activity, and it cancels
+    /// the linger of the scopes it is in.
+    pub fn open(
+        &mut self,
+        user: usize,
+        key: u64,
+        login: &str,
+        scopes: &[&'static str],
+        now: Ms,
+    ) -> Result<(), Refused> {
+        self.settle(now);
+        let u = &mut self.users[user];
+        if u.retired.get(login).is_some_and(|until| *until > now) {
+            return Err(Refused::LoggedOut);
+        }
+        for scope in scopes {
+            u.lingering.remove(scope);
+        }
+        u.sessions.insert(
+            key,
+            Session {
+                login: login.to_owned(),
+                scopes: scopes.to_vec(),
+                last_heartbeat: now,
+                doomed_since: None,
+            },
+        );
+        u.last_activity = u.last_activity.max(Some(now));
+        Ok(())
+    }
+
+    /// A heartbeat of a live session.
+    pub fn heartbeat(&mut self, user: usize, key: u64, now: Ms) -> Result<(), Refused> {
+        self.settle(now);
+        let session = self.users[user]
+            .sessions
+            .get_mut(&key)
+            .ok_or(Refused::Gone)?;
+        session.last_heartbeat = session.last_heartbeat.max(now);
+        Ok(())
+    }
+
+    /// Activity in a live session: also a heartbeat.
+    pub fn activity(&mut self, user: usize, key: u64, now: Ms) -> Result<(), Refused> {
+        self.heartbeat(user, key, now)?;
+        let u = &mut self.users[user];
+        u.last_activity = u.last_activity.max(Some(now));
+        Ok(())
+    }
+
+    /// A session closes (cleanly, or its process shut down): the scopes no
+    /// other session of the user is in linger.
+    pub fn close(&mut self, user: usize, key: u64, now: Ms) {
+        self.settle(now);
+        end(&mut self.users[user], key, now, self.timing.linger);
+    }
+
+    /// A manual status (or none, for [`Wish::Online`]).
+    pub fn set_manual(&mut self, user: usize, wish: Wish, until: Option<Ms>, now: Ms) {
+        self.settle(now);
+        self.users[user].manual = match wish {
+            Wish::Online => None,
+            wish => Some((wish, until)),
+        };
+    }
+
+    /// One login logs out: its sessions end at once, with no linger, and it
+    /// opens nothing for `session_ttl`.
+    pub fn logout(&mut self, user: usize, login: &str, now: Ms) {
+        self.settle(now);
+        let u = &mut self.users[user];
+        u.retired.insert(login.to_owned(), now + self.timing.ttl);
+        u.sessions.retain(|_, session| session.login != login);
+        u.lingering.retain(|_, lingering| lingering.login != login);
+    }
+
+    /// The process holding `keys` died at `now`: they stop hearing from
+    /// their clients, and any node may end them from now on.
+    pub fn doom(&mut self, keys: &[(usize, u64)], now: Ms) {
+        self.settle(now);
+        for (user, key) in keys {
+            if let Some(session) = self.users[*user].sessions.get_mut(key) {
+                session.doomed_since.get_or_insert(now);
+            }
+        }
+    }
+
+    /// The store lost everything at `now`; the running processes register
+    /// the sessions they hold (`kept`) again, which counts as activity for
+    /// a user the store no longer knows. Everything else is forgotten:
+    /// manual statuses, lingers, logouts.
+    pub fn lose_data(&mut self, kept: &[(usize, u64)], now: Ms) {
+        self.settle(now);
+        for (index, user) in self.users.iter_mut().enumerate() {
+            let sessions = std::mem::take(&mut user.sessions);
+            *user = User::default();
+            for (key, session) in sessions {
+                if kept.contains(&(index, key)) && session.doomed_since.is_none() {
+                    user.sessions.insert(key, session);
+                }
+            }
+            if !user.sessions.is_empty() {
+                user.last_activity = Some(now);
+            }
+        }
+    }
+
+    /// Whether session `key` is live at `now`.
+    pub fn is_live(&self, user: usize, key: u64, now: Ms) -> bool {
+        self.users[user]
+            .sessions
+            .get(&key)
+            .is_some_and(|session| session.last_heartbeat + self.timing.ttl > now)
+    }
+
+    /// Whether the session may already have been ended by a node that
+    /// noticed its process died.
+    pub fn is_doomed(&self, user: usize, key: u64) -> bool {
+        self.users[user]
+            .sessions
+            .get(&key)
+            .is_some_and(|session| session.doomed_since.is_some())
+    }
+
+    /// Whether a login logged out within `session_ttl` before `now`.
+    pub fn is_retired(&self, user: usize, login: &str, now: Ms) -> bool {
+        self.users[user]
+            .retired
+            .get(login)
+            .is_some_and(|until| *until > now)
+    }
+
+    /// What every user may show at `now`: one answer each, or two while a
+    /// dead process's sessions may or may not have been ended yet.
+    pub fn shown(&mut self, now: Ms) -> Vec<Vec<Shown>> {
+        self.settle(now);
+        let timing = self.timing;
+        self.users
+            .iter()
+            .map(|user| {
+                let mut answers = vec![shown(user, now, &timing)];
+                if user.sessions.values().any(|s| s.doomed_since.is_some()) {
+                    let mut ended = user.clone();
+                    end_doomed(&mut ended, now, &timing);
+                    let other = shown(&ended, now, &timing);
+                    if !answers.contains(&other) {
+                        answers.push(other);
+                    }
+                }
+                answers
+            })
+            .collect()
+    }
+
+    /// Brings every user up to date with `now`: lapses (each ending at the
+    /// instant it lapsed, oldest first), lingers and manual statuses that
+    /// ran out, logouts forgotten.
+    fn settle(&mut self, now: Ms) {
+        let timing = self.timing;
+        for user in &mut self.users {
+            settle(user, now, &timing);
+        }
+    }
+}
+
+fn settle(user: &mut User, now: Ms, timing: &Timing) {
+    loop {
+        let lapse = user
+            .sessions
+            .iter()
+            .map(|(key, s)| (s.last_heartbeat + timing.ttl, *key))
+            .filter(|(at, _)| *at <= now)
+            .min();
+        let Some((at, key)) = lapse else { break };
+        // Lingers that ran out before this lapse are over by then.
+        user.lingering.retain(|_, l| l.until > at);
+        end(user, key, at, timing.linger);
+    }
+    user.lingering.retain(|_, l| l.until > now);
+    if user
+        .manual
+        .is_some_and(|(_, until)| until.is_some_and(|until| until <= now))
+    {
+        user.manual = None;
+    }
+    user.retired.retain(|_, until| *until > now);
+}
+
+/// Ends session `key` at `at`: each of its scopes that no other session
+/// covers lingers from then.
+fn end(user: &mut User, key: u64, at: Ms, linger: Ms) {
+    let Some(session) = user.sessions.remove(&key) else {
+        return;
+    };
+    for scope in session.scopes {
+        let covered = user.sessions.values().any(|s| s.scopes.contains(&scope));
+        if !covered && linger > 0 {
+            user.lingering.insert(
+                scope,
+                Lingering {
+                    until: at + linger,
+                    login: session.login.clone(),
+                },
+            );
+        }
+    }
+}
+
+/// The other answer for a user with sessions of dead processes: they were
+/// ended as soon as their process died.
+fn end_doomed(user: &mut User, now: Ms, timing: &Timing) {
+    let mut doomed: Vec<(Ms, u64)> = user
+        .sessions
+        .iter()
+        .filter_map(|(key, s)| s.doomed_since.map(|since| (since, *key)))
+        .collect();
+    doomed.sort();
+    for (since, key) in doomed {
+        end(user, key, since, timing.linger);
+    }
+    user.lingering.retain(|_, l| l.until > now);
+}
+
+/// SPEC §3 for a settled user.
+fn shown(user: &User, now: Ms, timing: &Timing) -> Shown {
+    let present = !user.sessions.is_empty() || !user.lingering.is_empty();
+    if !present {
+        return Shown {
+            status: Status::Offline,
+            scopes: BTreeSet::new(),
+        };
+    }
+    let scopes: BTreeSet<&'static str> = user
+        .sessions
+        .values()
+        .flat_map(|s| s.scopes.iter().copied())
+        .chain(user.lingering.keys().copied())
+        .collect();
+    let idle_since = user.last_activity.unwrap_or(now);
+    let status = if idle_since + timing.offline <= now {
+        Status::Offline
+    } else {
+        match user.manual.map(|(wish, _)| wish) {
+            Some(Wish::Invisible) => Status::Offline,
+            Some(Wish::Busy) => Status::Busy,
+            Some(Wish::Away) => Status::Away,
+            _ if idle_since + timing.away <= now => Status::Away,
+            _ => Status::Online,
+        }
+    };
+    Shown { status, scopes }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMING: Timing = Timing {
+        heartbeat: 2_000,
+        ttl: 6_250,
+        away: 20_250,
+        offline: 60_250,
+        linger: 3_250,
+    };
+
+    fn status(model: &mut Model, now: Ms) -> Status {
+        model.shown(now)[0][0].status
+    }
+
+    #[test]
+    fn a_user_lingers_after_the_last_session_and_a_new_one_cancels_it() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "l", &["acme"], 0).unwrap();
+        assert_eq!(status(&mut model, 0), Status::Online);
+        model.close(0, 1, 1_000);
+        assert_eq!(status(&mut model, 4_000), Status::Online);
+        assert_eq!(status(&mut model, 4_250), Status::Offline);
+        model.open(0, 2, "l", &["acme"], 5_000).unwrap();
+        model.close(0, 2, 6_000);
+        model.open(0, 3, "l", &["acme"], 7_000).unwrap();
+        assert_eq!(status(&mut model, 12_000), Status::Online);
+    }
+
+    #[test]
+    fn a_scope_left_while_present_elsewhere_lingers_then_drops() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "l", &["acme"], 0).unwrap();
+        model.open(0, 2, "l", &["team-x"], 0).unwrap();
+        model.close(0, 2, 1_000);
+        let shown = &model.shown(2_000)[0][0];
+        assert!(shown.scopes.contains("team-x"));
+        let shown = &model.shown(4_250)[0][0];
+        assert_eq!(shown.to(&["team-x"]), Status::Offline);
+        assert_eq!(shown.to(&["acme"]), Status::Online);
+    }
+
+    #[test]
+    fn a_silent_session_lapses_then_lingers_from_the_lapse() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "l", &["acme"], 0).unwrap();
+        model.heartbeat(0, 1, 2_000).unwrap();
+        assert!(model.is_live(0, 1, 8_000));
+        assert_eq!(status(&mut model, 8_250), Status::Online, "lingers");
+        assert!(model.heartbeat(0, 1, 8_250).is_err());
+        assert_eq!(status(&mut model, 11_500), Status::Offline);
+    }
+
+    #[test]
+    fn logout_ends_at_once_and_refuses_the_login_for_a_ttl() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "l", &["acme"], 0).unwrap();
+        model.logout(0, "l", 1_000);
+        assert_eq!(status(&mut model, 1_000), Status::Offline);
+        assert_eq!(
+            model.open(0, 2, "l", &["acme"], 2_000),
+            Err(Refused::LoggedOut)
+        );
+        assert!(model.open(0, 2, "l", &["acme"], 7_250).is_ok());
+    }
+
+    #[test]
+    fn a_dead_process_session_may_end_at_once_or_at_its_lapse() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "l", &["acme"], 0).unwrap();
+        model.doom(&[(0, 1)], 1_000);
+        let answers = model.shown(5_000);
+        let statuses: Vec<Status> = answers[0].iter().map(|s| s.status).collect();
+        assert_eq!(statuses, vec![Status::Online, Status::Offline]);
+    }
+
+    #[test]
+    fn idleness_then_manual_status_then_expiry() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "l", &["acme"], 0).unwrap();
+        for t in (2_000..=22_000).step_by(2_000) {
+            model.heartbeat(0, 1, t).unwrap();
+        }
+        assert_eq!(status(&mut model, 20_500), Status::Away);
+        model.set_manual(0, Wish::Busy, Some(25_000), 21_000);
+        assert_eq!(status(&mut model, 22_000), Status::Busy);
+        assert_eq!(status(&mut model, 25_000), Status::Away);
+    }
+}
