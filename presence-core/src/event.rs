@@ -26,22 +26,32 @@ pub struct PresenceEvent {
 }
 
 impl PresenceEvent {
-    /// The events of a transition, one per scope of the user; none when
-    /// observers see no change.
+    /// The events of a transition: a change of status is told in every
+    /// scope of the user, a scope joined is told the current status, a
+    /// scope left is told `OFFLINE`; nothing when observers see no change.
     pub fn for_transition(transition: &Transition) -> impl Iterator<Item = PresenceEvent> + '_ {
-        let scopes: &[ScopeId] = if transition.changed() {
+        let told_status: &[ScopeId] = if transition.status_changed() {
             &transition.scopes
         } else {
-            &[]
+            &transition.joined_scopes
         };
-        scopes.iter().map(|scope| PresenceEvent {
+        let event = move |scope: &ScopeId, status: Status| PresenceEvent {
             scope: scope.clone(),
             user_id: transition.user.clone(),
-            status: transition.to,
+            status,
             last_seen: transition.last_seen,
             v: transition.version,
             at: transition.at,
-        })
+        };
+        told_status
+            .iter()
+            .map(move |scope| event(scope, transition.to))
+            .chain(
+                transition
+                    .left_scopes
+                    .iter()
+                    .map(move |scope| event(scope, Status::Offline)),
+            )
     }
 }
 

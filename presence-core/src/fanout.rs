@@ -214,16 +214,9 @@ impl Hub {
         if !transition.changed() {
             return;
         }
-        for scope in &transition.scopes {
-            if self.scopes.contains_key(scope) {
-                self.deliver(PresenceEvent {
-                    scope: scope.clone(),
-                    user_id: transition.user.clone(),
-                    status: transition.to,
-                    last_seen: transition.last_seen,
-                    v: transition.version,
-                    at: transition.at,
-                });
+        for event in PresenceEvent::for_transition(transition) {
+            if self.scopes.contains_key(&event.scope) {
+                self.deliver(event);
             }
         }
     }

@@ -12,7 +12,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
 use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
-use crate::record::{Linger, RetiredLogin, SessionRecord, Shown, UserOp, UserRecord};
+use crate::record::{
+    Linger, NewSession, RetiredLogin, ScopeLinger, SessionRecord, Shown, UserOp, UserRecord,
+};
 use crate::status::{ManualStatus, Status};
 use crate::store::Transition;
 
@@ -76,48 +78,30 @@ pub fn apply(
         .map(|s| (s.id.clone(), s.node.name.clone()))
         .collect();
     let from = record.shown.status;
+    let seen_in: Vec<ScopeId> = if record.is_present() {
+        record.scopes.clone()
+    } else {
+        Vec::new()
+    };
     let sessions_before = record.sessions.len();
     let mut ended_sessions = settle(record, now, config);
     let mut moved_sessions = Vec::new();
     let open_before_op = record.sessions.len();
 
     match op {
-        UserOp::Open(new) | UserOp::Restore(new) => {
-            let restoring = matches!(op, UserOp::Restore(_));
-            if let Some(session) = record.sessions.iter_mut().find(|s| s.id == new.id) {
-                session.last_heartbeat = now;
-                union_into(&mut session.scopes, &new.scopes);
-                // A client resuming its session on another node: that node
-                // holds it now, and the old holder must let go of it.
-                if session.node.name != new.node.name {
-                    moved_sessions.push((session.id.clone(), session.node.name.clone()));
-                }
-                session.node = new.node.clone();
-            } else {
-                let absent = record.sessions.is_empty()
-                    && record.linger.is_none()
-                    && record.shown.status == Status::Offline;
-                if absent {
-                    record.scopes.clear();
-                }
-                // Exact growth: most users hold one or two sessions, and a
-                // record lives as long as its user is present.
-                record.sessions.reserve_exact(1);
-                record.sessions.push(SessionRecord {
-                    id: new.id.clone(),
-                    login: new.login.clone(),
-                    node: new.node.clone(),
-                    scopes: new.scopes.clone(),
-                    metadata: new.metadata.clone(),
-                    opened_at: now,
-                    last_heartbeat: now,
-                });
-            }
-            union_into(&mut record.scopes, &new.scopes);
-            record.linger = None;
-            // A restored session is activity only for a record the store
-            // lost entirely (nothing else is known of the user).
-            if !restoring || record.last_activity.is_none() {
+        UserOp::Open(new) => {
+            open(record, new, now, now, &mut moved_sessions);
+            touch(record, now);
+        }
+        UserOp::Restore {
+            session,
+            last_heartbeat,
+        } => {
+            let lost = record.last_activity.is_none();
+            open(record, session, *last_heartbeat, now, &mut moved_sessions);
+            // Activity only for a record the store lost entirely (nothing
+            // else is known of the user): proving a session live is not.
+            if lost {
                 touch(record, now);
             }
         }
@@ -135,8 +119,9 @@ pub fn apply(
                 .position(|s| s.id == *session && held_here(s))
             {
                 let closed = record.sessions.swap_remove(index);
-                ended_sessions.push(closed.id);
-                end_sessions(record, closed.login, now, config);
+                ended_sessions.push(closed.id.clone());
+                record.last_seen = record.last_seen.max(Some(now));
+                end_session(record, &closed, now, config);
             }
         }
         UserOp::Logout { login } => {
@@ -144,6 +129,17 @@ pub fn apply(
             let removed = remove_sessions(record, &mut ended_sessions, |s| s.login == *login);
             if record.linger.as_ref().is_some_and(|l| l.login == *login) {
                 record.linger = None;
+            }
+            // A logout ends its login's lingers too: what it alone kept the
+            // user in is left at once.
+            record.scope_lingers.retain(|l| l.login != *login);
+            // While the user stays present, what no session nor linger keeps
+            // the user in is left at once; once absent, the scopes are kept
+            // (the OFFLINE reaches them, and queries can still answer).
+            if record.linger.is_none()
+                && (!record.sessions.is_empty() || !record.scope_lingers.is_empty())
+            {
+                keep_covered_scopes(record);
             }
             if removed {
                 record.last_seen = Some(now);
@@ -158,28 +154,44 @@ pub fn apply(
                 record.last_seen = Some(now);
             }
             record.linger = None;
+            record.scope_lingers.clear();
         }
         UserOp::SetManual(choice) => {
             record.manual = choice.filter(|c| c.holds_at(now));
         }
         UserOp::ClearNode { node } => {
-            let mut last_login = None;
             let stale = |s: &SessionRecord| {
                 s.node.name == node.name && s.node.incarnation != node.incarnation
             };
-            for session in record.sessions.iter().filter(|s| stale(s)) {
-                last_login = Some(session.login.clone());
-            }
-            remove_sessions(record, &mut ended_sessions, stale);
-            if let Some(login) = last_login {
-                end_sessions(record, login, now, config);
+            while let Some(index) = record.sessions.iter().position(stale) {
+                let cleared = record.sessions.swap_remove(index);
+                ended_sessions.push(cleared.id.clone());
+                record.last_seen = record.last_seen.max(Some(now));
+                end_session(record, &cleared, now, config);
             }
         }
         UserOp::Refresh => {}
     }
 
     let to = evaluate(record, now, config);
-    if to != from {
+    let now_in: &[ScopeId] = if record.is_present() {
+        &record.scopes
+    } else {
+        &[]
+    };
+    // Watchers who see the user OFFLINE (invisible, idle, gone) are told
+    // nothing of joins, and nothing more of leaves.
+    let joined_scopes: Vec<ScopeId> = if to == Status::Offline {
+        Vec::new()
+    } else {
+        difference(now_in, &seen_in)
+    };
+    let left_scopes: Vec<ScopeId> = if from == Status::Offline {
+        Vec::new()
+    } else {
+        difference(&seen_in, &record.scopes)
+    };
+    if to != from || !joined_scopes.is_empty() || !left_scopes.is_empty() {
         record.shown = Shown {
             status: to,
             last_seen: record.last_seen,
@@ -194,7 +206,9 @@ pub fn apply(
         last_seen: record.shown.last_seen,
         at: now,
         scopes: record.scopes.clone(),
-        present: is_present(record),
+        joined_scopes,
+        left_scopes,
+        present: record.is_present(),
         first_session: open_before_op == 0 && !record.sessions.is_empty(),
         last_session: sessions_before > 0 && record.sessions.is_empty(),
         ended_nodes: ended_sessions
@@ -213,12 +227,68 @@ pub fn apply(
     })
 }
 
+/// Opens `new` (or refreshes it, if a session with its id is open), heard
+/// from at `heard_at`: it cancels the user's linger and its scopes'
+/// lingers, and the scopes the user's linger kept that it is not in linger
+/// on by themselves until that linger would have ended.
+fn open(
+    record: &mut UserRecord,
+    new: &NewSession,
+    heard_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    moved_sessions: &mut Vec<(SessionId, NodeName)>,
+) {
+    if let Some(session) = record.sessions.iter_mut().find(|s| s.id == new.id) {
+        session.last_heartbeat = session.last_heartbeat.max(heard_at);
+        union_into(&mut session.scopes, &new.scopes);
+        // A client resuming its session on another node: that node
+        // holds it now, and the old holder must let go of it.
+        if session.node.name != new.node.name {
+            moved_sessions.push((session.id.clone(), session.node.name.clone()));
+        }
+        session.node = new.node.clone();
+    } else {
+        let absent = !record.is_present() && record.shown.status == Status::Offline;
+        if absent {
+            record.scopes.clear();
+            record.scope_lingers.clear();
+        }
+        // Exact growth: most users hold one or two sessions, and a
+        // record lives as long as its user is present.
+        record.sessions.reserve_exact(1);
+        record.sessions.push(SessionRecord {
+            id: new.id.clone(),
+            login: new.login.clone(),
+            node: new.node.clone(),
+            scopes: new.scopes.clone(),
+            metadata: new.metadata.clone(),
+            opened_at: now,
+            last_heartbeat: heard_at,
+        });
+    }
+    if let Some(linger) = record.linger.take() {
+        for scope in &record.scopes {
+            if !new.scopes.contains(scope) {
+                record.scope_lingers.push(ScopeLinger {
+                    scope: scope.clone(),
+                    until: linger.until,
+                    login: linger.login.clone(),
+                });
+            }
+        }
+    }
+    record
+        .scope_lingers
+        .retain(|linger| !new.scopes.contains(&linger.scope));
+    union_into(&mut record.scopes, &new.scopes);
+}
+
 /// Records a heartbeat of a live session: it proves liveness, never
 /// activity, and never changes what observers see. A session whose last
 /// heartbeat is already `session_ttl` old is dead and stays dead.
 pub fn heartbeat(
     record: &mut UserRecord,
-    session: &crate::ids::SessionId,
+    session: &SessionId,
     now: DateTime<Utc>,
     config: &PresenceConfig,
 ) -> Result<(), OpError> {
@@ -247,7 +317,21 @@ fn check(
 ) -> Result<(), OpError> {
     let mut live = record.sessions.iter().filter(|s| is_live(s, now, config));
     match op {
-        UserOp::Open(new) | UserOp::Restore(new) => {
+        UserOp::Restore {
+            session,
+            last_heartbeat,
+        } if later(*last_heartbeat, config.session_ttl) <= now
+            && !record.sessions.iter().any(|s| s.id == session.id) =>
+        {
+            // Its last heartbeat is a session_ttl old: it lapsed while the
+            // store was away, and stays dead.
+            return Err(OpError::SessionNotFound);
+        }
+        UserOp::Open(new)
+        | UserOp::Restore {
+            session: new,
+            last_heartbeat: _,
+        } => {
             if record
                 .retired_logins
                 .iter()
@@ -272,44 +356,36 @@ fn check(
     Ok(())
 }
 
-/// Brings a record up to date with `now`: removes lapsed sessions (the last
-/// one to lapse starts the linger from the moment it lapsed), and drops a
-/// finished linger and an expired manual status. Returns the lapsed
-/// sessions.
-fn settle(
-    record: &mut UserRecord,
-    now: DateTime<Utc>,
-    config: &PresenceConfig,
-) -> Vec<crate::ids::SessionId> {
+/// Brings a record up to date with `now`: removes lapsed sessions, each
+/// ending at the instant it lapsed, oldest first (the last one starts the
+/// linger from then), and drops lingers and a manual status that ran out.
+/// Returns the lapsed sessions.
+fn settle(record: &mut UserRecord, now: DateTime<Utc>, config: &PresenceConfig) -> Vec<SessionId> {
     let mut lapsed = Vec::new();
-    let mut newest: Option<(DateTime<Utc>, crate::ids::LoginId)> = None;
-    record.sessions.retain(|session| {
-        if is_live(session, now, config) {
-            return true;
-        }
-        // Sessions that lapse at one instant end "together"; the linger
-        // goes to the greatest login among them so the answer does not
-        // depend on storage order.
-        let ends_later = |(hb, login): &(DateTime<Utc>, crate::ids::LoginId)| {
-            (session.last_heartbeat, &session.login) > (*hb, login)
+    loop {
+        // Sessions that lapse at one instant end in order of login, so
+        // the linger goes to the greatest and the answer does not depend
+        // on storage order.
+        let next = record
+            .sessions
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| !is_live(s, now, config))
+            .min_by(|(_, a), (_, b)| {
+                (a.last_heartbeat, &a.login, &a.id).cmp(&(b.last_heartbeat, &b.login, &b.id))
+            })
+            .map(|(index, s)| (index, later(s.last_heartbeat, config.session_ttl)));
+        let Some((index, lapsed_at)) = next else {
+            break;
         };
-        if newest.as_ref().is_none_or(ends_later) {
-            newest = Some((session.last_heartbeat, session.login.clone()));
-        }
-        lapsed.push(session.id.clone());
-        false
-    });
-    if let Some((heard_from, login)) = newest {
+        end_lingers(record, lapsed_at);
+        let session = record.sessions.swap_remove(index);
         // A lapsed session was last seen at its newest heartbeat.
-        record.last_seen = record.last_seen.max(Some(heard_from));
-        if record.sessions.is_empty() {
-            let ended_at = later(heard_from, config.session_ttl);
-            start_linger(record, ended_at, login, config);
-        }
+        record.last_seen = record.last_seen.max(Some(session.last_heartbeat));
+        lapsed.push(session.id.clone());
+        end_session(record, &session, lapsed_at, config);
     }
-    if record.linger.as_ref().is_some_and(|l| l.until <= now) {
-        record.linger = None;
-    }
+    end_lingers(record, now);
     if record.manual.is_some_and(|m| !m.holds_at(now)) {
         record.manual = None;
     }
@@ -317,9 +393,74 @@ fn settle(
     lapsed
 }
 
+/// Ends the lingers that ran out by `at`: a scope's linger leaves the scope,
+/// the user's linger leaves the user absent.
+fn end_lingers(record: &mut UserRecord, at: DateTime<Utc>) {
+    if record.scope_lingers.iter().any(|l| l.until <= at) {
+        let mut left = Vec::new();
+        record.scope_lingers.retain(|l| {
+            let over = l.until <= at;
+            if over {
+                left.push(l.scope.clone());
+            }
+            !over
+        });
+        record.scopes.retain(|scope| !left.contains(scope));
+    }
+    if record.linger.as_ref().is_some_and(|l| l.until <= at) {
+        record.linger = None;
+        record.scope_lingers.clear();
+    }
+}
+
+/// After `session` ended at `at` (closed, lapsed, cleared; not a logout):
+/// the last session starts the user's linger; otherwise each of its scopes
+/// no other session is in lingers by itself.
+fn end_session(
+    record: &mut UserRecord,
+    session: &SessionRecord,
+    at: DateTime<Utc>,
+    config: &PresenceConfig,
+) {
+    if record.sessions.is_empty() {
+        start_linger(record, at, session.login.clone(), config);
+        return;
+    }
+    for scope in &session.scopes {
+        let covered = record.sessions.iter().any(|s| s.scopes.contains(scope))
+            || record.scope_lingers.iter().any(|l| l.scope == *scope);
+        if covered {
+            continue;
+        }
+        if config.linger.is_zero() {
+            record.scopes.retain(|s| s != scope);
+        } else {
+            record.scope_lingers.push(ScopeLinger {
+                scope: scope.clone(),
+                until: later(at, config.linger),
+                login: session.login.clone(),
+            });
+        }
+    }
+}
+
+/// Leaves, at once, every scope no live session is in and no linger keeps.
+fn keep_covered_scopes(record: &mut UserRecord) {
+    let UserRecord {
+        scopes,
+        sessions,
+        scope_lingers,
+        ..
+    } = record;
+    scopes.retain(|scope| {
+        sessions.iter().any(|s| s.scopes.contains(scope))
+            || scope_lingers.iter().any(|l| l.scope == *scope)
+    });
+}
+
 /// SPEC §3, in order of precedence, for a settled record.
 fn evaluate(record: &UserRecord, now: DateTime<Utc>, config: &PresenceConfig) -> Status {
-    if !is_present(record) {
+    if !record.is_present() {
         return Status::Offline;
     }
     let idle_since = record.last_activity.unwrap_or(now);
@@ -343,7 +484,7 @@ fn next_deadline(
     now: DateTime<Utc>,
     config: &PresenceConfig,
 ) -> Option<DateTime<Utc>> {
-    if !is_present(record) {
+    if !record.is_present() {
         return None;
     }
     let lapses = record
@@ -351,6 +492,7 @@ fn next_deadline(
         .iter()
         .map(|s| later(s.last_heartbeat, config.session_ttl));
     let linger_end = record.linger.as_ref().map(|l| l.until);
+    let scope_linger_ends = record.scope_lingers.iter().map(|l| l.until);
     let manual_end = record.manual.and_then(|m| m.until);
     let idle = record.last_activity.into_iter().flat_map(|active| {
         let away = record
@@ -363,14 +505,11 @@ fn next_deadline(
     });
     lapses
         .chain(linger_end)
+        .chain(scope_linger_ends)
         .chain(manual_end)
         .chain(idle)
         .filter(|deadline| *deadline > now)
         .min()
-}
-
-fn is_present(record: &UserRecord) -> bool {
-    !record.sessions.is_empty() || record.linger.is_some()
 }
 
 fn touch(record: &mut UserRecord, now: DateTime<Utc>) {
@@ -378,24 +517,10 @@ fn touch(record: &mut UserRecord, now: DateTime<Utc>) {
     record.last_seen = record.last_seen.max(Some(now));
 }
 
-/// After sessions of `login` ended without logout: the user was seen now,
-/// and if none is left the linger starts.
-fn end_sessions(
-    record: &mut UserRecord,
-    login: crate::ids::LoginId,
-    now: DateTime<Utc>,
-    config: &PresenceConfig,
-) {
-    record.last_seen = record.last_seen.max(Some(now));
-    if record.sessions.is_empty() {
-        start_linger(record, now, login, config);
-    }
-}
-
 fn start_linger(
     record: &mut UserRecord,
     ended_at: DateTime<Utc>,
-    login: crate::ids::LoginId,
+    login: LoginId,
     config: &PresenceConfig,
 ) {
     record.linger = (!config.linger.is_zero()).then(|| Linger {
@@ -406,7 +531,7 @@ fn start_linger(
 
 fn remove_sessions(
     record: &mut UserRecord,
-    ended: &mut Vec<crate::ids::SessionId>,
+    ended: &mut Vec<SessionId>,
     mut matches: impl FnMut(&SessionRecord) -> bool,
 ) -> bool {
     let before = ended.len();
@@ -418,6 +543,15 @@ fn remove_sessions(
         !remove
     });
     ended.len() > before
+}
+
+/// The scopes of `these` not in `but_not`.
+fn difference(these: &[ScopeId], but_not: &[ScopeId]) -> Vec<ScopeId> {
+    these
+        .iter()
+        .filter(|scope| !but_not.contains(scope))
+        .cloned()
+        .collect()
 }
 
 fn union_into(into: &mut Vec<ScopeId>, more: &[ScopeId]) {

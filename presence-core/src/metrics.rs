@@ -222,6 +222,11 @@ pub(crate) fn transition(transition: &Transition) {
         if !transition.changed() {
             return;
         }
+        let events = crate::event::PresenceEvent::for_transition(transition).count() as u64;
+        counter!(EVENTS_PUBLISHED).increment(events);
+        if !transition.status_changed() {
+            return;
+        }
         match transition.to {
             Status::Online => counter!(TRANSITIONS, "status" => "ONLINE").increment(1),
             Status::Away => counter!(TRANSITIONS, "status" => "AWAY").increment(1),
@@ -232,9 +237,6 @@ pub(crate) fn transition(transition: &Transition) {
             counter!(USER_ARRIVALS).increment(1);
         } else if transition.to == Status::Offline {
             counter!(USER_DEPARTURES).increment(1);
-        }
-        if !transition.scopes.is_empty() {
-            counter!(EVENTS_PUBLISHED).increment(transition.scopes.len() as u64);
         }
     }
     #[cfg(not(feature = "metrics"))]
@@ -295,7 +297,7 @@ pub(crate) fn apply_op(op: &UserOp) -> &'static str {
     {
         match op {
             UserOp::Open(_) => "open",
-            UserOp::Restore(_) => "restore",
+            UserOp::Restore { .. } => "restore",
             UserOp::Activity { .. } => "activity",
             UserOp::Close { .. } => "close",
             UserOp::Logout { .. } => "logout",

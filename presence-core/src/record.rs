@@ -29,11 +29,18 @@ pub struct UserRecord {
     pub last_activity: Option<DateTime<Utc>>,
     /// The user's newest activity or session end (SPEC §4).
     pub last_seen: Option<DateTime<Utc>>,
-    /// The scopes the user is seen in: the union of the scopes of every
-    /// session opened since the user was last `OFFLINE`. Kept after the last
-    /// session ends, so the `OFFLINE` reaches every watcher that saw the
-    /// user online.
+    /// The scopes the user is seen in: those of the live sessions and of
+    /// the lingers ([`UserRecord::linger`], [`UserRecord::scope_lingers`]).
+    /// A scope no session is in any more is left once its linger has run
+    /// out. Kept after the user's last session and linger end, so the
+    /// `OFFLINE` reaches every watcher that saw the user, and queries can
+    /// still show when the user was last seen there.
     pub scopes: Vec<ScopeId>,
+    /// Scopes whose last session ended while the user stays present in
+    /// others: still seen in until their linger ends (a reload there must
+    /// not flicker), then left.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope_lingers: Vec<ScopeLinger>,
     /// What observers were last told.
     pub shown: Shown,
     /// Logins logged out within `session_ttl`: none of them may open a
@@ -41,6 +48,28 @@ pub struct UserRecord {
     /// node, cannot bring the user back).
     #[serde(default)]
     pub retired_logins: Vec<RetiredLogin>,
+}
+
+impl UserRecord {
+    /// Whether the user is present: a session, or a linger pending (the
+    /// user's, or one of a scope's). A present user is a member of every
+    /// scope in [`UserRecord::scopes`]; an absent one of none.
+    pub fn is_present(&self) -> bool {
+        !self.sessions.is_empty() || self.linger.is_some() || !self.scope_lingers.is_empty()
+    }
+}
+
+/// A scope the user's sessions left while the user stays present
+/// elsewhere, seen in for the linger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScopeLinger {
+    /// The scope.
+    pub scope: ScopeId,
+    /// When the user leaves it.
+    pub until: DateTime<Utc>,
+    /// The login whose session ended there last: its logout ends the
+    /// linger at once.
+    pub login: LoginId,
 }
 
 /// A login that logged out, refused until `until`.
@@ -124,10 +153,17 @@ pub enum UserOp {
     /// Open a session (or refresh it, if one with that id is open). Counts as
     /// activity and cancels a pending linger.
     Open(NewSession),
-    /// Register again a session this node still holds, after the store may
-    /// have lost it (a feed resync): like [`UserOp::Open`], but proving the
-    /// session live is not activity, so an idle user stays AWAY.
-    Restore(NewSession),
+    /// Register again a session this node still holds, after the store lost
+    /// its data: like [`UserOp::Open`], but with the session's real last
+    /// heartbeat (never a fresher one, so a half-open socket still lapses
+    /// on time), refused when that heartbeat has already lapsed, and not
+    /// activity unless the store lost everything it knew of the user.
+    Restore {
+        /// The session as it was opened.
+        session: NewSession,
+        /// Its newest heartbeat, as its holder heard it.
+        last_heartbeat: DateTime<Utc>,
+    },
     /// The user did something in this session; also proves it live.
     Activity {
         /// The session it came from.

@@ -53,8 +53,16 @@ pub struct Transition {
     pub last_seen: Option<DateTime<Utc>>,
     /// When the change happened.
     pub at: DateTime<Utc>,
-    /// The scopes to tell about it.
+    /// The scopes the user is seen in ([`UserRecord::scopes`](crate::record::UserRecord::scopes)): told
+    /// about a change of status.
     pub scopes: Vec<ScopeId>,
+    /// Scopes the user joined with this change while watchers could see
+    /// them: told the current status even if it did not change.
+    pub joined_scopes: Vec<ScopeId>,
+    /// Scopes the user left with this change (no live session there any
+    /// more, and its linger over) while watchers could see them: told
+    /// `OFFLINE`.
+    pub left_scopes: Vec<ScopeId>,
     /// Whether the user still has a session or a pending linger.
     pub present: bool,
     /// This change opened the user's first live session.
@@ -73,8 +81,15 @@ pub struct Transition {
 }
 
 impl Transition {
-    /// Whether observers must be told: the shown status changed.
+    /// Whether observers must be told: the shown status changed, or the
+    /// user joined or left a scope in sight of its watchers. The version
+    /// grew by one exactly when this is true.
     pub fn changed(&self) -> bool {
+        self.status_changed() || !self.joined_scopes.is_empty() || !self.left_scopes.is_empty()
+    }
+
+    /// Whether the status observers see changed.
+    pub fn status_changed(&self) -> bool {
         self.from != self.to
     }
 }

@@ -278,6 +278,14 @@ impl RedisStore {
         Ok(Some(transition))
     }
 
+    fn opened_here(&self, update: &Update<'_>, session: &SessionId, heard_at: DateTime<Utc>) {
+        let keys = &self.shared.keys;
+        let key = || keys.heartbeats(update.user);
+        self.shared
+            .local
+            .opened(update.user, session, heard_at, key);
+    }
+
     /// Keeps the in-memory view of this process's sessions in line.
     fn track_local(&self, update: &Update<'_>, transition: &Transition) {
         // Ended first: a lapsed session reopened under its id lives on.
@@ -285,13 +293,12 @@ impl RedisStore {
             self.shared.local.ended(session);
         }
         match update.op {
-            UserOp::Open(new) | UserOp::Restore(new) => {
-                let keys = &self.shared.keys;
-                let key = || keys.heartbeats(update.user);
-                self.shared
-                    .local
-                    .opened(update.user, &new.id, update.now, key);
-            }
+            UserOp::Open(new) => self.opened_here(update, &new.id, update.now),
+            // Never fresher than the holder heard it.
+            UserOp::Restore {
+                session,
+                last_heartbeat,
+            } => self.opened_here(update, &session.id, *last_heartbeat),
             // Activity proves the session live as a heartbeat does.
             UserOp::Activity { session } => self.shared.local.touched(session, update.now),
             _ => {}
@@ -338,7 +345,7 @@ struct Indexed {
 impl Indexed {
     /// Before a change: the record as stored says where its user is.
     fn of(record: &UserRecord, keys: &Keys) -> Self {
-        let present = !record.sessions.is_empty() || record.linger.is_some();
+        let present = record.is_present();
         Self::build(record, present, keys)
     }
 

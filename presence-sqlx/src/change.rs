@@ -127,7 +127,7 @@ pub(crate) fn compute(
             session.last_heartbeat = session.last_heartbeat.max(newest);
         }
     }
-    let scopes_before = memberships(&record, is_present(&record));
+    let scopes_before = memberships(&record, record.is_present());
     let transition = machine::apply(
         update.user,
         &mut record,
@@ -173,10 +173,6 @@ pub(crate) fn compute(
         upserts,
         deletes,
     })
-}
-
-fn is_present(record: &UserRecord) -> bool {
-    !record.sessions.is_empty() || record.linger.is_some()
 }
 
 /// The scopes a record puts its user in: all of theirs while present.

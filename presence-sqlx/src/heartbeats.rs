@@ -91,8 +91,14 @@ impl LocalSessions {
         for session in &transition.ended_sessions {
             self.ended(session);
         }
-        if let UserOp::Open(new) | UserOp::Restore(new) = update.op {
-            self.opened(update.user, &new.id, update.now, update.config);
+        match update.op {
+            UserOp::Open(new) => self.opened(update.user, &new.id, update.now, update.config),
+            // Never fresher than the holder heard it.
+            UserOp::Restore {
+                session,
+                last_heartbeat,
+            } => self.opened(update.user, &session.id, *last_heartbeat, update.config),
+            _ => {}
         }
         self.saw(record);
     }

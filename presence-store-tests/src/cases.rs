@@ -7,7 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use presence_core::{
-    ManualChoice, ManualStatus, NodeId, PresenceStore, Status, StoreError, UserId, UserOp,
+    ManualChoice, ManualStatus, NodeId, PresenceEvent, PresenceStore, Status, StoreError,
+    Transition, UserId, UserOp,
 };
 
 use crate::harness::Harness;
@@ -413,6 +414,83 @@ pub async fn scope_members_are_present_users_of_the_scope(store: Arc<dyn Presenc
     assert_eq!(h.members("acme").await, vec!["alice"]);
 }
 
+/// What a transition tells watchers: (scope, status, version) per event.
+fn told(transition: &Transition) -> Vec<(String, Status, u64)> {
+    PresenceEvent::for_transition(transition)
+        .map(|event| (event.scope.to_string(), event.status, event.v))
+        .collect()
+}
+
+/// A user's membership of a scope changing is a change in that scope's
+/// view: a user ONLINE in `acme` who opens a session in `team-x` is told
+/// there (the current status, a new version), and leaves `team-x` (told
+/// `OFFLINE`) once no live session is in it and its linger has run out;
+/// `acme` hears nothing of either. An invisible user's joins tell nothing.
+pub async fn joining_and_leaving_a_scope_while_present_is_told_in_that_scope(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_op("a1", "l", &["acme"]), 0.0).await;
+    let t = h
+        .apply("alice", h.open_op("a2", "l", &["team-x"]), 1.0)
+        .await;
+    assert_eq!(told(&t), vec![("team-x".into(), Status::Online, 2)]);
+    assert_eq!(h.members("team-x").await, vec!["alice"]);
+
+    // Closing team-x's only session: team-x lingers (a reload there must
+    // not flicker), and a new session inside the linger tells nothing.
+    let t = h.close("alice", "a2", 2.0).await;
+    assert_eq!(told(&t), vec![]);
+    assert_eq!(t.next_deadline, Some(h.at(7.0)), "the linger's end");
+    assert_eq!(h.members("team-x").await, vec!["alice"]);
+    let t = h
+        .apply("alice", h.open_op("a3", "l", &["team-x"]), 3.0)
+        .await;
+    assert_eq!(told(&t), vec![], "a reload inside the linger");
+    h.close("alice", "a3", 4.0).await;
+    assert_eq!(told(&h.refresh("alice", 8.999).await), vec![]);
+    let t = h.refresh("alice", 9.0).await;
+    assert_eq!(told(&t), vec![("team-x".into(), Status::Offline, 3)]);
+    assert!(h.members("team-x").await.is_empty());
+    assert_eq!(h.members("acme").await, vec!["alice"]);
+    let alice = h.view_with_scopes("alice").await;
+    assert_eq!(
+        (alice.presence.status, alice.presence.v),
+        (Status::Online, 3)
+    );
+    assert_eq!(alice.scopes, vec!["acme".into()]);
+
+    // A session in team-x that lapses while acme's lives: team-x lingers
+    // from the lapse, then is left.
+    h.apply("alice", h.open_op("a4", "l", &["team-x"]), 10.0)
+        .await;
+    h.heartbeat("alice", "a1", 25.0).expect("a1 is live");
+    let t = h.refresh("alice", 40.0).await;
+    assert_eq!(t.ended_sessions, vec!["a4".into()], "a4 lapsed at 40 s");
+    assert_eq!(told(&t), vec![]);
+    let t = h.refresh("alice", 45.0).await;
+    assert_eq!(told(&t), vec![("team-x".into(), Status::Offline, 5)]);
+
+    // An invisible user joins and leaves silently: no event, no version.
+    h.apply("bob", h.open_op("b1", "l", &["acme"]), 0.0).await;
+    let invisible = ManualChoice {
+        status: ManualStatus::Invisible,
+        until: None,
+    };
+    h.apply("bob", UserOp::SetManual(Some(invisible)), 1.0)
+        .await;
+    let t = h.apply("bob", h.open_op("b2", "l", &["team-x"]), 2.0).await;
+    assert_eq!(told(&t), vec![]);
+    h.close("bob", "b2", 3.0).await;
+    let t = h.refresh("bob", 8.0).await;
+    assert_eq!(told(&t), vec![]);
+    assert_eq!(
+        h.view("bob").await.v,
+        2,
+        "only the turn to invisible counted"
+    );
+}
+
 /// Users never seen read as OFFLINE, version 0, and load_many keeps order.
 pub async fn unknown_users_read_as_offline_version_zero(store: Arc<dyn PresenceStore>) {
     let h = Harness::new(store);
@@ -658,9 +736,11 @@ pub async fn a_logged_out_login_cannot_open_again_for_a_ttl(store: Arc<dyn Prese
     );
 }
 
-/// Registering a session again after a feed resync proves it live but is
-/// not activity: an idle user stays AWAY; a record the store lost comes
-/// back ONLINE.
+/// Registering a session again after the store lost its data proves it
+/// live but is not activity: an idle user stays AWAY; a record the store
+/// lost comes back ONLINE. The registration carries the session's real
+/// last heartbeat: it never makes a session look fresher than it is, and a
+/// session whose heartbeat has lapsed meanwhile stays dead.
 pub async fn restoring_a_session_is_not_activity(store: Arc<dyn PresenceStore>) {
     let h = Harness::new(store);
     let opened = h.open_op("a1", "laptop", &["acme"]);
@@ -673,15 +753,53 @@ pub async fn restoring_a_session_is_not_activity(store: Arc<dyn PresenceStore>) 
     }
     let away = h.apply("alice", UserOp::Refresh, 61.0).await;
     assert_eq!(away.to, Status::Away);
-    let restored = h.apply("alice", UserOp::Restore(session), 62.0).await;
+    let restore = UserOp::Restore {
+        session,
+        last_heartbeat: h.at(50.0),
+    };
+    let restored = h.apply("alice", restore, 62.0).await;
     assert_eq!((restored.from, restored.to), (Status::Away, Status::Away));
+    let t = h.refresh("alice", 79.999).await;
+    assert!(t.ended_sessions.is_empty(), "live until 80 s: {t:?}");
+    let t = h.refresh("alice", 80.0).await;
+    assert_eq!(
+        t.ended_sessions,
+        vec!["a1".into()],
+        "the restore did not refresh the heartbeat"
+    );
+
     let UserOp::Open(bobs) = h.open_op("b1", "phone", &["acme"]) else {
         unreachable!("open_op opens");
     };
-    let lost = h.apply("bob", UserOp::Restore(bobs), 62.0).await;
+    let lost = UserOp::Restore {
+        session: bobs.clone(),
+        last_heartbeat: h.at(55.0),
+    };
+    let lost = h.apply("bob", lost, 62.0).await;
     assert_eq!(
         lost.to,
         Status::Online,
         "nothing known of bob: present from now"
     );
+    assert_eq!(
+        lost.next_deadline,
+        Some(h.at(85.0)),
+        "lapses 30 s after 55 s"
+    );
+
+    let UserOp::Open(carols) = h.open_op("c1", "tablet", &["acme"]) else {
+        unreachable!("open_op opens");
+    };
+    let dead = UserOp::Restore {
+        session: carols,
+        last_heartbeat: h.at(32.0),
+    };
+    assert!(
+        matches!(
+            h.try_apply("carol", dead, 62.0).await,
+            Err(StoreError::SessionNotFound)
+        ),
+        "a session silent for a TTL is not brought back"
+    );
+    assert_eq!(h.view("carol").await.status, Status::Offline);
 }

@@ -6,7 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -72,10 +72,22 @@ pub(crate) struct Inner {
 struct LocalSession {
     generation: u64,
     ended: Arc<EndSignal>,
-    /// How it was opened, to register it again after a feed resync (boxed:
-    /// rarely read, and the map holding it has an entry per socket).
+    /// How it was opened, to register it again after the store lost its
+    /// data (boxed: rarely read, and the map holding it has an entry per
+    /// socket).
     user: UserId,
     opened: Box<NewSession>,
+    /// Its newest heartbeat or activity as this node heard it, in ms since
+    /// the Unix epoch: what a registration after a data loss says, so a
+    /// half-open socket still lapses on time.
+    heard_ms: AtomicI64,
+}
+
+impl LocalSession {
+    fn heard(&self, at: DateTime<Utc>) {
+        self.heard_ms
+            .fetch_max(at.timestamp_millis(), Ordering::Relaxed);
+    }
 }
 
 impl Drop for LocalSession {
@@ -230,6 +242,7 @@ impl Presence {
             ended: ended.clone(),
             user: spec.user.clone(),
             opened: Box::new(opened.clone()),
+            heard_ms: AtomicI64::new(self.inner.clock.now().timestamp_millis()),
         };
         // Registered first, so an end that races the open is not missed.
         let replaced = self.inner.local_sessions.insert(id.clone(), local);
@@ -274,10 +287,19 @@ impl Presence {
             .store
             .heartbeat(user, session, now, &self.inner.config);
         call.finish(&result);
-        if let Err(StoreError::SessionNotFound) = result {
-            self.end_local(session, SessionEnd::Lapsed);
+        match result {
+            Ok(()) => self.heard_from(session, now),
+            Err(StoreError::SessionNotFound) => self.end_local(session, SessionEnd::Lapsed),
+            Err(_) => {}
         }
         Ok(result?)
+    }
+
+    /// Notes that this node heard from its local session at `at`.
+    fn heard_from(&self, session: &SessionId, at: DateTime<Utc>) {
+        if let Some(local) = self.inner.local_sessions.get(session) {
+            local.heard(at);
+        }
     }
 
     /// The user did something in this session (SPEC §3 activity).
@@ -290,7 +312,11 @@ impl Presence {
                 self.end_local(session, SessionEnd::Lapsed);
                 Err(error)
             }
-            other => other.map(drop),
+            Ok(transition) => {
+                self.heard_from(session, transition.at);
+                Ok(())
+            }
+            Err(error) => Err(error),
         }
     }
 
@@ -457,20 +483,36 @@ impl Presence {
         }
     }
 
-    /// Opens again every session this node holds: after the store's feed
-    /// resynced, the store may have lost them (it restarted empty); opening
-    /// a live session id only refreshes it.
+    /// Registers again every session this node holds, with the newest
+    /// heartbeat this node heard of each (never a fresher one): after the
+    /// store lost its data. A session whose heartbeat has lapsed meanwhile
+    /// stays dead, and its holder is told so.
     async fn register_local_sessions(&self) {
-        let sessions: Vec<(UserId, NewSession)> = self
+        let sessions: Vec<(UserId, NewSession, i64)> = self
             .inner
             .local_sessions
             .iter()
-            .map(|entry| (entry.user.clone(), NewSession::clone(&entry.opened)))
+            .map(|entry| {
+                let heard = entry.heard_ms.load(Ordering::Relaxed);
+                (entry.user.clone(), NewSession::clone(&entry.opened), heard)
+            })
             .collect();
         let count = sessions.len();
-        for (user, opened) in sessions {
-            if let Err(error) = self.change(&user, UserOp::Restore(opened)).await {
-                tracing::warn!(%user, %error, "registering a live session again failed");
+        for (user, session, heard_ms) in sessions {
+            let id = session.id.clone();
+            let last_heartbeat = DateTime::<Utc>::from_timestamp_millis(heard_ms)
+                .unwrap_or_else(|| self.inner.clock.now());
+            let restore = UserOp::Restore {
+                session,
+                last_heartbeat,
+            };
+            match self.change(&user, restore).await {
+                Ok(_) => {}
+                Err(error) if error.is_session_gone() => self.end_local(&id, SessionEnd::Lapsed),
+                Err(error) if error.is_logged_out() => self.end_local(&id, SessionEnd::LoggedOut),
+                Err(error) => {
+                    tracing::warn!(%user, %error, "registering a live session again failed");
+                }
             }
         }
         tracing::info!(node = %self.inner.node, sessions = count, "live sessions registered again after a resync");

@@ -1,20 +1,25 @@
 //! What one browser tab shows: the rules of the shipped client
 //! (`presence.js`), ported so the simulation judges what a user would see.
 //!
-//! The client keeps one entry per user (status and version) across
-//! reconnects. A snapshot is authoritative for its scope: the users it
-//! lists are applied unless the entry already holds a newer version, and
-//! users known in the scope but missing from it are shown `OFFLINE`. A
+//! The client keeps, per scope it watches, each user's entry (status and
+//! version), across reconnects. A user shows the status of their newest
+//! entry that is not `OFFLINE` in any scope, else `OFFLINE`: a user who
+//! left one scope is still shown as they are in another.
+//!
+//! A snapshot is authoritative for its scope: a listed user's entry is
+//! replaced unless it already holds a newer version; a listed user with
+//! version 0 is not in the scope (the server reveals nothing more), and
+//! users known in the scope but missing from it are `OFFLINE` there. A
 //! snapshot may arrive in parts (all but the last marked "more"), applied
-//! together. An event is applied only if its version is newer than the
-//! entry's. A store epoch other than the one the client last saw drops
-//! every version it holds: the next snapshot is taken whole.
+//! together. An event replaces its scope's entry only if its version is
+//! newer. A store epoch other than the one the client last saw drops every
+//! version it holds: the next snapshot is taken whole.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use presence_core::{Status, UserPresence};
 
-/// One user as the client shows them.
+/// One user as one scope shows them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Entry {
     status: Status,
@@ -22,11 +27,17 @@ struct Entry {
     v: Option<u64>,
 }
 
+impl Entry {
+    fn older_than(&self, v: u64) -> bool {
+        self.v.is_none_or(|known| known < v)
+    }
+}
+
 /// The state of one tab's presence client.
 #[derive(Clone, Debug, Default)]
 pub struct ClientView {
-    users: BTreeMap<String, Entry>,
-    members: BTreeMap<String, BTreeSet<String>>,
+    /// scope → user → entry
+    scopes: BTreeMap<String, BTreeMap<String, Entry>>,
     epoch: Option<String>,
     parts: BTreeMap<String, Vec<UserPresence>>,
 }
@@ -34,8 +45,11 @@ pub struct ClientView {
 impl ClientView {
     /// What the client shows for `user` (never heard of: `OFFLINE`).
     pub fn status(&self, user: &str) -> Status {
-        self.users
-            .get(user)
+        self.scopes
+            .values()
+            .filter_map(|users| users.get(user))
+            .filter(|entry| entry.status != Status::Offline)
+            .max_by_key(|entry| entry.v)
             .map_or(Status::Offline, |entry| entry.status)
     }
 
@@ -52,7 +66,11 @@ impl ClientView {
             return;
         }
         if self.epoch.is_some() {
-            for entry in self.users.values_mut() {
+            for entry in self
+                .scopes
+                .values_mut()
+                .flat_map(|users| users.values_mut())
+            {
                 entry.v = None;
             }
         }
@@ -75,20 +93,23 @@ impl ClientView {
             return;
         }
         self.see_epoch(epoch);
-        let mut listed = BTreeSet::new();
+        let known = self.scopes.entry(scope.to_owned()).or_default();
+        let mut listed = Vec::new();
         for user in &gathered {
             let id = user.user_id.to_string();
-            listed.insert(id.clone());
-            self.members
-                .entry(scope.to_owned())
-                .or_default()
-                .insert(id.clone());
-            let newer = self
-                .users
+            listed.push(id.clone());
+            if user.v == 0 {
+                // Not in the scope: nothing about the user is shown here.
+                if let Some(entry) = known.get_mut(&id) {
+                    entry.status = Status::Offline;
+                }
+                continue;
+            }
+            if known
                 .get(&id)
-                .is_none_or(|entry| entry.v.is_none_or(|v| user.v >= v));
-            if newer {
-                self.users.insert(
+                .is_none_or(|entry| entry.older_than(user.v) || entry.v == Some(user.v))
+            {
+                known.insert(
                     id,
                     Entry {
                         status: user.status,
@@ -97,12 +118,8 @@ impl ClientView {
                 );
             }
         }
-        let known = self.members.get(scope).cloned().unwrap_or_default();
-        for id in known {
-            if listed.contains(&id) {
-                continue;
-            }
-            if let Some(entry) = self.users.get_mut(&id) {
+        for (id, entry) in known.iter_mut() {
+            if !listed.contains(id) {
                 entry.status = Status::Offline;
             }
         }
@@ -110,19 +127,11 @@ impl ClientView {
 
     /// One event; false when it was stale (not applied).
     pub fn event(&mut self, scope: &str, user: &str, status: Status, v: u64) -> bool {
-        if self
-            .users
-            .get(user)
-            .is_some_and(|entry| entry.v.is_some_and(|known| v <= known))
-        {
+        let known = self.scopes.entry(scope.to_owned()).or_default();
+        if known.get(user).is_some_and(|entry| !entry.older_than(v)) {
             return false;
         }
-        self.members
-            .entry(scope.to_owned())
-            .or_default()
-            .insert(user.to_owned());
-        self.users
-            .insert(user.to_owned(), Entry { status, v: Some(v) });
+        known.insert(user.to_owned(), Entry { status, v: Some(v) });
         true
     }
 }
@@ -178,5 +187,27 @@ mod tests {
         );
         view.snapshot_part("acme", &[], false, None);
         assert_eq!(view.status("b"), Status::Offline);
+    }
+
+    #[test]
+    fn a_user_who_left_one_scope_shows_as_they_are_in_another() {
+        let mut view = ClientView::default();
+        view.snapshot_part("acme", &[user("a", Status::Online, 1)], false, None);
+        assert!(
+            view.event("team-x", "a", Status::Online, 2),
+            "joined team-x"
+        );
+        assert!(view.event("team-x", "a", Status::Offline, 3), "left team-x");
+        assert_eq!(view.status("a"), Status::Online);
+        assert!(view.event("acme", "a", Status::Away, 4));
+        assert_eq!(view.status("a"), Status::Away);
+        view.snapshot_part("team-x", &[user("a", Status::Offline, 0)], false, None);
+        assert_eq!(
+            view.status("a"),
+            Status::Away,
+            "not in team-x: nothing said"
+        );
+        assert!(view.event("acme", "a", Status::Offline, 5));
+        assert_eq!(view.status("a"), Status::Offline);
     }
 }

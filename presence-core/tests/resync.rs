@@ -1,0 +1,69 @@
+//! What a node does when its cluster feed drops and comes back, or the store
+//! loses its data: the regression tests of issue 15's defects 1 and 4.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use presence_core::{ManualClock, NodeId, Presence, PresenceConfig, SessionSpec, Status};
+use presence_store_tests::sim::{Deployment, FaultyMemory};
+
+fn config() -> PresenceConfig {
+    PresenceConfig {
+        heartbeat_interval: Duration::from_secs(10),
+        session_ttl: Duration::from_secs(30),
+        away_after: Duration::from_secs(60),
+        offline_after: Duration::from_secs(600),
+        linger: Duration::from_secs(5),
+        max_sessions_per_user: 16,
+    }
+}
+
+async fn node(store: &Arc<FaultyMemory>, clock: &Arc<ManualClock>, name: &str) -> Presence {
+    Presence::builder()
+        .shared_store(store.clone())
+        .clock(clock.clone())
+        .config(config())
+        .node(NodeId::new(name))
+        .batch_interval(Duration::ZERO)
+        .build()
+        .await
+        .expect("a node")
+}
+
+async fn settle() {
+    for _ in 0..64 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// A half-open socket (its heartbeats stopped at 10 s) must lapse at 40 s
+/// and its user go OFFLINE after the linger, whatever the feed does: a
+/// feed that drops and comes back at 20 s must not refresh the session's
+/// heartbeat to "now".
+#[tokio::test]
+async fn a_feed_reconnect_does_not_refresh_a_half_open_sockets_heartbeat() {
+    let store = FaultyMemory::new();
+    let clock = Arc::new(ManualClock::default());
+    let a = node(&store, &clock, "node-a").await;
+    let b = node(&store, &clock, "node-b").await;
+    let half_open = a
+        .open_session(SessionSpec::new("alice", "laptop").scope("acme"))
+        .await
+        .expect("open");
+    clock.advance(Duration::from_secs(10));
+    half_open.heartbeat().expect("alive at 10 s");
+    clock.advance(Duration::from_secs(10));
+    store.drop_feed(a.node()).await;
+    clock.advance(Duration::from_secs(1));
+    store.restore_feed(a.node()).await;
+    settle().await;
+    clock.advance(Duration::from_secs(24));
+    b.run_due().await.expect("sweep at 45 s");
+    let alice = b.status(&"alice".into()).await.expect("status");
+    assert_eq!(
+        alice.status,
+        Status::Offline,
+        "lapsed at 40 s (10 s + ttl), OFFLINE after the 5 s linger"
+    );
+    drop(half_open);
+}
