@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    EventBatch, PresenceEvent, RequestedStatus, ScopeId, SharedEvent, Snapshot, UserId,
+    Epoch, EventBatch, PresenceEvent, RequestedStatus, ScopeId, SharedEvent, Snapshot, UserId,
     UserPresence,
 };
 use serde::{Deserialize, Serialize, Serializer};
@@ -243,11 +243,16 @@ pub enum ServerMessage<'a> {
         user_id: &'a UserId,
         /// How often to send `heartbeat`.
         heartbeat_interval_ms: u64,
+        /// The store's epoch: versions of another epoch are not comparable
+        /// with this one's (a client drops those it holds).
+        epoch: &'a Epoch,
     },
     /// The users of a scope as they are now.
     Snapshot {
         /// The scope.
         scope: &'a ScopeId,
+        /// The store's epoch when the snapshot was read.
+        epoch: &'a Epoch,
         /// Every user not `OFFLINE`, and every user asked for.
         users: &'a [UserPresence],
     },
@@ -291,6 +296,7 @@ impl<'a> ServerMessage<'a> {
     pub fn snapshot(snapshot: &'a Snapshot) -> Self {
         ServerMessage::Snapshot {
             scope: &snapshot.scope,
+            epoch: &snapshot.epoch,
             users: &snapshot.users,
         }
     }
@@ -390,8 +396,9 @@ pub(crate) fn snapshot_frames(snapshot: &Snapshot) -> Vec<String> {
 
 fn encode_snapshot(snapshot: &Snapshot, budget: usize) -> Vec<String> {
     let head = format!(
-        "{{\"type\":\"snapshot\",\"scope\":{},\"users\":[",
-        scope_json(&snapshot.scope)
+        "{{\"type\":\"snapshot\",\"scope\":{},\"epoch\":{},\"users\":[",
+        scope_json(&snapshot.scope),
+        serde_json::to_string(&snapshot.epoch).unwrap_or_else(|_| "\"\"".into())
     );
     let mut frames = pack_frames(
         &head,
@@ -547,14 +554,16 @@ mod tests {
     #[test]
     fn server_frames_match_the_spec() {
         let user = UserId::from("alice");
+        let epoch = Epoch::from("e1");
         let hello = ServerMessage::Hello {
             session_id: "s1",
             user_id: &user,
             heartbeat_interval_ms: 30_000,
+            epoch: &epoch,
         };
         assert_eq!(
             hello.to_json(),
-            r#"{"type":"hello","session_id":"s1","user_id":"alice","heartbeat_interval_ms":30000}"#
+            r#"{"type":"hello","session_id":"s1","user_id":"alice","heartbeat_interval_ms":30000,"epoch":"e1"}"#
         );
         assert_eq!(ServerMessage::Pong.to_json(), r#"{"type":"pong"}"#);
         let snapshot = Snapshot {
@@ -565,10 +574,11 @@ mod tests {
                 last_seen: None,
                 v: 3,
             }],
+            epoch: epoch.clone(),
         };
         assert_eq!(
             ServerMessage::snapshot(&snapshot).to_json(),
-            r#"{"type":"snapshot","scope":"acme","users":[{"user_id":"alice","status":"ONLINE","last_seen":null,"v":3}]}"#
+            r#"{"type":"snapshot","scope":"acme","epoch":"e1","users":[{"user_id":"alice","status":"ONLINE","last_seen":null,"v":3}]}"#
         );
     }
 
@@ -629,6 +639,7 @@ mod tests {
         let snapshot = Snapshot {
             scope: "acme".into(),
             users: vec![online("alice", 3)],
+            epoch: "e1".into(),
         };
         assert_eq!(
             snapshot_frames(&snapshot),
@@ -637,10 +648,11 @@ mod tests {
         let empty = Snapshot {
             scope: "acme".into(),
             users: Vec::new(),
+            epoch: "e1".into(),
         };
         assert_eq!(
             snapshot_frames(&empty),
-            vec![r#"{"type":"snapshot","scope":"acme","users":[]}"#.to_owned()]
+            vec![r#"{"type":"snapshot","scope":"acme","epoch":"e1","users":[]}"#.to_owned()]
         );
     }
 
@@ -649,6 +661,7 @@ mod tests {
         let snapshot = Snapshot {
             scope: "acme".into(),
             users: (1..=40).map(|v| online(&format!("user-{v}"), v)).collect(),
+            epoch: "e1".into(),
         };
         let frames = encode_snapshot(&snapshot, 1024);
         assert!(frames.len() > 1, "split into {} frames", frames.len());
@@ -658,6 +671,7 @@ mod tests {
             let value: Value = serde_json::from_str(frame).expect("JSON");
             assert_eq!(value["type"], "snapshot");
             assert_eq!(value["scope"], "acme");
+            assert_eq!(value["epoch"], "e1", "every part says its epoch");
             let last = index + 1 == frames.len();
             assert_eq!(value.get("more").is_some(), !last, "frame {index}");
             if !last {

@@ -173,10 +173,12 @@ impl Connection {
     /// frames, store calls and deliveries.
     async fn run(&mut self, session: &mut SessionHandle) -> Ending {
         let presence = self.shared.presence.clone();
+        let epoch = presence.epoch();
         let hello = ServerMessage::Hello {
             session_id: session.id().as_str(),
             user_id: &self.identity.user,
             heartbeat_interval_ms: millis(presence.config().heartbeat_interval),
+            epoch: &epoch,
         }
         .to_json();
         if let Err(ending) = self.send_text(hello).await {

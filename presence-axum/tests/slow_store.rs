@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use common::{Server, busy_alice, change, ev};
 use presence_axum::SocketSettings;
 use presence_core::{
-    MemoryStore, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
+    Epoch, MemoryStore, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
     Transition, Update, UserId, UserOp, UserPresence, UserView,
 };
 use serde_json::json;
@@ -107,6 +107,10 @@ impl PresenceStore for GatedStore {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.inner.users_on_node(node).await
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.inner.epoch()
     }
 }
 

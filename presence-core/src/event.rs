@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{ScopeId, UserId};
+use crate::ids::{Epoch, ScopeId, UserId};
 use crate::record::UserPresence;
 use crate::status::Status;
 use crate::store::Transition;
@@ -62,6 +62,9 @@ pub struct Snapshot {
     pub scope: ScopeId,
     /// Every member who is not `OFFLINE`, and every user asked for by name.
     pub users: Vec<UserPresence>,
+    /// The store's epoch: versions of another epoch are not comparable with
+    /// these (see [`Epoch`]).
+    pub epoch: Epoch,
 }
 
 impl Snapshot {

@@ -347,11 +347,11 @@ impl Hub {
     }
 
     /// Every subscriber may have missed events: each is told it lagged
-    /// (and re-reads its snapshots).
-    pub(crate) fn resync(&self) {
+    /// (and re-reads its snapshots). With `new_epoch`, versions started
+    /// again: the versions delivered so far are forgotten.
+    pub(crate) fn resync(&self, new_epoch: bool) {
         for entry in self.scopes.iter() {
-            // The store may have restarted empty, its versions from zero.
-            Self::lag_all(&entry, true);
+            Self::lag_all(&entry, new_epoch);
         }
     }
 
@@ -514,7 +514,7 @@ mod tests {
         subscription.watch_scope("acme".into());
         let waiting = tokio::spawn(async move { subscription.recv().await });
         tokio::time::sleep(Duration::from_millis(20)).await;
-        hub.resync();
+        hub.resync(true);
         let delivery = tokio::time::timeout(Duration::from_secs(1), waiting)
             .await
             .expect("woken")

@@ -125,6 +125,22 @@ string_id!(
     NodeName
 );
 
+string_id!(
+    /// A store's epoch: an opaque string that changes whenever the users'
+    /// versions may have started again (a new memory store, a store that
+    /// lost its data, a new schema). Versions of two epochs are not
+    /// comparable: a client that sees a new epoch drops the versions it
+    /// holds and takes the next snapshot whole.
+    Epoch
+);
+
+impl Epoch {
+    /// A fresh, random epoch.
+    pub fn random() -> Self {
+        Self::from(uuid::Uuid::new_v4().simple().to_string())
+    }
+}
+
 impl SessionId {
     /// A fresh, unguessable session id.
     pub fn random() -> Self {

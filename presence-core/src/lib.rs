@@ -146,7 +146,7 @@ pub use fanout::{
     Delivery, EncodingCache, EventBatch, FanoutStats, MAX_BATCH_EVENTS, SharedEvent, Subscription,
 };
 pub use feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
-pub use ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
+pub use ids::{Epoch, LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 pub use memory::MemoryStore;
 pub use record::{UserOp, UserPresence, UserRecord, UserView};
 pub use service::Presence;

@@ -25,7 +25,7 @@ use dashmap::DashMap;
 
 use crate::config::PresenceConfig;
 use crate::feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
-use crate::ids::{NodeId, NodeName, ScopeId, SessionId, UserId};
+use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::machine;
 use crate::record::{UserOp, UserPresence, UserRecord, UserView};
 use crate::session::SessionEnd;
@@ -43,6 +43,8 @@ pub struct MemoryStore {
     nodes: DashMap<NodeName, HashSet<UserId>>,
     deadlines: DeadlineIndex,
     feed: Arc<MemoryFeed>,
+    /// New with every store: versions start again with it.
+    epoch: Epoch,
 }
 
 /// The feed of services sharing one memory store in one process: a change
@@ -212,6 +214,7 @@ impl MemoryStore {
             nodes: DashMap::new(),
             deadlines: DeadlineIndex::new(),
             feed: Arc::default(),
+            epoch: Epoch::random(),
         }
     }
 
@@ -423,6 +426,10 @@ impl PresenceStore for MemoryStore {
             .get(node)
             .map(|users| users.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.epoch.clone()
     }
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {

@@ -30,7 +30,7 @@ use chrono::{DateTime, Utc};
 
 use crate::config::PresenceConfig;
 use crate::feed::ClusterFeed;
-use crate::ids::{NodeId, NodeName, ScopeId, SessionId, UserId};
+use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::machine::OpError;
 use crate::record::{UserOp, UserPresence, UserView};
 use crate::status::Status;
@@ -202,6 +202,20 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
 
     /// The users that hold sessions opened by any incarnation of `node`.
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError>;
+
+    /// The store's epoch as this process last knew it (cheap: no I/O). It
+    /// must change whenever the users' versions may have started again:
+    /// the store lost its data (restarted empty, flushed, evicted, failed
+    /// over to a replica that had not seen every write), or is new.
+    fn epoch(&self) -> Epoch;
+
+    /// Reads the epoch from the backend again and returns it: a node calls
+    /// it when its feed came back, to learn whether the store lost its data
+    /// meanwhile. A store whose data lives in this process returns
+    /// [`PresenceStore::epoch`].
+    async fn reload_epoch(&self) -> Result<Epoch, StoreError> {
+        Ok(self.epoch())
+    }
 
     /// The feed between the nodes sharing this store (see [`crate::feed`]),
     /// if several services may share it.

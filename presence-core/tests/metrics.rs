@@ -17,8 +17,8 @@ use metrics::{
 use presence_core::metrics as names;
 use presence_core::record::{UserPresence, UserView};
 use presence_core::{
-    Delivery, Error, ManualClock, MemoryStore, NodeName, Presence, PresenceConfig, PresenceStore,
-    ScopeId, SessionId, SessionSpec, StoreError, Transition, Update, UserId,
+    Delivery, Epoch, Error, ManualClock, MemoryStore, NodeName, Presence, PresenceConfig,
+    PresenceStore, ScopeId, SessionId, SessionSpec, StoreError, Transition, Update, UserId,
 };
 
 /// Every metric registered, by `name` or `name{label=value,…}`.
@@ -284,6 +284,10 @@ impl PresenceStore for ReadsFail {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.0.users_on_node(node).await
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.0.epoch()
     }
 }
 

@@ -67,3 +67,44 @@ async fn a_feed_reconnect_does_not_refresh_a_half_open_sockets_heartbeat() {
     );
     drop(half_open);
 }
+
+/// A store that loses its data starts versions again: its epoch changes,
+/// every snapshot says the new one, watchers are told to resnapshot, and
+/// the sessions the node holds are registered again (from version 1). A
+/// feed that merely drops and comes back keeps the epoch.
+#[tokio::test]
+async fn a_store_that_loses_its_data_has_a_new_epoch_that_snapshots_tell() {
+    let store = FaultyMemory::new();
+    let clock = Arc::new(ManualClock::default());
+    let a = node(&store, &clock, "node-a").await;
+    let alice = a
+        .open_session(SessionSpec::new("alice", "laptop").scope("acme"))
+        .await
+        .expect("open");
+    a.set_status(&"alice".into(), presence_core::RequestedStatus::Busy, None)
+        .await
+        .expect("busy");
+    let (mut events, before) = a.watch(&"acme".into()).await.expect("watch");
+    assert_eq!(before.epoch, a.epoch());
+    assert_eq!(before.user(&"alice".into()).map(|u| u.v), Some(2));
+
+    store.drop_feed(a.node()).await;
+    store.restore_feed(a.node()).await;
+    settle().await;
+    assert_eq!(a.epoch(), before.epoch, "nothing was lost but messages");
+    assert_eq!(events.try_recv(), Some(presence_core::Delivery::Lagged));
+
+    store.lose_data().await;
+    settle().await;
+    assert_ne!(a.epoch(), before.epoch, "versions started again");
+    assert_eq!(events.try_recv(), Some(presence_core::Delivery::Lagged));
+    let after = a.snapshot(&"acme".into()).await.expect("snapshot");
+    assert_eq!(after.epoch, a.epoch());
+    let entry = after.user(&"alice".into()).expect("alice registered again");
+    assert_eq!(
+        (entry.status, entry.v),
+        (Status::Online, 1),
+        "the store forgot her BUSY and her versions: a client must take this whole"
+    );
+    alice.heartbeat().expect("her socket lives on");
+}

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::machine;
 use presence_core::{
-    Broadcast, ClusterFeed, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
+    Broadcast, ClusterFeed, Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
     SessionId, StoreError, Transition, Update, UserId, UserOp, UserPresence, UserRecord, UserView,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -44,8 +44,8 @@ struct Shared {
     local: Arc<LocalSessions>,
     feed: Arc<RedisFeed>,
     user_locks: UserLocks,
-    /// The token of [`Keys::epoch`] this store last read.
-    epoch: std::sync::Mutex<String>,
+    /// The epoch this store last read (see [`read_epoch`]).
+    epoch: std::sync::Mutex<Epoch>,
 }
 
 /// Striped per-user locks of this process.
@@ -94,7 +94,7 @@ impl RedisStore {
         let keys = Keys::new(&config.prefix, one_slot);
         let local = Arc::new(LocalSessions::default());
         let feed = Arc::new(RedisFeed::new(client, keys.clone(), local.clone()));
-        let epoch = claim_epoch(&mut connection.clone(), &keys)
+        let epoch = read_epoch(&mut connection.clone(), &keys)
             .await
             .map_err(|e| store_error(e, config.response_timeout))?;
         let shared = Arc::new(Shared {
@@ -492,12 +492,10 @@ impl Shared {
         Ok(())
     }
 
-    /// Whether Redis lost its data since this store last looked: the epoch
-    /// token is gone or changed. Claims a new one if so.
+    /// Reads the epoch again; whether Redis lost its data since this store
+    /// last looked (the epoch changed).
     async fn lost_its_data(&self) -> Result<bool, StoreError> {
-        let current = claim_epoch(&mut self.connection.clone(), &self.keys)
-            .await
-            .map_err(|e| store_error(e, self.config.response_timeout))?;
+        let current = self.read_epoch().await?;
         let mut seen = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
         if *seen == current {
             return Ok(false);
@@ -505,12 +503,21 @@ impl Shared {
         *seen = current;
         Ok(true)
     }
+
+    async fn read_epoch(&self) -> Result<Epoch, StoreError> {
+        read_epoch(&mut self.connection.clone(), &self.keys)
+            .await
+            .map_err(|e| store_error(e, self.config.response_timeout))
+    }
 }
 
-/// The epoch token in Redis, written first if there is none.
-async fn claim_epoch(connection: &mut Connection, keys: &Keys) -> redis::RedisResult<String> {
+/// The store's epoch: the token under [`Keys::epoch`] (written first if
+/// there is none, so a Redis that lost its data gets a new one), and, on a
+/// single Redis, its replication id (new after a restart without data, and
+/// after a replica, which may not have seen every write, is promoted).
+async fn read_epoch(connection: &mut Connection, keys: &Keys) -> redis::RedisResult<Epoch> {
     let fresh = SessionId::random();
-    let (current,): (String,) = redis::pipe()
+    let (token,): (String,) = redis::pipe()
         .cmd("SET")
         .arg(keys.epoch())
         .arg(fresh.as_str())
@@ -520,7 +527,23 @@ async fn claim_epoch(connection: &mut Connection, keys: &Keys) -> redis::RedisRe
         .arg(keys.epoch())
         .query_async(connection)
         .await?;
-    Ok(current)
+    let replication = match connection {
+        Connection::Single(_) => {
+            let info: String = redis::cmd("INFO")
+                .arg("replication")
+                .query_async(connection)
+                .await?;
+            info.lines()
+                .find_map(|line| line.strip_prefix("master_replid:"))
+                .map(|id| id.trim().to_owned())
+        }
+        #[cfg(feature = "cluster")]
+        Connection::Cluster(_) => None,
+    };
+    Ok(Epoch::from(match replication {
+        Some(id) => format!("{token}.{id}"),
+        None => token,
+    }))
 }
 
 #[async_trait]
@@ -623,6 +646,19 @@ impl PresenceStore for RedisStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.shared
+            .epoch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn reload_epoch(&self) -> Result<Epoch, StoreError> {
+        self.shared.lost_its_data().await?;
+        Ok(self.epoch())
     }
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {

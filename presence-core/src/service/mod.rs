@@ -18,7 +18,7 @@ use crate::config::PresenceConfig;
 use crate::error::Error;
 use crate::fanout::{FanoutStats, Hub};
 use crate::feed::{FeedMessage, FeedSink};
-use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
+use crate::ids::{Epoch, LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
 use crate::metrics;
 use crate::record::{NewSession, UserOp, UserPresence};
@@ -66,6 +66,9 @@ pub(crate) struct Inner {
     store_timeout: Duration,
     sweeper: Arc<SweeperControl>,
     shut_down: AtomicBool,
+    /// The store's epoch as this node last saw it: a resync that finds
+    /// another one means the store lost its data.
+    epoch: std::sync::Mutex<Epoch>,
 }
 
 /// The holder of a session opened through this service.
@@ -129,9 +132,11 @@ impl FeedSink for NodeSink {
             }
             FeedMessage::ScopeLagged(scope) => presence.inner.hub.resync_scope(&scope),
             FeedMessage::Resync => {
-                presence.inner.hub.resync();
+                // Messages were lost: watchers resnapshot at once; whether
+                // the store lost its data too, the epoch tells.
+                presence.inner.hub.resync(false);
                 if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                    runtime.spawn(async move { presence.register_local_sessions().await });
+                    runtime.spawn(async move { presence.after_resync().await });
                 }
             }
         }
@@ -157,6 +162,7 @@ impl Presence {
     pub(crate) async fn start(settings: Settings) -> Result<Presence, Error> {
         settings.config.validate()?;
         let sweeper = SweeperControl::new();
+        let epoch = settings.store.epoch();
         let inner = Arc::new(Inner {
             store: settings.store,
             clock: settings.clock,
@@ -172,6 +178,7 @@ impl Presence {
             store_timeout: settings.store_timeout,
             sweeper: sweeper.clone(),
             shut_down: AtomicBool::new(false),
+            epoch: std::sync::Mutex::new(epoch),
         });
         let presence = Presence { inner };
         if let Some(feed) = presence.inner.store.cluster_feed() {
@@ -480,6 +487,37 @@ impl Presence {
         self.inner.hub.close();
         if let Some(feed) = self.inner.store.cluster_feed() {
             feed.leave(&self.inner.node);
+        }
+    }
+
+    /// After the feed came back: if the store's epoch changed, it lost its
+    /// data: every watcher forgets the versions it was told and
+    /// resnapshots, and this node registers its live sessions again. If
+    /// not, nothing was lost but messages (the watchers resnapshotted
+    /// already), and nothing is registered: a session another node ended
+    /// meanwhile (a logout) stays ended.
+    async fn after_resync(&self) {
+        let epoch = match self
+            .timed("reload_epoch", self.inner.store.reload_epoch())
+            .await
+        {
+            Ok(epoch) => epoch,
+            Err(error) => {
+                // The store says when it can: it sends another resync.
+                tracing::warn!(%error, "reading the store's epoch after a resync failed");
+                return;
+            }
+        };
+        let changed = {
+            let mut known = self.inner.epoch.lock().unwrap_or_else(|e| e.into_inner());
+            let changed = *known != epoch;
+            *known = epoch.clone();
+            changed
+        };
+        if changed {
+            tracing::warn!(node = %self.inner.node, %epoch, "the presence store lost its data (a new epoch); registering live sessions again");
+            self.inner.hub.resync(true);
+            self.register_local_sessions().await;
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::error::Error;
 use crate::event::Snapshot;
 use crate::fanout::Subscription;
-use crate::ids::{ScopeId, UserId};
+use crate::ids::{Epoch, ScopeId, UserId};
 use crate::record::UserPresence;
 use crate::service::Presence;
 use crate::status::Status;
@@ -42,6 +42,9 @@ impl Presence {
                 .into_iter()
                 .filter(|member| member.status != Status::Offline)
                 .collect(),
+            // Read after the members: a snapshot is never labelled with an
+            // epoch older than its data.
+            epoch: self.epoch(),
         })
     }
 
@@ -63,7 +66,14 @@ impl Presence {
                     }
                 })
                 .collect(),
+            epoch: self.epoch(),
         })
+    }
+
+    /// The store's epoch (see [`Epoch`]): versions of another epoch are not
+    /// comparable with this one's.
+    pub fn epoch(&self) -> Epoch {
+        self.inner.store.epoch()
     }
 
     /// A subscription that watches nothing yet; add scopes with

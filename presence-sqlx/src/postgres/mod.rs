@@ -19,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    Broadcast, ClusterFeed, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
+    Broadcast, ClusterFeed, Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
     SessionId, StoreError, Transition, Update, UserId, UserPresence, UserRecord, UserView,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -53,6 +53,8 @@ struct Shared {
     feed: Arc<PgFeed>,
     channels: Channels,
     locks: UserLocks,
+    /// The epoch this store last read (see [`PgStore::read_epoch`]).
+    epoch: std::sync::Mutex<Epoch>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -99,11 +101,13 @@ impl PgStore {
             feed,
             channels,
             locks: UserLocks::new(),
+            epoch: std::sync::Mutex::new(Epoch::from("")),
         });
         let store = Self { shared };
         if store.shared.config.migrate {
             store.migrate().await?;
         }
+        store.read_epoch().await?;
         flusher::spawn(&store.shared, store.shared.config.flush_interval);
         Ok(store)
     }
@@ -141,6 +145,19 @@ impl PgStore {
     /// returns how many.
     pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
         flusher::Flush::flush(&*self.shared).await
+    }
+
+    /// Reads the store's epoch (writing a fresh one if its data was wiped)
+    /// and keeps it.
+    async fn read_epoch(&self) -> Result<Epoch, StoreError> {
+        let epoch: String = sqlx::query_scalar(sql::EPOCH)
+            .bind(Epoch::random().as_str())
+            .fetch_one(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let epoch = Epoch::from(epoch);
+        *self.shared.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch.clone();
+        Ok(epoch)
     }
 
     /// The connection pool, for operators' queries on the same database.
@@ -373,6 +390,18 @@ impl PresenceStore for PgStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.shared
+            .epoch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn reload_epoch(&self) -> Result<Epoch, StoreError> {
+        self.read_epoch().await
     }
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {

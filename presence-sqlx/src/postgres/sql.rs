@@ -97,3 +97,16 @@ RETURNING sessions.session_id";
 /// Which of the sessions $1 still exist.
 pub(crate) const EXISTING_SESSIONS: &str = "\
 SELECT session_id FROM sessions WHERE session_id = ANY($1::text[])";
+
+/// The store's epoch, written first if the row is missing (its data was
+/// wiped). $1 a fresh epoch.
+pub(crate) const EPOCH: &str = "\
+WITH fresh AS (
+    INSERT INTO meta (key, value) VALUES ('epoch', $1)
+    ON CONFLICT (key) DO NOTHING
+    RETURNING value
+)
+SELECT value FROM fresh
+UNION ALL
+SELECT value FROM meta WHERE key = 'epoch'
+LIMIT 1";

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update,
-    UserId, UserPresence, UserView,
+    Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition,
+    Update, UserId, UserPresence, UserView,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
@@ -49,6 +49,8 @@ struct Shared {
     config: SqliteConfig,
     local: LocalSessions,
     locks: UserLocks,
+    /// The database file's epoch, read at connect.
+    epoch: std::sync::Mutex<Epoch>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -94,13 +96,32 @@ impl SqliteStore {
             config,
             local: LocalSessions::default(),
             locks: UserLocks::new(),
+            epoch: std::sync::Mutex::new(Epoch::from("")),
         });
         let store = Self { shared };
         if store.shared.config.migrate {
             store.migrate().await?;
         }
+        store.read_epoch().await?;
         flusher::spawn(&store.shared, store.shared.config.flush_interval);
         Ok(store)
+    }
+
+    /// Reads the database's epoch (writing a fresh one if its data was
+    /// wiped) and keeps it.
+    async fn read_epoch(&self) -> Result<Epoch, StoreError> {
+        sqlx::query(sql::CLAIM_EPOCH)
+            .bind(Epoch::random().as_str())
+            .execute(&self.shared.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let epoch: String = sqlx::query_scalar(sql::EPOCH)
+            .fetch_one(&self.shared.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let epoch = Epoch::from(epoch);
+        *self.shared.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch.clone();
+        Ok(epoch)
     }
 
     /// Brings the database's tables up to date with the embedded
@@ -276,5 +297,13 @@ impl PresenceStore for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.shared
+            .epoch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }

@@ -93,3 +93,10 @@ RETURNING session_id";
 /// Which of the sessions ?1 (JSON array) still exist.
 pub(crate) const EXISTING_SESSIONS: &str = "\
 SELECT session_id FROM sessions WHERE session_id IN (SELECT value FROM json_each(?1))";
+
+/// Writes a fresh epoch ?1 if the row is missing (the data was wiped).
+pub(crate) const CLAIM_EPOCH: &str = "\
+INSERT INTO meta (key, value) VALUES ('epoch', ?1) ON CONFLICT (key) DO NOTHING";
+
+/// The store's epoch.
+pub(crate) const EPOCH: &str = "SELECT value FROM meta WHERE key = 'epoch'";

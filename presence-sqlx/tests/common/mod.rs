@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    ClusterFeed, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
+    ClusterFeed, Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
     Transition, Update, UserId, UserPresence, UserView,
 };
 
@@ -145,6 +145,14 @@ impl PresenceStore for CleanedUp {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.store().users_on_node(node).await
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.store().epoch()
+    }
+
+    async fn reload_epoch(&self) -> Result<Epoch, StoreError> {
+        self.store().reload_epoch().await
     }
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    ClusterFeed, FeedMessage, FeedSink, MemoryStore, NodeId, NodeName, PresenceConfig,
+    ClusterFeed, Epoch, FeedMessage, FeedSink, MemoryStore, NodeId, NodeName, PresenceConfig,
     PresenceStore, ScopeId, SessionId, StoreError, Transition, Update, UserId, UserPresence,
     UserView,
 };
@@ -157,6 +157,10 @@ impl PresenceStore for FaultyMemory {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.store().users_on_node(node).await
+    }
+
+    fn epoch(&self) -> Epoch {
+        self.store().epoch()
     }
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {

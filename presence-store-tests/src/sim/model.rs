@@ -60,6 +60,10 @@ struct User {
     last_activity: Option<Ms>,
     lingering: BTreeMap<&'static str, Lingering>,
     retired: BTreeMap<String, Ms>,
+    /// Sessions a logout ended: a node that never heard of the logout still
+    /// holds them, and registers them again if the store loses its data
+    /// (and with it, the logout).
+    logged_out: BTreeMap<u64, Session>,
 }
 
 /// What a user shows, and the scopes they are seen in.
@@ -184,7 +188,12 @@ impl Model {
         self.settle(now);
         let u = &mut self.users[user];
         u.retired.insert(login.to_owned(), now + self.timing.ttl);
-        u.sessions.retain(|_, session| session.login != login);
+        let (ended, kept): (BTreeMap<u64, Session>, BTreeMap<u64, Session>) =
+            std::mem::take(&mut u.sessions)
+                .into_iter()
+                .partition(|(_, session)| session.login == login);
+        u.sessions = kept;
+        u.logged_out.extend(ended);
         u.lingering.retain(|_, lingering| lingering.login != login);
     }
 
@@ -200,16 +209,21 @@ impl Model {
     }
 
     /// The store lost everything at `now`; the running processes register
-    /// the sessions they hold (`kept`) again, which counts as activity for
-    /// a user the store no longer knows. Everything else is forgotten:
-    /// manual statuses, lingers, logouts.
+    /// the sessions they hold (`kept`) again, with their real last
+    /// heartbeat (those silent for a TTL stay dead), which counts as
+    /// activity for a user the store no longer knows. Everything else is
+    /// forgotten: manual statuses, lingers, logouts (a session a logout
+    /// ended that its holder never heard of comes back).
     pub fn lose_data(&mut self, kept: &[(usize, u64)], now: Ms) {
         self.settle(now);
+        let ttl = self.timing.ttl;
         for (index, user) in self.users.iter_mut().enumerate() {
-            let sessions = std::mem::take(&mut user.sessions);
+            let mut sessions = std::mem::take(&mut user.sessions);
+            sessions.extend(std::mem::take(&mut user.logged_out));
             *user = User::default();
             for (key, session) in sessions {
-                if kept.contains(&(index, key)) && session.doomed_since.is_none() {
+                let live = session.last_heartbeat + ttl > now;
+                if kept.contains(&(index, key)) && session.doomed_since.is_none() && live {
                     user.sessions.insert(key, session);
                 }
             }
@@ -298,6 +312,8 @@ fn settle(user: &mut User, now: Ms, timing: &Timing) {
         user.manual = None;
     }
     user.retired.retain(|_, until| *until > now);
+    user.logged_out
+        .retain(|_, session| session.last_heartbeat + timing.ttl > now);
 }
 
 /// Ends session `key` at `at`: each of its scopes that no other session

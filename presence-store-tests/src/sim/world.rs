@@ -295,7 +295,12 @@ impl World {
     /// then every client's view must equal a fresh snapshot.
     pub(crate) async fn finish(&mut self, index: usize) -> Checked {
         self.step = index;
-        self.note("quiet: time passes with no step".into());
+        self.note("quiet: faults heal, time passes with no step".into());
+        for process in &mut self.processes {
+            if process.feed_down_until.is_some() {
+                process.feed_down_until = Some(self.now);
+            }
+        }
         self.advance(TIMING.ttl + TIMING.linger + 4 * TICK).await?;
         self.check_against_snapshots().await
     }
@@ -447,7 +452,7 @@ impl World {
             events.watch_scope(ScopeId::from(*scope));
         }
         let client = &mut self.clients[at];
-        client.view.hello(None);
+        client.view.hello(Some(presence.epoch().as_str()));
         let socket = Socket {
             process: process_id,
             key,
@@ -1072,12 +1077,13 @@ async fn snapshot_into(
 ) -> Result<(), Error> {
     for scope in scopes {
         let snapshot = presence.snapshot(&ScopeId::from(*scope)).await?;
+        let epoch = Some(snapshot.epoch.as_str());
         let parts: Vec<_> = snapshot.users.chunks(PART).collect();
         if parts.is_empty() {
-            view.snapshot_part(scope, &[], false, None);
+            view.snapshot_part(scope, &[], false, epoch);
         }
         for (index, part) in parts.iter().enumerate() {
-            view.snapshot_part(scope, part, index + 1 < parts.len(), None);
+            view.snapshot_part(scope, part, index + 1 < parts.len(), epoch);
         }
     }
     Ok(())

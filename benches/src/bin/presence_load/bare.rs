@@ -86,7 +86,7 @@ async fn upgrade(
 
 async fn hold(state: Bare, user: String, org: String, mut socket: WebSocket) {
     let hello = format!(
-        r#"{{"type":"hello","session_id":"bare-{user}","user_id":"{user}","heartbeat_interval_ms":30000}}"#
+        r#"{{"type":"hello","session_id":"bare-{user}","user_id":"{user}","heartbeat_interval_ms":30000,"epoch":"bare"}}"#
     );
     if socket.send(Message::Text(hello.into())).await.is_err() {
         return;

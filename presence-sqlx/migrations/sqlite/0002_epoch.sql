@@ -1,0 +1,9 @@
+-- Facts about the store itself. `epoch` is new with every database file
+-- (and with every store whose data was wiped): users' versions start again
+-- with it, so clients holding versions of another epoch drop them.
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+);
+
+INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(16))));
