@@ -18,7 +18,9 @@
  *
  *   <li data-user-id="u1">
  *     <span class="status-dot"></span>   data-status="ONLINE|AWAY|BUSY|OFFLINE" and
- *                                        exactly one of status-online|away|busy|offline
+ *                                        exactly one of status-online|away|busy|offline;
+ *                                        UNKNOWN (status-unknown, with a title) once the
+ *                                        server refused this page's login (see below)
  *     <time class="last-seen"></time>    text "just now" / "5 minutes ago" / ... / "never",
  *                                        title and data-last-seen = ISO time (removed when unknown)
  *   </li>
@@ -27,6 +29,19 @@
  * socket URL; pass { batch: false } to get plain presence frames only): a
  * busy scope's changes then arrive several to a frame, applied in order
  * with the same version checks as single events.
+ *
+ * Versions and epochs: each change of a user comes with a version v, and a
+ * frame older than what the client shows is dropped. A store that lost its
+ * data starts versions again under a new epoch (in hello and every
+ * snapshot): the client then drops the versions it holds and takes the
+ * next snapshot whole. A user is tracked per scope: one who left a scope
+ * (told OFFLINE there) still shows as they are in another scope watched.
+ *
+ * Refused: a socket closed before its hello is asked again over HTTP; a
+ * 401 or 403 (the login is unknown to this server, e.g. after a restart)
+ * stops the client for good: it emits 'unauthorized' ({ status }), its
+ * state becomes 'unauthorized', and every status dot on the page shows
+ * UNKNOWN, since nothing it shows can be trusted any more.
  *
  * A .status-dot or .last-seen belongs to its nearest [data-user-id] ancestor
  * (or itself), so nested cards for different users do not overwrite each other.
@@ -40,8 +55,10 @@
   // Statuses a user may ask for, and the statuses observers see on the wire.
   const SETTABLE = ['ONLINE', 'AWAY', 'BUSY', 'INVISIBLE'];
   const WIRE = ['ONLINE', 'AWAY', 'BUSY', 'OFFLINE'];
-  const STATUS_CLASSES = WIRE.map((s) => 'status-' + s.toLowerCase());
-  const EVENTS = ['presence', 'snapshot', 'connected', 'disconnected', 'error'];
+  const UNKNOWN = 'UNKNOWN'; // shown once the server refused this page's login
+  const STATUS_CLASSES = WIRE.concat([UNKNOWN]).map((s) => 'status-' + s.toLowerCase());
+  const UNKNOWN_TITLE = 'Presence unknown: the connection was lost (sign in again to see it)';
+  const EVENTS = ['presence', 'snapshot', 'connected', 'disconnected', 'error', 'unauthorized'];
   const ACTIVITY_EVENTS = ['mousemove', 'mousedown', 'keydown', 'scroll', 'touchstart', 'wheel', 'focus'];
 
   const DEFAULTS = {
@@ -194,6 +211,26 @@
     setAttr(el, 'data-last-seen', iso);
   }
 
+  // The HTTP twin of a socket URL: asked when a socket closes before its
+  // hello, to learn whether the server refused the login.
+  function probeUrl(socketUrl) {
+    return socketUrl.replace(/^ws(s?):/i, 'http$1:');
+  }
+
+  // The entry a user shows: their newest one that is not OFFLINE in any
+  // scope, else their newest one (for last seen), else null.
+  function combined(scopes, userId) {
+    let best = null;
+    for (const users of scopes.values()) {
+      const entry = users.get(userId);
+      if (!entry) continue;
+      const online = entry.status !== 'OFFLINE';
+      const bestOnline = best && best.status !== 'OFFLINE';
+      if (!best || (online && !bestOnline) || (online === bestOnline && (entry.v || 0) > (best.v || 0))) best = entry;
+    }
+    return best;
+  }
+
   function renderHost(host, entry, now) {
     for (const dot of owned(host, '.status-dot')) paintDot(dot, entry.status);
     for (const el of owned(host, '.last-seen')) paintLastSeen(el, entry.last_seen, now);
@@ -221,8 +258,12 @@
       this._reconnectAt = 0;
       this._awaitingPong = false;
 
-      this._users = new Map(); // user_id → { status, last_seen: Date|null, v }
-      this._members = new Map(); // scope → Set(user_id) this client has seen in it
+      // scope → Map(user_id → { status, last_seen: Date|null, v }); v is null
+      // once a new epoch dropped it (any news is newer)
+      this._scopes = new Map();
+      this._epoch = null; // the store's epoch last seen
+      this._fetch = options.fetch || (typeof root.fetch === 'function' ? root.fetch.bind(root) : null);
+      this._helloSeen = false; // the live socket said hello
       this._snapshotParts = new Map(); // scope → users of a snapshot still arriving in parts
       this._subs = new Map(); // scope → user_ids|undefined, re-sent after each hello
       this._unsubs = new Set(); // scopes watched from the start that the app left, re-left after each hello
@@ -237,7 +278,8 @@
       this._open();
     }
 
-    /** 'connecting' (socket opening, no hello yet), 'open' (hello received) or 'closed'. */
+    /** 'connecting' (socket opening, no hello yet), 'open' (hello received), 'closed',
+     *  or 'unauthorized' (the server refused this page's login; stopped for good). */
     get state() {
       return this._state;
     }
@@ -268,14 +310,16 @@
 
     /** { user_id, status, last_seen: Date|null, v }, or null for a user never heard of. */
     get(userId) {
-      const entry = this._users.get(userId);
+      const entry = combined(this._scopes, userId);
       return entry ? view(userId, entry) : null;
     }
 
     /** A new Map user_id → the same shape as get(). */
     all() {
       const copy = new Map();
-      for (const [id, entry] of this._users) copy.set(id, view(id, entry));
+      for (const users of this._scopes.values()) {
+        for (const id of users.keys()) if (!copy.has(id)) copy.set(id, view(id, combined(this._scopes, id)));
+      }
       return copy;
     }
 
@@ -308,7 +352,7 @@
       // A scope never subscribed explicitly is one the server watches from
       // the start: a new session would watch it again, so remember to leave it.
       if (!this._subs.delete(scope)) this._unsubs.add(scope);
-      this._members.delete(scope);
+      this._scopes.delete(scope);
       if (this._state === 'open') this._send({ type: 'unsubscribe', scope });
     }
 
@@ -318,7 +362,7 @@
       if (!doc || !doc.querySelectorAll) return;
       const now = Date.now();
       for (const host of doc.querySelectorAll('[data-user-id]')) {
-        const entry = this._users.get(host.getAttribute('data-user-id'));
+        const entry = combined(this._scopes, host.getAttribute('data-user-id'));
         if (entry) renderHost(host, entry, now);
       }
     }
@@ -351,6 +395,7 @@
       }
       this._ws = ws;
       this._state = 'connecting';
+      this._helloSeen = false;
       // Each handler checks it still belongs to the live socket, so a socket
       // replaced by a reconnect can never start timers or apply frames.
       ws.onmessage = (ev) => ws === this._ws && this._onMessage(ev.data);
@@ -387,7 +432,47 @@
       debug('disconnected', code, reason);
       this._emit('disconnected', { code, reason, willReconnect: !this._stopped });
       // After the emit: a listener may have called close().
-      this._scheduleReconnect(BACKOFF_FLOOR[code] || 0);
+      if (!this._helloSeen && !this._stopped && this._fetch) this._probe(code);
+      else this._scheduleReconnect(BACKOFF_FLOOR[code] || 0);
+    }
+
+    // A socket closed before its hello: the browser hides the upgrade's
+    // HTTP status, so ask the same URL over HTTP. 401/403: the login is
+    // refused for good; anything else: try the socket again.
+    _probe(code) {
+      let asked;
+      try {
+        asked = this._fetch(probeUrl(this._url), { credentials: 'same-origin', cache: 'no-store' });
+      } catch (err) {
+        asked = Promise.reject(err);
+      }
+      Promise.resolve(asked).then(
+        (response) => {
+          if (this._stopped || this._ws) return;
+          const status = response && response.status;
+          if (status === 401 || status === 403) this._unauthorized(status);
+          else this._scheduleReconnect(BACKOFF_FLOOR[code] || 0);
+        },
+        () => {
+          if (!this._stopped && !this._ws) this._scheduleReconnect(BACKOFF_FLOOR[code] || 0);
+        },
+      );
+    }
+
+    _unauthorized(status) {
+      debug('the server refused this login:', status);
+      this._shutdown();
+      this._state = 'unauthorized';
+      const doc = this._doc;
+      if (doc && doc.querySelectorAll) {
+        for (const host of doc.querySelectorAll('[data-user-id]')) {
+          for (const dot of owned(host, '.status-dot')) {
+            paintDot(dot, UNKNOWN);
+            setAttr(dot, 'title', UNKNOWN_TITLE);
+          }
+        }
+      }
+      this._emit('unauthorized', { status });
     }
 
     // Full jitter: uniform in [0, min(cap, base * 2^attempt)], so a restarted
@@ -482,7 +567,9 @@
       this._timers.hello = null;
       this._attempt = 0;
       this._hello = frame;
+      this._helloSeen = true;
       this._state = 'open';
+      this._seeEpoch(frame.epoch);
       const ms = frame.heartbeat_interval_ms;
       this._startHeartbeat(Number.isFinite(ms) && ms > 0 ? ms : DEFAULT_HEARTBEAT_MS);
       this._flushPending();
@@ -500,9 +587,25 @@
       for (const scope of this._unsubs) this._send({ type: 'unsubscribe', scope });
     }
 
+    // A store that lost its data starts versions again under a new epoch:
+    // every version held is dropped, so the next snapshot is taken whole.
+    _seeEpoch(epoch) {
+      if (typeof epoch !== 'string' || epoch === this._epoch) return;
+      if (this._epoch !== null) {
+        for (const users of this._scopes.values()) for (const entry of users.values()) entry.v = null;
+      }
+      this._epoch = epoch;
+    }
+
+    _scopeUsers(scope) {
+      if (!this._scopes.has(scope)) this._scopes.set(scope, new Map());
+      return this._scopes.get(scope);
+    }
+
     // The snapshot is authoritative for its scope at that moment: users it
-    // lists are applied (unless an event already brought a newer v), users
-    // known in the scope but missing from it are OFFLINE now.
+    // lists are applied (unless an event already brought a newer v), a user
+    // listed with v 0 is not in the scope, and users known in the scope but
+    // missing from it are OFFLINE there now.
     // A large snapshot arrives in parts, all but the last marked `more`:
     // the parts are applied together when the last one arrives.
     _onSnapshot(frame) {
@@ -514,7 +617,8 @@
         return undefined;
       }
       this._snapshotParts.delete(scope);
-      const members = this._membersOf(scope);
+      this._seeEpoch(frame.epoch);
+      const known = this._scopeUsers(scope);
       const listed = new Set();
       const users = [];
       const changed = [];
@@ -523,15 +627,18 @@
         if (!update) continue;
         users.push(update);
         listed.add(update.user_id);
-        members.add(update.user_id);
-        const current = this._users.get(update.user_id);
-        if (current && update.v < current.v) continue;
-        if (this._put(update)) changed.push(update.user_id);
+        const current = known.get(update.user_id);
+        if (update.v === 0 && current) {
+          // Not in the scope: nothing about the user is said here.
+          if (this._put(scope, { ...current, status: 'OFFLINE' })) changed.push(update.user_id);
+          continue;
+        }
+        if (current && current.v !== null && update.v < current.v) continue;
+        if (this._put(scope, update)) changed.push(update.user_id);
       }
-      for (const id of members) {
-        const current = this._users.get(id);
-        if (listed.has(id) || !current || current.status === 'OFFLINE') continue;
-        this._put({ user_id: id, status: 'OFFLINE', last_seen: current.last_seen, v: current.v });
+      for (const [id, current] of known) {
+        if (listed.has(id) || current.status === 'OFFLINE') continue;
+        this._put(scope, { user_id: id, status: 'OFFLINE', last_seen: current.last_seen, v: current.v });
         changed.push(id);
       }
       for (const id of changed) this._announce(id, scope);
@@ -540,11 +647,10 @@
 
     _onPresence(frame) {
       const update = normalizeUser(frame);
-      if (!update) return debug('malformed presence event', frame);
-      const current = this._users.get(update.user_id);
-      if (current && update.v <= current.v) return undefined; // stale or duplicate
-      if (typeof frame.scope === 'string') this._membersOf(frame.scope).add(update.user_id);
-      this._put(update);
+      if (!update || typeof frame.scope !== 'string') return debug('malformed presence event', frame);
+      const current = this._scopeUsers(frame.scope).get(update.user_id);
+      if (current && current.v !== null && update.v <= current.v) return undefined; // stale or duplicate
+      this._put(frame.scope, update);
       return this._announce(update.user_id, frame.scope);
     }
 
@@ -559,22 +665,19 @@
       return undefined;
     }
 
-    _membersOf(scope) {
-      if (!this._members.has(scope)) this._members.set(scope, new Set());
-      return this._members.get(scope);
-    }
-
-    // Stores an entry; true when anything observable changed.
-    _put({ user_id, status, last_seen, v }) {
-      const old = this._users.get(user_id);
-      this._users.set(user_id, { status, last_seen, v });
+    // Stores a scope's entry; true when anything observable changed.
+    _put(scope, { user_id, status, last_seen, v }) {
+      const before = combined(this._scopes, user_id);
+      const old = before && { ...before };
+      this._scopeUsers(scope).set(user_id, { status, last_seen, v });
+      const now = combined(this._scopes, user_id);
       const time = (d) => (d ? d.getTime() : null);
-      return !old || old.status !== status || old.v !== v || time(old.last_seen) !== time(last_seen);
+      return !old || old.status !== now.status || old.v !== now.v || time(old.last_seen) !== time(now.last_seen);
     }
 
     // Renders the user's elements and tells listeners and the document.
     _announce(userId, scope) {
-      const entry = this._users.get(userId);
+      const entry = combined(this._scopes, userId);
       this._render(userId, entry);
       const detail = Object.freeze({ ...view(userId, entry), scope });
       this._emit('presence', detail);

@@ -109,6 +109,7 @@ main{padding:1.2em;max-width:48em}
 .status-dot[data-status="AWAY"]{background:#d4a72c}
 .status-dot[data-status="BUSY"]{background:#cf222e}
 .status-dot[data-status="OFFLINE"]{background:#aaa}
+.status-dot[data-status="UNKNOWN"]{background:transparent;border:1px dashed #999;box-sizing:border-box;opacity:.6}
 .last-seen{color:#777;font-size:.85em}
 form.inline{display:inline}
 "#;
