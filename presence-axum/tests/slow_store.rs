@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use common::{Server, busy_alice, change, ev};
 use presence_axum::SocketSettings;
 use presence_core::{
-    Epoch, MemoryStore, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
-    Transition, Update, UserId, UserOp, UserPresence, UserView,
+    Epoch, MemoryStore, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
+    StoreError, Transition, Update, UserId, UserOp, UserPresence, UserView,
 };
 use serde_json::json;
 use tokio::sync::Notify;
@@ -107,6 +107,18 @@ impl PresenceStore for GatedStore {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.inner.users_on_node(node).await
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.renew_lease(node, until).await
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.inner.end_lease(node).await
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        self.inner.leases(name).await
     }
 
     fn epoch(&self) -> Epoch {

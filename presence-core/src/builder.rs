@@ -26,6 +26,7 @@ impl Presence {
             sweep_interval: Duration::from_secs(1),
             http_coalesce: Duration::from_secs(5),
             store_timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(15),
         }
     }
 }
@@ -41,6 +42,7 @@ pub struct PresenceBuilder {
     sweep_interval: Duration,
     http_coalesce: Duration,
     store_timeout: Duration,
+    lease: Duration,
 }
 
 /// How long a busy scope gathers events into one batch, by default.
@@ -118,6 +120,17 @@ impl PresenceBuilder {
         self
     }
 
+    /// How long this process's lease in the store lasts (default 15 s); it
+    /// is renewed every third of it. A process of the same node started
+    /// beside this one (a rolling deploy) leaves this one's sessions alone
+    /// while the lease lives; once this process dies, the lease runs out
+    /// and another process of the node ends what it left. See
+    /// [`crate::Presence`]'s docs on processes of one node.
+    pub fn node_lease(mut self, lease: Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
     /// Validates the configuration, clears the sessions an earlier
     /// incarnation of this node left in the store, and starts the sweeper.
     /// Must run inside a tokio runtime.
@@ -132,6 +145,7 @@ impl PresenceBuilder {
             sweep_interval: self.sweep_interval,
             http_coalesce: self.http_coalesce,
             store_timeout: self.store_timeout,
+            lease: self.lease.max(Duration::from_millis(3)),
         })
         .await
     }

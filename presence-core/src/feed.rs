@@ -87,11 +87,22 @@ impl Broadcast {
     /// What `transition`, the result of `op`, tells the cluster.
     pub fn of(transition: &Transition, op: &UserOp) -> Self {
         let events = PresenceEvent::for_transition(transition).collect();
+        // A session that lapsed unswept and is reopened under its id by
+        // this very change lives on: its holder is not told it ended.
+        let reopened = match op {
+            UserOp::Open(new)
+            | UserOp::Restore {
+                session: new,
+                last_heartbeat: _,
+            } => Some(&new.id),
+            _ => None,
+        };
         let ended = by_node(
             transition
                 .ended_sessions
                 .iter()
-                .zip(&transition.ended_nodes),
+                .zip(&transition.ended_nodes)
+                .filter(|(session, _)| Some(*session) != reopened),
         );
         let replaced = by_node(transition.moved_sessions.iter().map(|(s, n)| (s, n)));
         Self {

@@ -132,7 +132,15 @@ pub fn apply(
             }
             // A logout ends its login's lingers too: what it alone kept the
             // user in is left at once.
-            record.scope_lingers.retain(|l| l.login != *login);
+            let mut dropped = Vec::new();
+            record.scope_lingers.retain(|l| {
+                let ends = l.login == *login;
+                if ends {
+                    dropped.push(l.scope.clone());
+                }
+                !ends
+            });
+            record.scopes.retain(|scope| !dropped.contains(scope));
             // While the user stays present, what no session nor linger keeps
             // the user in is left at once; once absent, the scopes are kept
             // (the OFFLINE reaches them, and queries can still answer).
@@ -159,16 +167,22 @@ pub fn apply(
         UserOp::SetManual(choice) => {
             record.manual = choice.filter(|c| c.holds_at(now));
         }
-        UserOp::ClearNode { node } => {
+        UserOp::ClearNode { node, alive } => {
             let stale = |s: &SessionRecord| {
-                s.node.name == node.name && s.node.incarnation != node.incarnation
+                s.node.name == node.name
+                    && s.node.incarnation != node.incarnation
+                    && !alive.contains(&s.node.incarnation)
             };
-            while let Some(index) = record.sessions.iter().position(stale) {
-                let cleared = record.sessions.swap_remove(index);
-                ended_sessions.push(cleared.id.clone());
-                record.last_seen = record.last_seen.max(Some(now));
-                end_session(record, &cleared, now, config);
-            }
+            end_where(record, &mut ended_sessions, stale, now, config);
+        }
+        UserOp::EndIncarnation { node } => {
+            end_where(
+                record,
+                &mut ended_sessions,
+                |s| s.node == *node,
+                now,
+                config,
+            );
         }
         UserOp::Refresh => {}
     }
@@ -248,8 +262,10 @@ fn open(
         }
         session.node = new.node.clone();
     } else {
-        let absent = !record.is_present() && record.shown.status == Status::Offline;
-        if absent {
+        // Settled already: a user whose linger ran out just now (before any
+        // sweep saw it) is absent too, and starts with this session's
+        // scopes; those they were in are told they left.
+        if !record.is_present() {
             record.scopes.clear();
             record.scope_lingers.clear();
         }
@@ -441,6 +457,30 @@ fn end_session(
                 login: session.login.clone(),
             });
         }
+    }
+}
+
+/// Ends, at `now`, every session matching `ended` (one at a time, as if
+/// each had closed: the user lingers). Sessions ending together end in
+/// order of login, so the linger goes to the greatest, as for lapses.
+fn end_where(
+    record: &mut UserRecord,
+    ended_sessions: &mut Vec<SessionId>,
+    ended: impl Fn(&SessionRecord) -> bool,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) {
+    while let Some((index, _)) = record
+        .sessions
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| ended(s))
+        .min_by(|(_, a), (_, b)| (&a.login, &a.id).cmp(&(&b.login, &b.id)))
+    {
+        let session = record.sessions.swap_remove(index);
+        ended_sessions.push(session.id.clone());
+        record.last_seen = record.last_seen.max(Some(now));
+        end_session(record, &session, now, config);
     }
 }
 

@@ -13,7 +13,7 @@
 //! version and `last_seen` must outlive a user's sessions), so memory grows
 //! with the number of distinct users, not with time.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,6 +45,8 @@ pub struct MemoryStore {
     feed: Arc<MemoryFeed>,
     /// New with every store: versions start again with it.
     epoch: Epoch,
+    /// Processes' leases: node name → incarnation → expiry.
+    leases: Mutex<HashMap<NodeName, HashMap<u64, DateTime<Utc>>>>,
 }
 
 /// The feed of services sharing one memory store in one process: a change
@@ -73,11 +75,13 @@ impl MemoryFeed {
             return;
         }
         let nodes = self.nodes.read().unwrap_or_else(PoisonError::into_inner);
-        if nodes.iter().all(|(node, _)| node.name == origin.name) {
+        // Every other process, another process of the origin's node too
+        // (during a rolling deploy both serve).
+        if nodes.iter().all(|(node, _)| node == origin) {
             return;
         }
         let broadcast = Broadcast::of(transition, op);
-        for (node, sink) in nodes.iter().filter(|(node, _)| node.name != origin.name) {
+        for (node, sink) in nodes.iter().filter(|(node, _)| node != origin) {
             for event in &broadcast.events {
                 sink.deliver(FeedMessage::Event(event.clone()));
             }
@@ -105,7 +109,7 @@ impl MemoryFeed {
 impl ClusterFeed for MemoryFeed {
     async fn join(&self, node: &NodeId, sink: Arc<dyn FeedSink>) -> Result<(), StoreError> {
         let mut nodes = self.nodes.write().unwrap_or_else(PoisonError::into_inner);
-        nodes.retain(|(joined, _)| joined.name != node.name);
+        nodes.retain(|(joined, _)| joined != node);
         nodes.push((node.clone(), sink));
         self.joined.store(nodes.len(), Ordering::Release);
         Ok(())
@@ -215,6 +219,7 @@ impl MemoryStore {
             deadlines: DeadlineIndex::new(),
             feed: Arc::default(),
             epoch: Epoch::random(),
+            leases: Mutex::default(),
         }
     }
 
@@ -426,6 +431,36 @@ impl PresenceStore for MemoryStore {
             .get(node)
             .map(|users| users.iter().cloned().collect())
             .unwrap_or_default())
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        leases
+            .entry(node.name.clone())
+            .or_default()
+            .insert(node.incarnation, until);
+        Ok(())
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(incarnations) = leases.get_mut(&node.name) {
+            incarnations.remove(&node.incarnation);
+            if incarnations.is_empty() {
+                leases.remove(&node.name);
+            }
+        }
+        Ok(())
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        let leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut found: Vec<(u64, DateTime<Utc>)> = leases
+            .get(name)
+            .map(|incarnations| incarnations.iter().map(|(i, u)| (*i, *u)).collect())
+            .unwrap_or_default();
+        found.sort_unstable();
+        Ok(found)
     }
 
     fn epoch(&self) -> Epoch {

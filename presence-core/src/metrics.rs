@@ -304,6 +304,7 @@ pub(crate) fn apply_op(op: &UserOp) -> &'static str {
             UserOp::LogoutEverywhere => "logout_everywhere",
             UserOp::SetManual(_) => "set_status",
             UserOp::ClearNode { .. } => "clear_node",
+            UserOp::EndIncarnation { .. } => "end_incarnation",
             UserOp::Refresh => "refresh",
         }
     }

@@ -188,10 +188,21 @@ pub enum UserOp {
     LogoutEverywhere,
     /// Set (`Some`) or clear (`None`) the manual status.
     SetManual(Option<ManualChoice>),
-    /// End the sessions that an earlier incarnation of `node` left behind.
+    /// End the sessions that earlier incarnations of `node` left behind:
+    /// those of `node`'s name held by any incarnation other than `node`'s
+    /// own and those in `alive` (processes of the same node still running,
+    /// as during a rolling deploy).
     ClearNode {
-        /// The node as it runs now; sessions of the same name and another
-        /// incarnation end.
+        /// The node as it runs now.
+        node: NodeId,
+        /// Other incarnations of the node that are still alive (their
+        /// lease has not run out): their sessions stay.
+        alive: Vec<u64>,
+    },
+    /// End the sessions held by exactly this incarnation (it is shutting
+    /// down; another process of the same node may run beside it).
+    EndIncarnation {
+        /// The incarnation.
         node: NodeId,
     },
     /// Apply what time alone changed: lapsed sessions, a finished linger,

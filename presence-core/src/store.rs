@@ -203,6 +203,20 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// The users that hold sessions opened by any incarnation of `node`.
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError>;
 
+    /// Records that process `node` is alive until `until` (its lease). A
+    /// process renews its lease while it runs and ends it when it shuts
+    /// down, so a new process of the same node can tell a predecessor that
+    /// still serves (a rolling deploy) from one that died.
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError>;
+
+    /// Forgets process `node`'s lease (it shut down, or another process
+    /// cleared what it left).
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError>;
+
+    /// The leases of every process of node `name`: incarnation and
+    /// expiry, expired ones included.
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError>;
+
     /// The store's epoch as this process last knew it (cheap: no I/O). It
     /// must change whenever the users' versions may have started again:
     /// the store lost its data (restarted empty, flushed, evicted, failed

@@ -17,7 +17,7 @@ use metrics::{
 use presence_core::metrics as names;
 use presence_core::record::{UserPresence, UserView};
 use presence_core::{
-    Delivery, Epoch, Error, ManualClock, MemoryStore, NodeName, Presence, PresenceConfig,
+    Delivery, Epoch, Error, ManualClock, MemoryStore, NodeId, NodeName, Presence, PresenceConfig,
     PresenceStore, ScopeId, SessionId, SessionSpec, StoreError, Transition, Update, UserId,
 };
 
@@ -284,6 +284,18 @@ impl PresenceStore for ReadsFail {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.0.users_on_node(node).await
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.0.renew_lease(node, until).await
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.0.end_lease(node).await
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        self.0.leases(name).await
     }
 
     fn epoch(&self) -> Epoch {

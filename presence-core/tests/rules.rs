@@ -468,13 +468,19 @@ async fn a_node_that_dies_leaves_no_ghost_and_its_restart_clears_its_sessions() 
     offline.sort();
     assert_eq!(offline, vec!["alice", "bob"]);
 
-    // A restarted node-a clears what its earlier run left, at once.
+    // A restarted node-a clears what its earlier run left once that run's
+    // lease (15 s) has run out, seen at its next look (every third of a
+    // lease): until then it cannot tell a run that died from one still
+    // serving beside it (a rolling deploy). Well before dave's session
+    // would have lapsed (30 s, then the linger).
     let leftover = World::on(store.clone(), "node-a").await;
     std::mem::forget(leftover.tab("dave", "l4").await);
     drop(leftover.presence);
     let restarted = World::on(store.clone(), "node-a").await;
-    restarted.clock.advance(Duration::from_secs(5));
-    restarted.presence.run_due().await.expect("sweep");
+    restarted.advance(14).await;
+    assert_eq!(restarted.status("dave").await, Status::Online);
+    restarted.advance(7).await;
+    restarted.advance(5).await;
     assert_eq!(restarted.status("dave").await, Status::Offline);
     assert_eq!(restarted.status("carol").await, Status::Online);
 }

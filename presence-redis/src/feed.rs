@@ -33,12 +33,17 @@ pub(crate) struct EventMessage {
     pub(crate) e: PresenceEvent,
 }
 
-/// Sessions of one node ended by another.
+/// Sessions of one node ended by another process.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct EndedMessage {
     pub(crate) s: Vec<SessionId>,
     /// `logout`, `closed` or `lapsed`.
     pub(crate) r: String,
+    /// The process that ended them (`name#incarnation`): it has told its
+    /// own holders, and ignores the message (another process of the same
+    /// node does not).
+    #[serde(default)]
+    pub(crate) o: String,
 }
 
 pub(crate) fn reason_name(reason: SessionEnd) -> &'static str {
@@ -133,7 +138,7 @@ impl ClusterFeed for RedisFeed {
     async fn join(&self, node: &NodeId, sink: Arc<dyn FeedSink>) -> Result<(), StoreError> {
         {
             let mut joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
-            joined.nodes.retain(|(n, _)| n.name != node.name);
+            joined.nodes.retain(|(n, _)| n != node);
             joined.nodes.push((node.clone(), sink));
         }
         self.start();
@@ -311,24 +316,30 @@ impl Listener {
                 tracing::warn!(channel, "presence feed: undecodable message dropped");
                 return;
             };
+            let (sinks, from_here) = {
+                let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
+                let from_here = joined.nodes.iter().any(|(n, _)| n.to_string() == ended.o);
+                // The process that made the change told its own holders.
+                let sinks: Vec<Arc<dyn FeedSink>> = joined
+                    .nodes
+                    .iter()
+                    .filter(|(n, _)| n.name.as_str() == node && n.to_string() != ended.o)
+                    .map(|(_, sink)| sink.clone())
+                    .collect();
+                (sinks, from_here)
+            };
             // A replaced session lives on, held elsewhere (perhaps by
-            // another node of this very process).
-            if ended.r != "replaced" {
+            // another node of this very process); and what this process
+            // ended, it has forgotten already (a late echo must not end a
+            // session reopened since).
+            if ended.r != "replaced" && !from_here {
                 for session in &ended.s {
                     self.local.ended(session);
                 }
             }
-            let sink = {
-                let joined = self.joined.lock().unwrap_or_else(|e| e.into_inner());
-                joined
-                    .nodes
-                    .iter()
-                    .find(|(n, _)| n.name.as_str() == node)
-                    .map(|(_, sink)| sink.clone())
-            };
-            if let Some(sink) = sink {
+            for sink in sinks {
                 sink.deliver(FeedMessage::SessionsEnded {
-                    sessions: ended.s,
+                    sessions: ended.s.clone(),
                     reason: reason_of(&ended.r),
                 });
             }

@@ -55,6 +55,12 @@ impl Keys {
         format!("{}:node:{}", self.prefix, node)
     }
 
+    /// Hash: incarnation (decimal) → lease expiry (ms) of a node's
+    /// processes.
+    pub(crate) fn leases(&self, node: &NodeName) -> String {
+        format!("{}:lease:{}", self.prefix, node)
+    }
+
     /// Channel: the events of a scope.
     pub(crate) fn scope_channel(&self, scope: &ScopeId) -> String {
         format!("{}:ev:{}", self.prefix, scope)

@@ -15,8 +15,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::machine;
 use presence_core::{
-    Broadcast, ClusterFeed, Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
-    SessionId, StoreError, Transition, Update, UserId, UserOp, UserPresence, UserRecord, UserView,
+    Broadcast, ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId,
+    SessionEnd, SessionId, StoreError, Transition, Update, UserId, UserOp, UserPresence,
+    UserRecord, UserView,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -238,12 +239,10 @@ impl RedisStore {
         let ended = broadcast.ended.iter().map(|e| (e, broadcast.reason));
         let replaced = broadcast.replaced.iter().map(|e| (e, SessionEnd::Replaced));
         for ((holder, sessions), reason) in ended.chain(replaced) {
-            if *holder == update.node.name {
-                continue;
-            }
             let message = EndedMessage {
                 s: sessions.clone(),
                 r: reason_name(reason).into(),
+                o: update.node.to_string(),
             };
             let payload = serde_json::to_string(&message).map_err(corrupt)?;
             publish.push(json!([keys.node_channel(holder), payload]));
@@ -646,6 +645,45 @@ impl PresenceStore for RedisStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        redis::cmd("HSET")
+            .arg(self.shared.keys.leases(&node.name))
+            .arg(node.incarnation.to_string())
+            .arg(until.timestamp_millis())
+            .query_async::<()>(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        redis::cmd("HDEL")
+            .arg(self.shared.keys.leases(&node.name))
+            .arg(node.incarnation.to_string())
+            .query_async::<()>(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        let leases: Vec<(String, i64)> = redis::cmd("HGETALL")
+            .arg(self.shared.keys.leases(name))
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        leases
+            .into_iter()
+            .map(|(incarnation, until)| {
+                let incarnation = incarnation
+                    .parse::<u64>()
+                    .map_err(|e| StoreError::Corrupt(Box::new(e)))?;
+                let until = DateTime::<Utc>::from_timestamp_millis(until).ok_or_else(|| {
+                    StoreError::Corrupt("a lease's expiry is out of range".into())
+                })?;
+                Ok((incarnation, until))
+            })
+            .collect()
     }
 
     fn epoch(&self) -> Epoch {

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use presence_core::{
-    ManualChoice, ManualStatus, NodeId, PresenceEvent, PresenceStore, Status, StoreError,
+    ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent, PresenceStore, Status, StoreError,
     Transition, UserId, UserOp,
 };
 
@@ -571,9 +571,12 @@ pub async fn a_restarted_node_clears_its_previous_incarnation(store: Arc<dyn Pre
         .expect("users");
     on_a.sort();
     assert_eq!(on_a, vec!["alice".into(), "bob".into(), "carol".into()]);
+    let clear = UserOp::ClearNode {
+        node: new.clone(),
+        alive: Vec::new(),
+    };
     for user in ["alice", "bob", "carol"] {
-        h.apply(user, UserOp::ClearNode { node: new.clone() }, 1.0)
-            .await;
+        h.apply(user, clear.clone(), 1.0).await;
     }
     let mut on_a = h
         .store
@@ -589,6 +592,86 @@ pub async fn a_restarted_node_clears_its_previous_incarnation(store: Arc<dyn Pre
         .expect("the new run's session stays");
     // Alice lingers like anyone whose connection dropped, then goes.
     assert_eq!(h.refresh("alice", 6.0).await.to, Status::Offline);
+
+    // A process of node-a still alive beside the new one (a rolling
+    // deploy) keeps its sessions; shutting down, a process ends its own
+    // sessions and no other's.
+    let overlapping = NodeId {
+        name: "node-a".into(),
+        incarnation: 3,
+    };
+    h.apply(
+        "dave",
+        h.open_op_on(&overlapping, "d-3", "l", &["acme"]),
+        7.0,
+    )
+    .await;
+    let keep_3 = UserOp::ClearNode {
+        node: new.clone(),
+        alive: vec![3],
+    };
+    let t = h.apply("dave", keep_3, 8.0).await;
+    assert!(t.ended_sessions.is_empty(), "incarnation 3 is alive: {t:?}");
+    let t = h
+        .apply(
+            "carol",
+            UserOp::EndIncarnation {
+                node: overlapping.clone(),
+            },
+            9.0,
+        )
+        .await;
+    assert!(t.ended_sessions.is_empty(), "carol is on incarnation 2");
+    let t = h
+        .apply("dave", UserOp::EndIncarnation { node: overlapping }, 9.0)
+        .await;
+    assert_eq!(t.ended_sessions, vec!["d-3".into()]);
+    assert!(!t.changed(), "dave lingers");
+    h.heartbeat("carol", "c-new", 9.0)
+        .expect("incarnation 2's session stays");
+}
+
+/// Processes' leases are kept per incarnation, renewed, listed by node name
+/// (expired ones too: the store does not judge them) and ended.
+pub async fn node_leases_are_kept_per_incarnation(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let node = |name: &str, incarnation| NodeId {
+        name: name.into(),
+        incarnation,
+    };
+    let name = NodeName::from("node-a");
+    assert!(h.store.leases(&name).await.expect("leases").is_empty());
+    h.store
+        .renew_lease(&node("node-a", 1), h.at(10.0))
+        .await
+        .expect("renew");
+    h.store
+        .renew_lease(&node("node-a", u64::MAX), h.at(20.0))
+        .await
+        .expect("renew");
+    h.store
+        .renew_lease(&node("node-b", 1), h.at(5.0))
+        .await
+        .expect("renew");
+    let mut leases = h.store.leases(&name).await.expect("leases");
+    leases.sort();
+    assert_eq!(leases, vec![(1, h.at(10.0)), (u64::MAX, h.at(20.0))]);
+    h.store
+        .renew_lease(&node("node-a", 1), h.at(30.0))
+        .await
+        .expect("renew again");
+    h.store
+        .end_lease(&node("node-a", u64::MAX))
+        .await
+        .expect("end");
+    assert_eq!(
+        h.store.leases(&name).await.expect("leases"),
+        vec![(1, h.at(30.0))]
+    );
+    assert_eq!(
+        h.store.leases(&"node-b".into()).await.expect("leases"),
+        vec![(1, h.at(5.0))]
+    );
 }
 
 /// A user's version keeps growing across offline and online again.

@@ -136,6 +136,7 @@ macro_rules! conformance_tests {
             unknown_users_read_as_offline_version_zero,
             deadlines_are_indexed_and_move_on_after_refresh,
             a_restarted_node_clears_its_previous_incarnation,
+            node_leases_are_kept_per_incarnation,
             versions_survive_going_offline_and_coming_back,
             concurrent_first_and_last_sessions_are_decided_once,
             concurrent_open_close_pairs_leave_no_ghost,

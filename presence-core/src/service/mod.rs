@@ -26,6 +26,7 @@ use crate::session::{EndSignal, SessionEnd, SessionHandle, SessionSpec};
 use crate::status::{ManualChoice, RequestedStatus};
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
+mod incarnations;
 mod queries;
 use crate::timers::{self, SweeperControl};
 
@@ -69,6 +70,9 @@ pub(crate) struct Inner {
     /// The store's epoch as this node last saw it: a resync that finds
     /// another one means the store lost its data.
     epoch: std::sync::Mutex<Epoch>,
+    /// How long this process's lease lasts once renewed.
+    lease: Duration,
+    lease_state: std::sync::Mutex<incarnations::LeaseState>,
 }
 
 /// The holder of a session opened through this service.
@@ -154,6 +158,7 @@ pub(crate) struct Settings {
     pub(crate) sweep_interval: Duration,
     pub(crate) http_coalesce: Duration,
     pub(crate) store_timeout: Duration,
+    pub(crate) lease: Duration,
 }
 
 impl Presence {
@@ -179,6 +184,8 @@ impl Presence {
             sweeper: sweeper.clone(),
             shut_down: AtomicBool::new(false),
             epoch: std::sync::Mutex::new(epoch),
+            lease: settings.lease,
+            lease_state: std::sync::Mutex::default(),
         });
         let presence = Presence { inner };
         if let Some(feed) = presence.inner.store.cluster_feed() {
@@ -193,7 +200,7 @@ impl Presence {
                 .timed("feed_join", feed.join(&presence.inner.node, sink))
                 .await?;
         }
-        presence.clear_previous_incarnation().await?;
+        presence.take_lease().await?;
         timers::spawn(
             Arc::downgrade(&presence.inner),
             sweeper,
@@ -457,7 +464,9 @@ impl Presence {
     /// this by itself; tests and hosts that drive time call it to know the
     /// changes are done). Returns how many users' shown status changed.
     pub async fn run_due(&self) -> Result<usize, Error> {
-        self.refresh_due(self.inner.clock.now()).await
+        let now = self.inner.clock.now();
+        self.tend_lease(now).await;
+        self.refresh_due(now).await
     }
 
     /// Shuts the service down gracefully: closes every session opened
@@ -482,7 +491,7 @@ impl Presence {
             metrics::session_closed();
             local.ended.send(SessionEnd::ShutDown);
         }
-        self.close_node_sessions().await;
+        self.end_own_sessions().await;
         self.inner.sweeper.stop();
         self.inner.hub.close();
         if let Some(feed) = self.inner.store.cluster_feed() {
@@ -517,6 +526,9 @@ impl Presence {
         if changed {
             tracing::warn!(node = %self.inner.node, %epoch, "the presence store lost its data (a new epoch); registering live sessions again");
             self.inner.hub.resync(true);
+            // The lease was lost too: without it, a process of this node
+            // starting now would take this one for dead.
+            self.retake_lease().await;
             self.register_local_sessions().await;
         }
     }
@@ -559,6 +571,7 @@ impl Presence {
     /// One sweep at `now`: refreshes every due user and returns the next
     /// deadline.
     pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Error> {
+        self.tend_lease(now).await;
         self.refresh_due(now).await?;
         self.prune_http_marks(now);
         Ok(self
@@ -602,66 +615,6 @@ impl Presence {
             tracing::debug!(refreshed, changed, "presence sweep");
         }
         Ok(changed)
-    }
-
-    /// Ends the sessions a previous incarnation of this node left behind.
-    async fn clear_previous_incarnation(&self) -> Result<(), Error> {
-        let users = self
-            .timed(
-                "users_on_node",
-                self.inner.store.users_on_node(&self.inner.node.name),
-            )
-            .await?;
-        if users.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(node = %self.inner.node, users = users.len(), "clearing sessions of an earlier run");
-        let clear = UserOp::ClearNode {
-            node: self.inner.node.clone(),
-        };
-        for user in &users {
-            match self.change_unchecked(user, clear.clone()).await {
-                Ok(_) => {}
-                Err(Error::Store(
-                    error @ (StoreError::Unavailable(_) | StoreError::Timeout(_)),
-                )) => {
-                    return Err(Error::Store(error));
-                }
-                // One unreadable record must not keep the node from
-                // starting; its sessions lapse by themselves.
-                Err(error) => {
-                    tracing::warn!(%user, %error, "clearing an earlier run's sessions failed")
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Closes every session of this node still in the store, the graceful
-    /// counterpart of [`Presence::clear_previous_incarnation`].
-    async fn close_node_sessions(&self) {
-        let users = match self
-            .timed(
-                "users_on_node",
-                self.inner.store.users_on_node(&self.inner.node.name),
-            )
-            .await
-        {
-            Ok(users) => users,
-            Err(error) => {
-                tracing::warn!(%error, "could not list this node's sessions at shutdown; they will lapse");
-                return;
-            }
-        };
-        // A fresh incarnation number makes every session of this run stale.
-        let mut successor = self.inner.node.clone();
-        successor.incarnation = successor.incarnation.wrapping_add(1);
-        let close = UserOp::ClearNode { node: successor };
-        for user in &users {
-            if let Err(error) = self.change_unchecked(user, close.clone()).await {
-                tracing::warn!(%user, %error, "could not close a session at shutdown; it will lapse");
-            }
-        }
     }
 
     /// Applies one change to one user, unless the service has shut down.

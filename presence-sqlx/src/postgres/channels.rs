@@ -64,6 +64,11 @@ pub(crate) struct EndedMessage {
     /// `logout`, `closed`, `lapsed` or `replaced` (taken over by another
     /// node: the session lives on there).
     pub(crate) r: String,
+    /// The process that ended them (`name#incarnation`): it has told its
+    /// own holders, and ignores the message (another process of the same
+    /// node does not).
+    #[serde(default)]
+    pub(crate) o: String,
 }
 
 /// Sessions per ended-sessions notification: a `NOTIFY` payload must stay

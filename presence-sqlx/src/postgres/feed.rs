@@ -104,6 +104,7 @@ impl ClusterFeed for PgFeed {
             ],
             events_channel: self.channels.events().to_owned(),
             node: node.name.clone(),
+            node_id: node.to_string(),
             sink,
             local: self.local.clone(),
             state: Arc::downgrade(&self.state),
@@ -115,7 +116,7 @@ impl ClusterFeed for PgFeed {
         let task = tokio::spawn(listening.run(listener));
         let mut state = self.state();
         state.nodes.retain(|joined| {
-            let replaced = joined.node.name == node.name;
+            let replaced = joined.node == *node;
             if replaced {
                 joined.listener.abort();
             }
@@ -177,6 +178,8 @@ struct Listening {
     channels: Vec<String>,
     events_channel: String,
     node: NodeName,
+    /// This process, as ended-sessions messages name their origin.
+    node_id: String,
     sink: Arc<dyn FeedSink>,
     local: Arc<LocalSessions>,
     state: std::sync::Weak<Mutex<State>>,
@@ -259,6 +262,10 @@ impl Listening {
                 tracing::warn!(channel, "presence feed: undecodable message dropped");
                 return;
             };
+            // This process made the change and told its holders already.
+            if ended.o == self.node_id {
+                return;
+            }
             // A replaced session lives on, held elsewhere (perhaps by
             // another node of this very process).
             let reason = reason_of(&ended.r);

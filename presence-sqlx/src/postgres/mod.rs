@@ -19,15 +19,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    Broadcast, ClusterFeed, Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionEnd,
-    SessionId, StoreError, Transition, Update, UserId, UserPresence, UserRecord, UserView,
+    Broadcast, ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId,
+    SessionEnd, SessionId, StoreError, Transition, Update, UserId, UserPresence, UserRecord,
+    UserView,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 
 use crate::change::{self, Change, Stored};
 use crate::config::PgConfig;
-use crate::error::{corrupt, store_error};
+use crate::error::{corrupt, corrupt_lease, store_error};
 use crate::flusher;
 use crate::heartbeats::LocalSessions;
 use crate::locks::UserLocks;
@@ -269,13 +270,11 @@ impl PgStore {
         let ended = broadcast.ended.iter().map(|e| (e, broadcast.reason));
         let replaced = broadcast.replaced.iter().map(|e| (e, SessionEnd::Replaced));
         for ((holder, sessions), reason) in ended.chain(replaced) {
-            if *holder == update.node.name {
-                continue;
-            }
             for chunk in sessions.chunks(ENDED_PER_MESSAGE) {
                 let message = EndedMessage {
                     s: chunk.to_vec(),
                     r: reason_name(reason).into(),
+                    o: update.node.to_string(),
                 };
                 channels.push(self.shared.channels.ended(holder));
                 payloads.push(serde_json::to_string(&message).map_err(corrupt)?);
@@ -390,6 +389,44 @@ impl PresenceStore for PgStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(sql::RENEW_LEASE)
+            .bind(node.name.as_str())
+            .bind(node.incarnation.to_string())
+            .bind(until.timestamp_millis())
+            .execute(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        sqlx::query(sql::END_LEASE)
+            .bind(node.name.as_str())
+            .bind(node.incarnation.to_string())
+            .execute(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql::LEASES)
+            .bind(name.as_str())
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows.into_iter()
+            .map(|(incarnation, until)| {
+                let incarnation = incarnation.parse::<u64>().map_err(corrupt_lease)?;
+                let until = DateTime::<Utc>::from_timestamp_millis(until).ok_or_else(|| {
+                    StoreError::Corrupt("a lease's expiry is out of range".into())
+                })?;
+                Ok((incarnation, until))
+            })
+            .collect()
     }
 
     fn epoch(&self) -> Epoch {

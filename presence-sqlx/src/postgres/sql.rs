@@ -110,3 +110,16 @@ SELECT value FROM fresh
 UNION ALL
 SELECT value FROM meta WHERE key = 'epoch'
 LIMIT 1";
+
+/// Renews (or takes) a process's lease. $1 node, $2 incarnation, $3 until.
+pub(crate) const RENEW_LEASE: &str = "\
+INSERT INTO node_leases (node, incarnation, until) VALUES ($1, $2, $3)
+ON CONFLICT (node, incarnation) DO UPDATE SET until = excluded.until";
+
+/// Ends a process's lease. $1 node, $2 incarnation.
+pub(crate) const END_LEASE: &str = "\
+DELETE FROM node_leases WHERE node = $1 AND incarnation = $2";
+
+/// The leases of a node's processes. $1 node.
+pub(crate) const LEASES: &str = "\
+SELECT incarnation, until FROM node_leases WHERE node = $1";

@@ -17,15 +17,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition,
-    Update, UserId, UserPresence, UserView,
+    Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
+    Transition, Update, UserId, UserPresence, UserView,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::change::{self, Change, Stored};
 use crate::config::SqliteConfig;
-use crate::error::store_error;
+use crate::error::{corrupt_lease, store_error};
 use crate::flusher;
 use crate::heartbeats::LocalSessions;
 use crate::locks::UserLocks;
@@ -297,6 +297,44 @@ impl PresenceStore for SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(users.into_iter().map(UserId::from).collect())
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        sqlx::query(sql::RENEW_LEASE)
+            .bind(node.name.as_str())
+            .bind(node.incarnation.to_string())
+            .bind(until.timestamp_millis())
+            .execute(&self.shared.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        sqlx::query(sql::END_LEASE)
+            .bind(node.name.as_str())
+            .bind(node.incarnation.to_string())
+            .execute(&self.shared.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(sql::LEASES)
+            .bind(name.as_str())
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows.into_iter()
+            .map(|(incarnation, until)| {
+                let incarnation = incarnation.parse::<u64>().map_err(corrupt_lease)?;
+                let until = DateTime::<Utc>::from_timestamp_millis(until).ok_or_else(|| {
+                    StoreError::Corrupt("a lease's expiry is out of range".into())
+                })?;
+                Ok((incarnation, until))
+            })
+            .collect()
     }
 
     fn epoch(&self) -> Epoch {

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    ClusterFeed, Epoch, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
-    Transition, Update, UserId, UserPresence, UserView,
+    ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
+    StoreError, Transition, Update, UserId, UserPresence, UserView,
 };
 
 /// The test database: `PRESENCE_TEST_POSTGRES_URL`, or the local server
@@ -145,6 +145,18 @@ impl PresenceStore for CleanedUp {
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
         self.store().users_on_node(node).await
+    }
+
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store().renew_lease(node, until).await
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.store().end_lease(node).await
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        self.store().leases(name).await
     }
 
     fn epoch(&self) -> Epoch {

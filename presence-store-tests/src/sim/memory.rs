@@ -159,6 +159,18 @@ impl PresenceStore for FaultyMemory {
         self.store().users_on_node(node).await
     }
 
+    async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
+        self.store().renew_lease(node, until).await
+    }
+
+    async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.store().end_lease(node).await
+    }
+
+    async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+        self.store().leases(name).await
+    }
+
     fn epoch(&self) -> Epoch {
         self.store().epoch()
     }

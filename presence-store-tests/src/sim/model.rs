@@ -173,6 +173,23 @@ impl Model {
         end(&mut self.users[user], key, now, self.timing.linger);
     }
 
+    /// Sessions that end at one instant (their process shut down): in
+    /// order of login, so the linger goes to the greatest.
+    pub fn close_together(&mut self, keys: &[(usize, u64)], now: Ms) {
+        self.settle(now);
+        let mut ending: Vec<(usize, String, u64)> = keys
+            .iter()
+            .filter_map(|(user, key)| {
+                let session = self.users[*user].sessions.get(key)?;
+                Some((*user, session.login.clone(), *key))
+            })
+            .collect();
+        ending.sort();
+        for (user, _, key) in ending {
+            end(&mut self.users[user], key, now, self.timing.linger);
+        }
+    }
+
     /// A manual status (or none, for [`Wish::Online`]).
     pub fn set_manual(&mut self, user: usize, wish: Wish, until: Option<Ms>, now: Ms) {
         self.settle(now);
@@ -293,13 +310,15 @@ impl Model {
 
 fn settle(user: &mut User, now: Ms, timing: &Timing) {
     loop {
+        // Lapses at one instant end in order of login, as sessions ending
+        // together do.
         let lapse = user
             .sessions
             .iter()
-            .map(|(key, s)| (s.last_heartbeat + timing.ttl, *key))
-            .filter(|(at, _)| *at <= now)
+            .map(|(key, s)| (s.last_heartbeat + timing.ttl, s.login.clone(), *key))
+            .filter(|(at, _, _)| *at <= now)
             .min();
-        let Some((at, key)) = lapse else { break };
+        let Some((at, _, key)) = lapse else { break };
         // Lingers that ran out before this lapse are over by then.
         user.lingering.retain(|_, l| l.until > at);
         end(user, key, at, timing.linger);

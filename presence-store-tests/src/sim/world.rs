@@ -738,11 +738,8 @@ impl World {
             let at = self.client_index(client).expect("listed");
             self.clients[at].reconnect_at = Some(self.now + delay);
         }
-        for (user, key) in closing {
-            if !self.model.is_doomed(user, key) {
-                self.model.close(user, key, self.now);
-            }
-        }
+        closing.retain(|(user, key)| !self.model.is_doomed(*user, *key));
+        self.model.close_together(&closing, self.now);
         self.note(format!("process {id} ({}) shutting down", process.node));
         process.presence.shutdown().await;
         self.deployment.settle().await;
