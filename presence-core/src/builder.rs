@@ -9,7 +9,7 @@ use crate::config::PresenceConfig;
 use crate::error::Error;
 use crate::ids::NodeId;
 use crate::memory::MemoryStore;
-use crate::service::{Presence, Settings};
+use crate::service::{Presence, Settings, Time};
 use crate::store::PresenceStore;
 
 impl Presence {
@@ -18,7 +18,9 @@ impl Presence {
     pub fn builder() -> PresenceBuilder {
         PresenceBuilder {
             store: None,
-            clock: Arc::new(SystemClock),
+            clock: None,
+            local_clock: Arc::new(SystemClock),
+            clock_sync_interval: Duration::from_secs(10),
             config: PresenceConfig::default(),
             node: None,
             subscriber_capacity: 256,
@@ -34,7 +36,9 @@ impl Presence {
 /// Builds a [`Presence`] service.
 pub struct PresenceBuilder {
     store: Option<Arc<dyn PresenceStore>>,
-    clock: Arc<dyn Clock>,
+    clock: Option<Arc<dyn Clock>>,
+    local_clock: Arc<dyn Clock>,
+    clock_sync_interval: Duration,
     config: PresenceConfig,
     node: Option<NodeId>,
     subscriber_capacity: usize,
@@ -61,9 +65,28 @@ impl PresenceBuilder {
         self
     }
 
-    /// The clock (default: [`SystemClock`]).
+    /// Presence time itself, used as given: no synchronisation with the
+    /// store's clock (tests drive a [`crate::ManualClock`] this way; a host
+    /// with a cluster-wide clock of its own may pass it). By default,
+    /// presence time is the store's clock, carried by this machine's
+    /// monotonic clock: see [`crate::clock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
+        self.clock = Some(clock);
+        self
+    }
+
+    /// This machine's clock under the synchronisation with the store
+    /// (default: [`SystemClock`]): its monotonic time carries the store's
+    /// time between readings, and its wall time is used only with a store
+    /// that has no clock. For simulations of machines whose clocks differ.
+    pub fn local_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.local_clock = clock;
+        self
+    }
+
+    /// How often the store's clock is read again (default 10 s).
+    pub fn clock_sync_interval(mut self, interval: Duration) -> Self {
+        self.clock_sync_interval = interval;
         self
     }
 
@@ -135,9 +158,16 @@ impl PresenceBuilder {
     /// incarnation of this node left in the store, and starts the sweeper.
     /// Must run inside a tokio runtime.
     pub async fn build(self) -> Result<Presence, Error> {
+        let time = match self.clock {
+            Some(clock) => Time::Given(clock),
+            None => Time::Synced {
+                local: self.local_clock,
+                every: self.clock_sync_interval.max(Duration::from_millis(1)),
+            },
+        };
         Presence::start(Settings {
             store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
-            clock: self.clock,
+            time,
             config: self.config,
             node: self.node.unwrap_or_else(|| NodeId::new("local")),
             subscriber_capacity: self.subscriber_capacity,

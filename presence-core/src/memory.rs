@@ -23,6 +23,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
+use crate::clock::Clock;
 use crate::config::PresenceConfig;
 use crate::feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
 use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
@@ -47,6 +48,8 @@ pub struct MemoryStore {
     epoch: Epoch,
     /// Processes' leases: node name → incarnation → expiry.
     leases: Mutex<HashMap<NodeName, HashMap<u64, DateTime<Utc>>>>,
+    /// The store's clock, if it has one ([`MemoryStore::with_clock`]).
+    clock: Option<Arc<dyn Clock>>,
 }
 
 /// The feed of services sharing one memory store in one process: a change
@@ -220,6 +223,18 @@ impl MemoryStore {
             feed: Arc::default(),
             epoch: Epoch::random(),
             leases: Mutex::default(),
+            clock: None,
+        }
+    }
+
+    /// An empty store with a clock of its own, which every service on it
+    /// keeps to (see [`crate::clock`]): for several services in one
+    /// process whose own clocks differ, as a simulation of a cluster has.
+    /// A plain [`MemoryStore::new`] has none: each service keeps its own.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..Self::new()
         }
     }
 
@@ -461,6 +476,10 @@ impl PresenceStore for MemoryStore {
             .unwrap_or_default();
         found.sort_unstable();
         Ok(found)
+    }
+
+    async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.clock.as_ref().map(|clock| clock.now()))
     }
 
     fn epoch(&self) -> Epoch {

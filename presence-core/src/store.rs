@@ -217,6 +217,13 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// expiry, expired ones included.
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError>;
 
+    /// The store's clock, read now: every process of a cluster keeps to it
+    /// (see [`crate::clock`]). `None` for a store without a clock of its
+    /// own (one process only): the process's own clock is used.
+    async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(None)
+    }
+
     /// The store's epoch as this process last knew it (cheap: no I/O). It
     /// must change whenever the users' versions may have started again:
     /// the store lost its data (restarted empty, flushed, evicted, failed

@@ -686,6 +686,17 @@ impl PresenceStore for RedisStore {
             .collect()
     }
 
+    async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let (seconds, micros): (i64, i64) = redis::cmd("TIME")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        let at =
+            DateTime::<Utc>::from_timestamp(seconds, u32::try_from(micros * 1000).unwrap_or(0))
+                .ok_or_else(|| StoreError::Backend("Redis TIME is out of range".into()))?;
+        Ok(Some(at))
+    }
+
     fn epoch(&self) -> Epoch {
         self.shared
             .epoch

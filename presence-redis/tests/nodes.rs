@@ -365,3 +365,34 @@ async fn sessions_redis_forgot_are_registered_again_not_ended() {
     drop((a, b));
     lose_data(&url, &prefix).await;
 }
+
+/// Redis's clock is the cluster's (see `presence_core::clock`): it reads as
+/// this machine's, which shares it here, to within a second; and a node on
+/// it (default clock) keeps to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_clock_is_presence_time() {
+    use presence_core::PresenceStore;
+    let (url, prefix) = (redis_url(), prefix());
+    let store = RedisStore::connect(RedisConfig::new(&url).prefix(&prefix))
+        .await
+        .expect("Redis must be running");
+    let read = store
+        .time()
+        .await
+        .expect("TIME")
+        .expect("Redis has a clock");
+    let off = (read - chrono::Utc::now()).num_milliseconds().abs();
+    assert!(off < 1_000, "{off} ms off the local clock");
+    let node = Presence::builder()
+        .store(store)
+        .node(NodeId::new("node-a"))
+        .build()
+        .await
+        .expect("presence");
+    let off = (node.clock().now() - chrono::Utc::now())
+        .num_milliseconds()
+        .abs();
+    assert!(off < 1_000, "presence time is {off} ms off");
+    node.shutdown().await;
+    delete_keys(&url, &prefix).await.expect("clean up");
+}

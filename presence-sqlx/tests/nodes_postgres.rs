@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_core::{
-    Delivery, ManualClock, NodeId, Presence, PresenceConfig, SessionEnd, SessionHandle,
-    SessionSpec, Status, Subscription,
+    Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, SessionEnd,
+    SessionHandle, SessionSpec, Status, Subscription,
 };
 use presence_sqlx::{PgConfig, PgStore};
 
@@ -325,4 +325,31 @@ async fn a_dropped_listener_reconnects_and_resyncs_its_watchers() {
         .await
         .expect("open");
     assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+}
+
+/// The database server's clock is the cluster's (see `presence_core::clock`):
+/// it reads as this machine's, which shares it here, to within a second;
+/// and a node on it (default clock) keeps to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_clock_is_presence_time() {
+    let schema = Schema::new();
+    let store = schema.store().await;
+    let read = store
+        .time()
+        .await
+        .expect("time")
+        .expect("PostgreSQL has a clock");
+    let off = (read - chrono::Utc::now()).num_milliseconds().abs();
+    assert!(off < 1_000, "{off} ms off the local clock");
+    let node = Presence::builder()
+        .store(store)
+        .node(NodeId::new("node-a"))
+        .build()
+        .await
+        .expect("presence");
+    let off = (node.clock().now() - chrono::Utc::now())
+        .num_milliseconds()
+        .abs();
+    assert!(off < 1_000, "presence time is {off} ms off");
+    node.shutdown().await;
 }

@@ -28,7 +28,10 @@ use crate::store::{PresenceStore, StoreError, Transition, Update};
 
 mod incarnations;
 mod queries;
+mod time;
+
 use crate::timers::{self, SweeperControl};
+pub(crate) use time::Time;
 
 /// Stripes of the per-user lock that keeps one user's events in order.
 const USER_LOCK_STRIPES: usize = 1024;
@@ -105,6 +108,20 @@ impl Drop for LocalSession {
     }
 }
 
+impl Inner {
+    pub(crate) fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn store(&self) -> &Arc<dyn PresenceStore> {
+        &self.store
+    }
+
+    pub(crate) fn store_timeout(&self) -> Duration {
+        self.store_timeout
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         self.sweeper.stop();
@@ -150,7 +167,7 @@ impl FeedSink for NodeSink {
 /// What a [`crate::PresenceBuilder`] settled on.
 pub(crate) struct Settings {
     pub(crate) store: Arc<dyn PresenceStore>,
-    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) time: Time,
     pub(crate) config: PresenceConfig,
     pub(crate) node: NodeId,
     pub(crate) subscriber_capacity: usize,
@@ -166,11 +183,15 @@ impl Presence {
     /// of this node left in the store, and starts the sweeper.
     pub(crate) async fn start(settings: Settings) -> Result<Presence, Error> {
         settings.config.validate()?;
+        let time = settings
+            .time
+            .start(&settings.store, settings.store_timeout)
+            .await?;
         let sweeper = SweeperControl::new();
         let epoch = settings.store.epoch();
         let inner = Arc::new(Inner {
             store: settings.store,
-            clock: settings.clock,
+            clock: time.clock.clone(),
             config: settings.config,
             node: settings.node,
             hub: Hub::new(settings.subscriber_capacity, settings.batch_interval),
@@ -188,6 +209,7 @@ impl Presence {
             lease_state: std::sync::Mutex::default(),
         });
         let presence = Presence { inner };
+        time.keep_in_step(Arc::downgrade(&presence.inner));
         if let Some(feed) = presence.inner.store.cluster_feed() {
             presence
                 .inner

@@ -429,6 +429,14 @@ impl PresenceStore for PgStore {
             .collect()
     }
 
+    async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let ms: i64 = sqlx::query_scalar(sql::NOW)
+            .fetch_one(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(at_ms(ms))
+    }
+
     fn epoch(&self) -> Epoch {
         self.shared
             .epoch

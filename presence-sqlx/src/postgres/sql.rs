@@ -123,3 +123,6 @@ DELETE FROM node_leases WHERE node = $1 AND incarnation = $2";
 /// The leases of a node's processes. $1 node.
 pub(crate) const LEASES: &str = "\
 SELECT incarnation, until FROM node_leases WHERE node = $1";
+
+/// The database server's clock, in ms since the Unix epoch.
+pub(crate) const NOW: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";

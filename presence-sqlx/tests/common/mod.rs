@@ -159,6 +159,10 @@ impl PresenceStore for CleanedUp {
         self.store().leases(name).await
     }
 
+    async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.store().time().await
+    }
+
     fn epoch(&self) -> Epoch {
         self.store().epoch()
     }

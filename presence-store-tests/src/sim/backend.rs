@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use presence_core::{NodeId, PresenceStore};
+use presence_core::{ManualClock, NodeId, PresenceStore};
 
 use super::steps::Faults;
 
@@ -15,8 +15,10 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// The faults this store can take.
     fn faults(&self) -> Faults;
-    /// A fresh, empty deployment for one run.
-    async fn deploy(&self) -> Box<dyn Deployment>;
+    /// A fresh, empty deployment for one run, whose store keeps to `truth`
+    /// as its clock where it can (a remote store under test keeps its own,
+    /// and the run's processes then start on it without skew).
+    async fn deploy(&self, truth: Arc<ManualClock>) -> Box<dyn Deployment>;
 }
 
 /// One run's store, shared by every process of the run.

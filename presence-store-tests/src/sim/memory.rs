@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    ClusterFeed, Epoch, FeedMessage, FeedSink, MemoryStore, NodeId, NodeName, PresenceConfig,
-    PresenceStore, ScopeId, SessionId, StoreError, Transition, Update, UserId, UserPresence,
-    UserView,
+    Clock, ClusterFeed, Epoch, FeedMessage, FeedSink, MemoryStore, NodeId, NodeName,
+    PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update, UserId,
+    UserPresence, UserView,
 };
 
 use super::backend::Deployment;
@@ -20,6 +20,8 @@ use super::backend::Deployment;
 pub struct FaultyMemory {
     inner: RwLock<Arc<MemoryStore>>,
     feed: Arc<GatedFeed>,
+    /// The store's clock (true time), which outlives its data.
+    clock: Option<Arc<dyn Clock>>,
 }
 
 impl fmt::Debug for FaultyMemory {
@@ -29,6 +31,18 @@ impl fmt::Debug for FaultyMemory {
 }
 
 impl FaultyMemory {
+    /// An empty store with a clock of its own (see
+    /// [`MemoryStore::with_clock`]).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Arc<Self> {
+        let store = Self::new();
+        let inner = store.store();
+        Arc::new(Self {
+            inner: RwLock::new(inner),
+            feed: store.feed.clone(),
+            clock: Some(clock),
+        })
+    }
+
     /// An empty store.
     pub fn new() -> Arc<Self> {
         let inner = Arc::new(MemoryStore::new());
@@ -38,6 +52,7 @@ impl FaultyMemory {
                 gates: Mutex::new(Vec::new()),
             }),
             inner: RwLock::new(inner),
+            clock: None,
         })
     }
 
@@ -169,6 +184,10 @@ impl PresenceStore for FaultyMemory {
 
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
         self.store().leases(name).await
+    }
+
+    async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        Ok(self.clock.as_ref().map(|clock| clock.now()))
     }
 
     fn epoch(&self) -> Epoch {

@@ -50,11 +50,13 @@ mod steps;
 mod world;
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use backend::{Backend, Deployment};
 pub use client::ClientView;
 pub use memory::FaultyMemory;
+use presence_core::ManualClock;
 pub use steps::{Draw, Faults, ScopePick, Step, Wish, plan};
 pub use world::{RunStats, Violation};
 
@@ -74,16 +76,17 @@ impl Backend for MemoryBackend {
         Faults::ALL
     }
 
-    async fn deploy(&self) -> Box<dyn Deployment> {
-        Box::new(FaultyMemory::new())
+    async fn deploy(&self, truth: Arc<ManualClock>) -> Box<dyn Deployment> {
+        Box::new(FaultyMemory::with_clock(truth))
     }
 }
 
 /// Runs `steps` on a fresh deployment of `backend`; the violation that
 /// stopped the run, if any.
 pub async fn run(backend: &dyn Backend, seed: u64, steps: &[Step]) -> Result<RunStats, Failure> {
-    let deployment = backend.deploy().await;
-    let mut world = match World::start(seed, deployment).await {
+    let truth = Arc::new(ManualClock::default());
+    let deployment = backend.deploy(truth.clone()).await;
+    let mut world = match World::start(seed, truth, deployment).await {
         Ok(world) => world,
         Err(violation) => {
             return Err(Failure {

@@ -119,6 +119,8 @@ struct Orphan {
 pub(crate) struct World {
     seed: u64,
     deployment: Box<dyn Deployment>,
+    /// True time: the store's clock.
+    truth: Arc<ManualClock>,
     config: PresenceConfig,
     t0: DateTime<Utc>,
     now: Ms,
@@ -145,13 +147,16 @@ type Checked = Result<(), Violation>;
 impl World {
     pub(crate) async fn start(
         seed: u64,
+        truth: Arc<ManualClock>,
         deployment: Box<dyn Deployment>,
     ) -> Result<Self, Violation> {
+        let t0 = truth.now();
         let mut world = Self {
             seed,
             deployment,
+            truth,
             config: config(),
-            t0: ManualClock::default().now(),
+            t0,
             now: 0,
             processes: Vec::new(),
             next_process: 0,
@@ -218,11 +223,15 @@ impl World {
         let id = self.next_process;
         self.next_process += 1;
         let node = NodeId::new(name);
-        let clock = Arc::new(ManualClock::new(self.time(self.now)));
+        // A machine whose clock is off true time by as much as the last
+        // process's was (a new process on a skewed host is skewed too).
+        let offset = self.processes.last().map_or(0, |p| p.offset);
+        let clock = Arc::new(ManualClock::new(self.time(self.now + offset)));
         let store = self.deployment.store_for_process().await;
+        // Its own machine's clock, kept to the store's as in production.
         let presence = Presence::builder()
             .shared_store(store)
-            .clock(clock.clone())
+            .local_clock(clock.clone())
             .config(self.config)
             .node(node.clone())
             // Deliveries are judged as soon as the step settles.
@@ -236,7 +245,7 @@ impl World {
             node,
             presence,
             clock,
-            offset: 0,
+            offset,
             feed_down_until: None,
         });
         Ok(())
@@ -325,8 +334,10 @@ impl World {
 
     async fn tick(&mut self, by: Ms) -> Checked {
         self.now += by;
+        let passing = Duration::from_millis(by as u64);
+        self.truth.advance(passing);
         for process in &self.processes {
-            process.clock.set(self.time(self.now + process.offset));
+            process.clock.advance(passing);
         }
         self.run_scheduled().await?;
         self.heartbeats()?;
@@ -818,15 +829,14 @@ impl World {
             return;
         };
         self.stats.faults += 1;
-        let now = self.now;
         let index = self.process_index(id).expect("running");
-        let time = {
-            let process = &mut self.processes[index];
-            process.offset = offset(process.offset);
-            now + process.offset
-        };
-        let at = self.time(time);
-        self.processes[index].clock.set(at);
+        let process = &mut self.processes[index];
+        let before = process.offset;
+        process.offset = offset(before);
+        // The machine's wall clock steps; time does not pass faster.
+        process
+            .clock
+            .step(TimeDelta::milliseconds(process.offset - before));
     }
 
     /// Every connected client sends the heartbeats that are due.

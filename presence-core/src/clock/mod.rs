@@ -1,5 +1,36 @@
 //! Where time comes from: the system clock in production, a manual clock in
 //! tests, so no test ever sleeps through a real five-minute threshold.
+//!
+//! # Presence time
+//!
+//! Every decision presence makes compares times stamped by different
+//! processes: a heartbeat stamped by one node is judged lapsed by another,
+//! an activity stamped here turns a user AWAY there. So every process uses
+//! one time, the **store's clock**: it reads it when it starts and every
+//! [`PresenceBuilder::clock_sync_interval`] (10 s by default), halving the
+//! round trip, and carries it between reads with its own *monotonic*
+//! clock. Nodes whose wall clocks differ by seconds agree to within a
+//! round trip; a wall clock stepped on one node (by an operator, a VM
+//! resumed, NTP) changes nothing, since the monotonic clock does not step.
+//! A store without a clock of its own (the memory store, SQLite: one
+//! process) gives the process's wall clock when it started, carried the
+//! same way. Keep the store's servers' clocks in sync with NTP; the nodes'
+//! need not be.
+//!
+//! A host that passes its own clock ([`PresenceBuilder::clock`]) gets
+//! exactly that time, unsynchronised (tests drive a [`ManualClock`] so);
+//! [`PresenceBuilder::local_clock`] replaces only the machine's clock under
+//! the synchronisation.
+//!
+//! [`PresenceBuilder::clock_sync_interval`]: crate::PresenceBuilder::clock_sync_interval
+//! [`PresenceBuilder::clock`]: crate::PresenceBuilder::clock
+//! [`PresenceBuilder::local_clock`]: crate::PresenceBuilder::local_clock
+
+mod manual;
+mod synced;
+
+pub use manual::ManualClock;
+pub(crate) use synced::SyncedClock;
 
 use std::fmt;
 use std::future::Future;
@@ -7,7 +38,6 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use tokio::sync::watch;
 
 /// A boxed future returned by [`Clock::sleep_until`].
 pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
@@ -21,8 +51,16 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time, truncated to whole milliseconds.
     fn now(&self) -> DateTime<Utc>;
 
+    /// Time elapsed since an arbitrary origin of this clock, at the pace of
+    /// real time: unlike [`Clock::now`], it never steps (a wall clock set by
+    /// hand or by NTP moves `now`, not this).
+    fn monotonic(&self) -> Duration;
+
     /// Completes once [`Clock::now`] has reached `deadline`.
     fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_>;
+
+    /// Completes once [`Clock::monotonic`] has moved on by `duration`.
+    fn sleep(&self, duration: Duration) -> Sleep<'_>;
 }
 
 /// Truncates a time to whole milliseconds.
@@ -39,6 +77,17 @@ impl Clock for SystemClock {
         truncate_to_millis(Utc::now())
     }
 
+    fn monotonic(&self) -> Duration {
+        // tokio's instant, so a test runtime with paused time moves it as
+        // it moves the sleeps.
+        static ORIGIN: std::sync::OnceLock<tokio::time::Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(tokio::time::Instant::now).elapsed()
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep<'_> {
+        Box::pin(tokio::time::sleep(duration))
+    }
+
     fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
         Box::pin(async move {
             // Re-check after waking: the wall clock may have been adjusted.
@@ -49,79 +98,6 @@ impl Clock for SystemClock {
                 }
                 let left = left.to_std().unwrap_or(Duration::from_secs(1));
                 tokio::time::sleep(left).await;
-            }
-        })
-    }
-}
-
-/// A clock that only moves when told to. Sleepers wake as soon as
-/// [`ManualClock::advance`] or [`ManualClock::set`] passes their deadline.
-///
-/// ```
-/// use std::time::Duration;
-/// use presence_core::{Clock, ManualClock};
-///
-/// let clock = ManualClock::default();
-/// let start = clock.now();
-/// clock.advance(Duration::from_secs(300));
-/// assert_eq!((clock.now() - start).num_seconds(), 300);
-/// ```
-pub struct ManualClock {
-    now: watch::Sender<DateTime<Utc>>,
-}
-
-impl ManualClock {
-    /// A manual clock showing `start` (truncated to milliseconds).
-    pub fn new(start: DateTime<Utc>) -> Self {
-        let (now, _) = watch::channel(truncate_to_millis(start));
-        Self { now }
-    }
-
-    /// Moves the clock forward by `by` (rounded down to milliseconds).
-    pub fn advance(&self, by: Duration) {
-        let by = TimeDelta::from_std(by).unwrap_or(TimeDelta::MAX);
-        self.now.send_modify(|now| {
-            *now = truncate_to_millis(now.checked_add_signed(by).unwrap_or(*now));
-        });
-    }
-
-    /// Sets the clock to `time`; it may move backwards, like a real clock.
-    pub fn set(&self, time: DateTime<Utc>) {
-        self.now.send_replace(truncate_to_millis(time));
-    }
-}
-
-impl Default for ManualClock {
-    /// A manual clock at 2026-01-01T00:00:00Z.
-    fn default() -> Self {
-        Self::new(DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default())
-    }
-}
-
-impl fmt::Debug for ManualClock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ManualClock")
-            .field("now", &*self.now.borrow())
-            .finish()
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.now.borrow()
-    }
-
-    fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
-        let mut changes = self.now.subscribe();
-        Box::pin(async move {
-            loop {
-                if *changes.borrow_and_update() >= deadline {
-                    return;
-                }
-                if changes.changed().await.is_err() {
-                    // The clock is gone; it will never reach the deadline.
-                    std::future::pending::<()>().await;
-                }
             }
         })
     }

@@ -1,0 +1,127 @@
+//! [`SyncedClock`]: presence time, the store's clock carried by this
+//! machine's monotonic clock (see the module docs of [`crate::clock`]).
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use super::{Clock, Sleep, truncate_to_millis};
+
+/// A reference time, and the local monotonic reading it was taken at.
+#[derive(Clone, Copy, Debug)]
+struct Anchor {
+    at: DateTime<Utc>,
+    monotonic: Duration,
+}
+
+/// The store's time, as this process carries it between readings.
+pub(crate) struct SyncedClock {
+    local: Arc<dyn Clock>,
+    anchor: Mutex<Anchor>,
+}
+
+impl fmt::Debug for SyncedClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SyncedClock")
+            .field("local", &self.local)
+            .field("now", &self.now())
+            .finish()
+    }
+}
+
+impl SyncedClock {
+    /// Starts at the local clock's wall time, until [`SyncedClock::sync`].
+    pub(crate) fn new(local: Arc<dyn Clock>) -> Self {
+        let anchor = Anchor {
+            at: local.now(),
+            monotonic: local.monotonic(),
+        };
+        Self {
+            local,
+            anchor: Mutex::new(anchor),
+        }
+    }
+
+    /// The local clock's monotonic reading (to time a reading of the
+    /// reference).
+    pub(crate) fn local_monotonic(&self) -> Duration {
+        self.local.monotonic()
+    }
+
+    /// The reference read `reference` between the local monotonic readings
+    /// `sent` and now: from now on, the reference is taken to have been
+    /// read halfway.
+    pub(crate) fn sync(&self, reference: DateTime<Utc>, sent: Duration) {
+        let received = self.local.monotonic();
+        let half_trip = received.saturating_sub(sent) / 2;
+        let at = reference + TimeDelta::from_std(half_trip).unwrap_or(TimeDelta::zero());
+        let moved = self.now() - at;
+        if moved.num_milliseconds().abs() > 1_000 {
+            tracing::warn!(
+                by_ms = moved.num_milliseconds(),
+                "presence time moved to the store's clock"
+            );
+        }
+        *self.anchor.lock().unwrap_or_else(PoisonError::into_inner) = Anchor {
+            at,
+            monotonic: received,
+        };
+    }
+}
+
+impl Clock for SyncedClock {
+    fn now(&self) -> DateTime<Utc> {
+        let anchor = *self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = self.local.monotonic().saturating_sub(anchor.monotonic);
+        truncate_to_millis(anchor.at + TimeDelta::from_std(since).unwrap_or(TimeDelta::MAX))
+    }
+
+    fn monotonic(&self) -> Duration {
+        self.local.monotonic()
+    }
+
+    fn sleep_until(&self, deadline: DateTime<Utc>) -> Sleep<'_> {
+        Box::pin(async move {
+            // Re-check after waking: a sync may have moved the time.
+            loop {
+                let Ok(left) = (deadline - self.now()).to_std() else {
+                    return;
+                };
+                if left.is_zero() {
+                    return;
+                }
+                self.local.sleep(left).await;
+            }
+        })
+    }
+
+    fn sleep(&self, duration: Duration) -> Sleep<'_> {
+        self.local.sleep(duration)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+
+    #[test]
+    fn it_carries_the_reference_by_monotonic_time_and_ignores_wall_steps() {
+        let local = Arc::new(ManualClock::default());
+        let clock = SyncedClock::new(local.clone());
+        let reference = local.now() + TimeDelta::seconds(5);
+        let sent = clock.local_monotonic();
+        local.advance(Duration::from_millis(20));
+        clock.sync(reference, sent);
+        assert_eq!(clock.now(), reference + TimeDelta::milliseconds(10));
+        local.advance(Duration::from_secs(30));
+        local.step(TimeDelta::seconds(60));
+        assert_eq!(
+            clock.now(),
+            reference + TimeDelta::milliseconds(30_010),
+            "30 s passed; the local wall step changed nothing"
+        );
+    }
+}
