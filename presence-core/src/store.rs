@@ -184,6 +184,13 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
         config: &PresenceConfig,
     ) -> Result<(), StoreError>;
 
+    /// Writes the heartbeats this process has buffered now, rather than at
+    /// the next flush (before a graceful stop, or in tests); how many. A
+    /// store that writes each heartbeat at once has none.
+    async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        Ok(0)
+    }
+
     /// Reads several users as observers see them, with their scopes, in the
     /// order asked. A user the store has never seen is `OFFLINE` with
     /// version 0 and no scope.

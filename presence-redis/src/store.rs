@@ -249,7 +249,13 @@ impl RedisStore {
         }
         let plan = json!({
             "hb_add": hb_add,
-            "hb_rem": transition.ended_sessions,
+            // A lapsed session reopened under its id ends and lives on: its
+            // heartbeat entry (just written above) stays.
+            "hb_rem": transition
+                .ended_sessions
+                .iter()
+                .filter(|ended| !record.sessions.iter().any(|s| s.id == **ended))
+                .collect::<Vec<_>>(),
             "sadd": after.keys.iter().filter(|k| !before.keys.contains(k)).collect::<Vec<_>>(),
             "srem": before.keys.iter().filter(|k| !after.keys.contains(k)).collect::<Vec<_>>(),
             "pub": publish,
@@ -582,6 +588,10 @@ impl PresenceStore for RedisStore {
         config: &PresenceConfig,
     ) -> Result<(), StoreError> {
         self.shared.local.beat(user, session, now, config)
+    }
+
+    async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        Self::flush_heartbeats(self).await
     }
 
     async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError> {

@@ -491,6 +491,29 @@ pub async fn joining_and_leaving_a_scope_while_present_is_told_in_that_scope(
     );
 }
 
+/// A session that lapsed but was not swept yet, reopened under its id (a
+/// client resuming it), is live again, heartbeats included: the change
+/// that reopens it also ends its lapsed self, and the store must not lose
+/// the reopened session's heartbeats with it.
+pub async fn reopening_a_lapsed_session_before_the_sweep_keeps_it_live(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    // Lapsed at 30 s; nothing has swept it.
+    let t = h.open("alice", "s1", 31.0).await;
+    assert_eq!(t.to, Status::Online);
+    h.heartbeat("alice", "s1", 32.0)
+        .expect("the reopened session is live");
+    h.store.flush_heartbeats().await.expect("flush");
+    h.heartbeat("alice", "s1", 40.0)
+        .expect("still live once its heartbeats are written");
+    h.store.flush_heartbeats().await.expect("flush");
+    let t = h.refresh("alice", 65.0).await;
+    assert!(t.ended_sessions.is_empty(), "live until 70 s: {t:?}");
+    assert_eq!(h.view("alice").await.status, Status::Online);
+}
+
 /// Users never seen read as OFFLINE, version 0, and load_many keeps order.
 pub async fn unknown_users_read_as_offline_version_zero(store: Arc<dyn PresenceStore>) {
     let h = Harness::new(store);

@@ -123,6 +123,7 @@ macro_rules! conformance_tests {
             logout_everywhere_ends_every_login,
             logout_of_another_login_keeps_a_pending_linger,
             heartbeats_keep_a_session_live_and_never_revive_a_dead_one,
+            reopening_a_lapsed_session_before_the_sweep_keeps_it_live,
             a_logged_out_login_cannot_open_again_for_a_ttl,
             restoring_a_session_is_not_activity,
             a_silent_session_lapses_and_the_user_goes_offline,

@@ -244,6 +244,10 @@ impl PresenceStore for SqliteStore {
         self.shared.local.beat(user, session, now, config)
     }
 
+    async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        Self::flush_heartbeats(self).await
+    }
+
     async fn load_many(&self, users: &[UserId]) -> Result<Vec<UserView>, StoreError> {
         if users.is_empty() {
             return Ok(Vec::new());

@@ -159,6 +159,10 @@ impl PresenceStore for CleanedUp {
         self.store().leases(name).await
     }
 
+    async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        self.store().flush_heartbeats().await
+    }
+
     async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.store().time().await
     }

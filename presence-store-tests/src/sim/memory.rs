@@ -186,6 +186,10 @@ impl PresenceStore for FaultyMemory {
         self.store().leases(name).await
     }
 
+    async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
+        self.store().flush_heartbeats().await
+    }
+
     async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.clock.as_ref().map(|clock| clock.now()))
     }
