@@ -26,7 +26,7 @@ impl Presence {
             subscriber_capacity: 256,
             batch_interval: DEFAULT_BATCH_INTERVAL,
             sweep_interval: Duration::from_secs(1),
-            http_coalesce: Duration::from_secs(5),
+            http_coalesce: None,
             store_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(15),
         }
@@ -44,10 +44,13 @@ pub struct PresenceBuilder {
     subscriber_capacity: usize,
     batch_interval: Duration,
     sweep_interval: Duration,
-    http_coalesce: Duration,
+    http_coalesce: Option<Duration>,
     store_timeout: Duration,
     lease: Duration,
 }
+
+/// The longest default HTTP coalescing window.
+const DEFAULT_HTTP_COALESCE: Duration = Duration::from_secs(5);
 
 /// How long a busy scope gathers events into one batch, by default.
 const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(20);
@@ -130,9 +133,12 @@ impl PresenceBuilder {
     }
 
     /// Repeated HTTP activity of one login within this window costs no
-    /// store write (default 5 s).
+    /// store write (each request still proves the login's HTTP session
+    /// live, in memory). Default: 5 s, or half of `away_after` or of
+    /// `session_ttl` if shorter; a window not shorter than both is refused
+    /// at [`PresenceBuilder::build`] (activity inside it is not recorded).
     pub fn http_activity_coalesce(mut self, window: Duration) -> Self {
-        self.http_coalesce = window;
+        self.http_coalesce = Some(window);
         self
     }
 
@@ -173,7 +179,13 @@ impl PresenceBuilder {
             subscriber_capacity: self.subscriber_capacity,
             batch_interval: self.batch_interval,
             sweep_interval: self.sweep_interval,
-            http_coalesce: self.http_coalesce,
+            // Short enough that a user browsing pages turns neither AWAY
+            // nor lapses between two counted requests.
+            http_coalesce: self.http_coalesce.unwrap_or_else(|| {
+                DEFAULT_HTTP_COALESCE
+                    .min(self.config.away_after / 2)
+                    .min(self.config.session_ttl / 2)
+            }),
             store_timeout: self.store_timeout,
             lease: self.lease.max(Duration::from_millis(3)),
         })

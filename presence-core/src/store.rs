@@ -184,6 +184,15 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
         config: &PresenceConfig,
     ) -> Result<(), StoreError>;
 
+    /// How late a heartbeat may reach the store (a store that buffers them
+    /// writes them once per flush interval): the service refuses to start
+    /// when `heartbeat_interval` plus this is not shorter than
+    /// `session_ttl`, since sessions would lapse in the store between two
+    /// heartbeats.
+    fn heartbeat_delay(&self) -> Duration {
+        Duration::ZERO
+    }
+
     /// Writes the heartbeats this process has buffered now, rather than at
     /// the next flush (before a graceful stop, or in tests); how many. A
     /// store that writes each heartbeat at once has none.

@@ -590,6 +590,10 @@ impl PresenceStore for RedisStore {
         self.shared.local.beat(user, session, now, config)
     }
 
+    fn heartbeat_delay(&self) -> Duration {
+        self.shared.config.flush_interval
+    }
+
     async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
         Self::flush_heartbeats(self).await
     }

@@ -396,3 +396,27 @@ async fn the_redis_clock_is_presence_time() {
     node.shutdown().await;
     delete_keys(&url, &prefix).await.expect("clean up");
 }
+
+/// Buffered heartbeats reach Redis up to a flush interval late: a flush
+/// interval that would let sessions lapse in Redis between two heartbeats
+/// is refused when the service is built.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_interval_that_lets_sessions_lapse_is_refused() {
+    let (url, prefix) = (redis_url(), prefix());
+    let store = RedisStore::connect(
+        RedisConfig::new(&url)
+            .prefix(&prefix)
+            .flush_interval(Duration::from_secs(20)),
+    )
+    .await
+    .expect("Redis must be running");
+    let refused = Presence::builder()
+        .store(store)
+        .config(config())
+        .build()
+        .await
+        .expect_err("10 s heartbeats + a 20 s flush reach a 30 s ttl");
+    let message = refused.to_string();
+    assert!(message.contains("flush_interval"), "{message}");
+    delete_keys(&url, &prefix).await.expect("clean up");
+}

@@ -14,7 +14,7 @@ use dashmap::DashMap;
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::clock::Clock;
-use crate::config::PresenceConfig;
+use crate::config::{ConfigError, PresenceConfig};
 use crate::error::Error;
 use crate::fanout::{FanoutStats, Hub};
 use crate::feed::{FeedMessage, FeedSink};
@@ -183,6 +183,7 @@ impl Presence {
     /// of this node left in the store, and starts the sweeper.
     pub(crate) async fn start(settings: Settings) -> Result<Presence, Error> {
         settings.config.validate()?;
+        check_timing(&settings)?;
         let time = settings
             .time
             .start(&settings.store, settings.store_timeout)
@@ -382,8 +383,9 @@ impl Presence {
     /// Marks an authenticated HTTP request as activity: the login's HTTP
     /// session is opened or refreshed, so a user browsing plain pages is
     /// present without any socket (SPEC §5). Calls for one login within the
-    /// coalescing window cost nothing; returns whether this one reached the
-    /// store. A login logged out within `session_ttl` is never marked, so a
+    /// coalescing window cost the store nothing (they prove the session
+    /// live in memory, as a heartbeat); returns whether this one reached
+    /// the store. A login logged out within `session_ttl` is never marked, so a
     /// request that raced its logout cannot bring the user back.
     pub async fn mark_http_activity(
         &self,
@@ -392,8 +394,18 @@ impl Presence {
         scopes: &[ScopeId],
     ) -> Result<bool, Error> {
         let now = self.inner.clock.now();
-        if let Some(mark) = self.inner.http_marks.get(login)
-            && now < later(*mark, self.inner.http_coalesce)
+        let coalesced = self
+            .inner
+            .http_marks
+            .get(login)
+            .is_some_and(|mark| now < later(*mark, self.inner.http_coalesce));
+        // Inside the window the activity costs the store nothing, but the
+        // request still proves the login's HTTP session live (in memory):
+        // a session_ttl shorter than the window must not lapse it.
+        if coalesced
+            && self
+                .heartbeat(user, &SessionId::for_http_login(login))
+                .is_ok()
         {
             return Ok(false);
         }
@@ -735,6 +747,37 @@ impl Presence {
             .http_marks
             .retain(|_, mark| now < later(*mark, window));
     }
+}
+
+/// What the thresholds alone cannot check: the store's heartbeat delay and
+/// the HTTP coalescing window against them.
+fn check_timing(settings: &Settings) -> Result<(), ConfigError> {
+    let config = &settings.config;
+    let late = config.heartbeat_interval + settings.store.heartbeat_delay();
+    if late >= config.session_ttl {
+        // A heartbeat may reach the store this late: sessions would lapse
+        // in the store between two of them.
+        return Err(ConfigError::Order {
+            shorter: "heartbeat_interval + the store's flush_interval",
+            shorter_value: late,
+            longer: "session_ttl",
+            longer_value: config.session_ttl,
+        });
+    }
+    for (longer, longer_value) in [
+        ("session_ttl", config.session_ttl),
+        ("away_after", config.away_after),
+    ] {
+        if settings.http_coalesce >= longer_value {
+            return Err(ConfigError::Order {
+                shorter: "http_activity_coalesce",
+                shorter_value: settings.http_coalesce,
+                longer,
+                longer_value,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn presence_of(transition: &Transition) -> UserPresence {

@@ -244,6 +244,10 @@ impl PresenceStore for SqliteStore {
         self.shared.local.beat(user, session, now, config)
     }
 
+    fn heartbeat_delay(&self) -> std::time::Duration {
+        self.shared.config.flush_interval
+    }
+
     async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
         Self::flush_heartbeats(self).await
     }

@@ -186,6 +186,10 @@ impl PresenceStore for FaultyMemory {
         self.store().leases(name).await
     }
 
+    fn heartbeat_delay(&self) -> std::time::Duration {
+        self.store().heartbeat_delay()
+    }
+
     async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
         self.store().flush_heartbeats().await
     }
