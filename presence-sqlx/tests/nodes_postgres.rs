@@ -353,3 +353,57 @@ async fn the_database_clock_is_presence_time() {
     assert!(off < 1_000, "presence time is {off} ms off");
     node.shutdown().await;
 }
+
+/// A change whose notification would pass PostgreSQL's 8000-byte payload
+/// limit (a host's long scope name here) still applies, and the watchers
+/// of that scope on the other node learn of it: told to resnapshot, they
+/// find the user there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_whose_notification_would_be_too_long_applies_and_is_told() {
+    let schema = Schema::new();
+    let clock = Arc::new(ManualClock::default());
+    let a = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let scope = presence_core::ScopeId::from("s".repeat(9_000));
+    let (mut events, _) = b.watch(&scope).await.expect("watch");
+    let _alice = a
+        .open_session(SessionSpec::new("alice", "l").scope(scope.clone()))
+        .await
+        .expect("the change applies");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Delivery::Event(e))) => {
+                assert_eq!((e.user_id.as_str(), e.status), ("alice", Status::Online));
+                break;
+            }
+            Ok(Some(Delivery::Lagged)) => {
+                let snapshot = b.snapshot(&scope).await.expect("snapshot");
+                if snapshot.user(&"alice".into()).is_some() {
+                    break;
+                }
+            }
+            other => panic!("node B never learned of alice: {other:?}"),
+        }
+    }
+    // Long session ids in an ended-sessions notice: a logout on B of a
+    // login with many sessions on A ends every one of them there.
+    let mut tabs = Vec::new();
+    for n in 0..40 {
+        let id = format!("{n:03}-{}", "x".repeat(300));
+        tabs.push(
+            a.open_session(SessionSpec::new("bob", "laptop").scope("acme").id(id))
+                .await
+                .expect("open"),
+        );
+    }
+    b.logout(&"bob".into(), &"laptop".into())
+        .await
+        .expect("the logout applies");
+    for tab in &mut tabs {
+        let end = tokio::time::timeout(Duration::from_secs(5), tab.ended())
+            .await
+            .expect("every tab is told");
+        assert_eq!(end, SessionEnd::LoggedOut);
+    }
+}

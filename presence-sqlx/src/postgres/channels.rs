@@ -7,7 +7,7 @@
 //! another node ended. The hash is 64-bit FNV-1a, fixed forever, so every
 //! node (whatever its build) derives the same names.
 
-use presence_core::{NodeName, PresenceEvent, SessionEnd, SessionId};
+use presence_core::{NodeName, PresenceEvent, ScopeId, SessionEnd, SessionId};
 use serde::{Deserialize, Serialize};
 
 /// The channel names of one store (one schema).
@@ -71,9 +71,92 @@ pub(crate) struct EndedMessage {
     pub(crate) o: String,
 }
 
-/// Sessions per ended-sessions notification: a `NOTIFY` payload must stay
-/// under 8000 bytes.
-pub(crate) const ENDED_PER_MESSAGE: usize = 32;
+/// The longest `NOTIFY` payload PostgreSQL accepts is 7999 bytes.
+pub(crate) const MAX_PAYLOAD: usize = 7999;
+
+/// What the events channel carries: an event, or, when the event would not
+/// fit in a notification, a notice that watchers of its scope (or, when
+/// even the scope's name is too long, every watcher) must resnapshot.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum EventsMessage {
+    /// One event.
+    Event(EventMessage),
+    /// The scope's watchers missed an event.
+    Lagged {
+        /// The node that made the change.
+        o: String,
+        /// The scope.
+        lag: ScopeId,
+    },
+    /// Every watcher may have missed an event.
+    Resync {
+        /// The node that made the change.
+        o: String,
+        /// Always true.
+        resync: bool,
+    },
+}
+
+/// The payloads telling `event`: the event itself if it fits in one
+/// notification, else a notice to resnapshot.
+pub(crate) fn event_payload(origin: &NodeName, event: PresenceEvent) -> serde_json::Result<String> {
+    let o = origin.to_string();
+    let scope = event.scope.clone();
+    let whole = serde_json::to_string(&EventsMessage::Event(EventMessage {
+        o: o.clone(),
+        e: event,
+    }))?;
+    if whole.len() <= MAX_PAYLOAD {
+        return Ok(whole);
+    }
+    let lagged = serde_json::to_string(&EventsMessage::Lagged {
+        o: o.clone(),
+        lag: scope,
+    })?;
+    if lagged.len() <= MAX_PAYLOAD {
+        return Ok(lagged);
+    }
+    serde_json::to_string(&EventsMessage::Resync { o, resync: true })
+}
+
+/// The payloads telling `sessions` ended, each within the payload limit. A
+/// session id too long for any notification is left out: its holder finds
+/// the session gone at its next heartbeat flush.
+pub(crate) fn ended_payloads(
+    sessions: &[SessionId],
+    reason: SessionEnd,
+    origin: &str,
+) -> serde_json::Result<Vec<String>> {
+    let empty = EndedMessage {
+        s: Vec::new(),
+        r: reason_name(reason).into(),
+        o: origin.to_owned(),
+    };
+    let overhead = serde_json::to_string(&empty)?.len();
+    let mut payloads = Vec::new();
+    let mut message = empty;
+    let mut size = overhead;
+    for session in sessions {
+        // Its JSON string, and a comma.
+        let cost = serde_json::to_string(session)?.len() + 1;
+        if overhead + cost > MAX_PAYLOAD {
+            tracing::warn!(session = %session, "a session id too long to notify; its holder finds it gone at its next flush");
+            continue;
+        }
+        if size + cost > MAX_PAYLOAD {
+            payloads.push(serde_json::to_string(&message)?);
+            message.s.clear();
+            size = overhead;
+        }
+        message.s.push(session.clone());
+        size += cost;
+    }
+    if !message.s.is_empty() {
+        payloads.push(serde_json::to_string(&message)?);
+    }
+    Ok(payloads)
+}
 
 pub(crate) fn reason_name(reason: SessionEnd) -> &'static str {
     match reason {
@@ -115,6 +198,55 @@ mod tests {
             channels.ended(&"node-b".into())
         );
         assert_ne!(Channels::new("one").events(), Channels::new("two").events());
+    }
+
+    #[test]
+    fn every_payload_fits_in_a_notification() {
+        let long = |n: usize, c: &str| c.repeat(n);
+        let event = |scope: String| PresenceEvent {
+            scope: scope.into(),
+            user_id: "alice".into(),
+            status: presence_core::Status::Online,
+            last_seen: None,
+            v: 1,
+            at: chrono::DateTime::from_timestamp(0, 0).expect("valid"),
+        };
+        let origin = NodeName::from("node-a");
+        let short = event_payload(&origin, event("acme".into())).expect("json");
+        assert!(matches!(
+            serde_json::from_str(&short),
+            Ok(EventsMessage::Event(_))
+        ));
+        let lagged = event_payload(&origin, event(long(7_900, "s"))).expect("json");
+        assert!(lagged.len() <= MAX_PAYLOAD);
+        let lagged_scope = match serde_json::from_str(&lagged) {
+            Ok(EventsMessage::Lagged { lag, .. }) => lag,
+            other => panic!("expected a lag notice, got {other:?}"),
+        };
+        assert_eq!(lagged_scope.as_str().len(), 7_900);
+        let resync = event_payload(&origin, event(long(9_000, "s"))).expect("json");
+        assert!(matches!(
+            serde_json::from_str(&resync),
+            Ok(EventsMessage::Resync { resync: true, .. })
+        ));
+
+        let sessions: Vec<SessionId> = (0..100)
+            .map(|n| format!("{n}-{}", long(300, "x")).into())
+            .collect();
+        let mut with_a_monster = sessions.clone();
+        with_a_monster.push(long(8_000, "y").into());
+        let payloads =
+            ended_payloads(&with_a_monster, SessionEnd::LoggedOut, "node-b#1").expect("json");
+        let mut told = Vec::new();
+        for payload in &payloads {
+            assert!(payload.len() <= MAX_PAYLOAD, "{} bytes", payload.len());
+            let message: EndedMessage = serde_json::from_str(payload).expect("decodes");
+            told.extend(message.s);
+        }
+        assert_eq!(
+            told, sessions,
+            "every session but the one too long, in order"
+        );
     }
 
     #[test]

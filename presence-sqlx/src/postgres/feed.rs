@@ -26,7 +26,7 @@ use presence_core::{
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::task::JoinHandle;
 
-use super::channels::{Channels, EndedMessage, EventMessage, reason_of};
+use super::channels::{Channels, EndedMessage, EventsMessage, reason_of};
 use crate::error::store_error;
 use crate::heartbeats::LocalSessions;
 
@@ -246,17 +246,23 @@ impl Listening {
 
     fn dispatch(&self, channel: &str, payload: &str) {
         if channel == self.events_channel {
-            let Ok(message) = serde_json::from_str::<EventMessage>(payload) else {
+            let Ok(message) = serde_json::from_str::<EventsMessage>(payload) else {
                 tracing::warn!(channel, "presence feed: undecodable event dropped");
                 return;
             };
             // The origin node takes its own events too: if its commit's
             // reply was lost (a timeout), this is how its watchers learn of
             // the change; fan-out drops the duplicate otherwise.
-            if !self.watches(&message.e.scope) {
-                return;
+            match message {
+                EventsMessage::Event(message) if self.watches(&message.e.scope) => {
+                    self.sink.deliver(FeedMessage::Event(message.e));
+                }
+                EventsMessage::Lagged { lag, .. } if self.watches(&lag) => {
+                    self.sink.deliver(FeedMessage::ScopeLagged(lag));
+                }
+                EventsMessage::Resync { .. } => self.sink.deliver(FeedMessage::Resync),
+                _ => {}
             }
-            self.sink.deliver(FeedMessage::Event(message.e));
         } else {
             let Ok(ended) = serde_json::from_str::<EndedMessage>(payload) else {
                 tracing::warn!(channel, "presence feed: undecodable message dropped");

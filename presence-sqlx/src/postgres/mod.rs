@@ -34,7 +34,7 @@ use crate::heartbeats::LocalSessions;
 use crate::locks::UserLocks;
 use crate::rows;
 
-use channels::{Channels, ENDED_PER_MESSAGE, EndedMessage, EventMessage, reason_name};
+use channels::{Channels, ended_payloads, event_payload};
 use feed::PgFeed;
 
 /// The embedded migrations (`migrations/postgres`).
@@ -260,24 +260,16 @@ impl PgStore {
         let mut channels = Vec::new();
         let mut payloads = Vec::new();
         for event in broadcast.events {
-            let message = EventMessage {
-                o: update.node.name.to_string(),
-                e: event,
-            };
             channels.push(self.shared.channels.events().to_owned());
-            payloads.push(serde_json::to_string(&message).map_err(corrupt)?);
+            payloads.push(event_payload(&update.node.name, event).map_err(corrupt)?);
         }
         let ended = broadcast.ended.iter().map(|e| (e, broadcast.reason));
         let replaced = broadcast.replaced.iter().map(|e| (e, SessionEnd::Replaced));
+        let origin = update.node.to_string();
         for ((holder, sessions), reason) in ended.chain(replaced) {
-            for chunk in sessions.chunks(ENDED_PER_MESSAGE) {
-                let message = EndedMessage {
-                    s: chunk.to_vec(),
-                    r: reason_name(reason).into(),
-                    o: update.node.to_string(),
-                };
+            for payload in ended_payloads(sessions, reason, &origin).map_err(corrupt)? {
                 channels.push(self.shared.channels.ended(holder));
-                payloads.push(serde_json::to_string(&message).map_err(corrupt)?);
+                payloads.push(payload);
             }
         }
         Ok((channels, payloads))
