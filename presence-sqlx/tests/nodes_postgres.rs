@@ -407,3 +407,92 @@ async fn a_change_whose_notification_would_be_too_long_applies_and_is_told() {
         assert_eq!(end, SessionEnd::LoggedOut);
     }
 }
+
+/// A heartbeat flush and a change to the same user lock the user's session
+/// rows: both take them in the same order (by session id), so they never
+/// deadlock. Here a node's flushes race its own changes (activity, which
+/// rewrites the sessions heard from) and another node's, on one user with
+/// many tabs; PostgreSQL would abort one side of a deadlock with 40P01.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn flushes_and_changes_on_one_user_never_deadlock() {
+    let schema = Schema::new();
+    let clock = Arc::new(ManualClock::default());
+    let store_a = schema.store().await;
+    let a = Presence::builder()
+        .store(store_a.clone())
+        .clock(clock.clone())
+        .config(config())
+        .node(NodeId::new("node-a"))
+        .build()
+        .await
+        .expect("node a");
+    let b = schema.node("node-b", &clock).await;
+    let mut tabs = Vec::new();
+    for n in 0..36 {
+        // Ids whose order differs from the order they were opened in.
+        let id = format!("tab-{:02}", (n * 7) % 36);
+        tabs.push(
+            a.open_session(SessionSpec::new("alice", "laptop").scope("acme").id(id))
+                .await
+                .expect("open"),
+        );
+    }
+    // Closing some reorders the user's record (and frees table space), so
+    // the record's order, the table's and the flush queue's all differ.
+    let mut kept = Vec::new();
+    for (n, tab) in tabs.into_iter().enumerate() {
+        if n % 3 == 0 {
+            tab.close().await.expect("close");
+        } else {
+            kept.push(tab);
+        }
+    }
+    let tabs = Arc::new(kept);
+    let until = tokio::time::Instant::now() + Duration::from_secs(6);
+    let mut work = tokio::task::JoinSet::new();
+    {
+        let (store, tabs, clock) = (store_a.clone(), tabs.clone(), clock.clone());
+        work.spawn(async move {
+            let mut failures = Vec::new();
+            while tokio::time::Instant::now() < until {
+                // Time passes (every heartbeat is news to the database).
+                clock.advance(Duration::from_millis(5));
+                // Queued for the flush in the reverse of the record's order.
+                for tab in tabs.iter().rev() {
+                    let _ = tab.heartbeat();
+                }
+                if let Err(e) = store.flush_heartbeats().await {
+                    failures.push(format!("flush: {e:?}"));
+                }
+            }
+            failures
+        });
+    }
+    for worker in 0..3 {
+        let (tabs, b) = (tabs.clone(), b.clone());
+        work.spawn(async move {
+            let mut failures = Vec::new();
+            let mut n = worker;
+            while tokio::time::Instant::now() < until {
+                n += 1;
+                if let Err(e) = tabs[n % tabs.len()].activity().await {
+                    failures.push(format!("activity: {e:?}"));
+                }
+                if let Err(e) = b.run_due().await {
+                    failures.push(format!("sweep: {e:?}"));
+                }
+            }
+            failures
+        });
+    }
+    let mut failures = Vec::new();
+    while let Some(done) = work.join_next().await {
+        failures.extend(done.expect("a worker"));
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures, the first: {:?}",
+        failures.len(),
+        failures.first()
+    );
+}

@@ -36,13 +36,23 @@ impl Shared {
         let ids: Vec<&str> = batch.iter().map(|beat| beat.session.as_str()).collect();
         let heartbeats: Vec<i64> = batch.iter().map(|beat| beat.at_ms).collect();
         let expiries: Vec<i64> = batch.iter().map(|beat| beat.expires_ms).collect();
+        // Rows locked in session id order first, as a change locks its
+        // user's: two transactions that take rows in one order never
+        // deadlock.
+        let mut tx = self.pool.begin().await.map_err(fail)?;
+        sqlx::query(sql::LOCK_FLUSHED)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
         let written: Vec<String> = sqlx::query_scalar(sql::FLUSH_HEARTBEATS)
             .bind(&ids)
             .bind(heartbeats)
             .bind(expiries)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
         if written.len() == ids.len() {
             return Ok(());
         }

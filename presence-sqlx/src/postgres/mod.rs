@@ -170,15 +170,15 @@ impl PgStore {
         store_error(error, self.shared.config.acquire_timeout)
     }
 
-    /// Locks the user's row (creating it for a new user) and reads it with
-    /// the heartbeats of their sessions.
+    /// Locks the user's row (creating it for a new user) and their session
+    /// rows (in session id order), and reads them.
     async fn lock_user(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         user: &UserId,
     ) -> Result<Stored, StoreError> {
-        let mut rows = self.read_locked(tx, user).await?;
-        if rows.is_empty() {
+        let mut record = self.read_locked(tx, user).await?;
+        if record.is_none() {
             let empty = serde_json::to_string(&UserRecord::default()).map_err(corrupt)?;
             sqlx::query(sql::CREATE_USER)
                 .bind(user.as_str())
@@ -186,16 +186,16 @@ impl PgStore {
                 .execute(&mut **tx)
                 .await
                 .map_err(|e| self.fail(e))?;
-            rows = self.read_locked(tx, user).await?;
+            record = self.read_locked(tx, user).await?;
         }
-        let Some((record, _, _)) = rows.first() else {
+        let Some(record) = record else {
             return Err(StoreError::Backend("the user's row vanished".into()));
         };
-        let record = record.clone();
-        let heartbeats = rows
-            .into_iter()
-            .filter_map(|(_, session, heartbeat)| session.zip(heartbeat))
-            .collect();
+        let heartbeats: Vec<(String, i64)> = sqlx::query_as(sql::LOCK_SESSIONS)
+            .bind(user.as_str())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| self.fail(e))?;
         Stored::decode(Some(&record), heartbeats)
     }
 
@@ -203,10 +203,10 @@ impl PgStore {
         &self,
         tx: &mut Transaction<'static, Postgres>,
         user: &UserId,
-    ) -> Result<Vec<(String, Option<String>, Option<i64>)>, StoreError> {
-        sqlx::query_as(sql::LOCK_USER)
+    ) -> Result<Option<String>, StoreError> {
+        sqlx::query_scalar(sql::LOCK_USER)
             .bind(user.as_str())
-            .fetch_all(&mut **tx)
+            .fetch_optional(&mut **tx)
             .await
             .map_err(|e| self.fail(e))
     }

@@ -2,13 +2,27 @@
 //! unqualified and found through the connections' `search_path` (the
 //! store's schema).
 
-/// The user's record and the heartbeats of their sessions, locking the
-/// user's row until the transaction ends. $1 user.
+/// The user's record, locking the user's row until the transaction ends.
+/// $1 user.
 pub(crate) const LOCK_USER: &str = "\
-SELECT u.record, s.session_id, s.last_heartbeat
-FROM users u LEFT JOIN sessions s ON s.user_id = u.user_id
-WHERE u.user_id = $1
-FOR UPDATE OF u";
+SELECT record FROM users WHERE user_id = $1 FOR UPDATE";
+
+/// The heartbeats of the user's sessions, locking their rows in session id
+/// order (as a heartbeat flush does: two transactions that take rows in one
+/// order never deadlock). $1 user.
+pub(crate) const LOCK_SESSIONS: &str = "\
+SELECT session_id, last_heartbeat FROM sessions
+WHERE user_id = $1
+ORDER BY session_id
+FOR UPDATE";
+
+/// Locks the rows of the sessions $1 in session id order, before a flush
+/// writes them.
+pub(crate) const LOCK_FLUSHED: &str = "\
+SELECT session_id FROM sessions
+WHERE session_id = ANY($1::text[])
+ORDER BY session_id
+FOR UPDATE";
 
 /// A user seen for the first time (a racing insert of the same user wins
 /// and this one does nothing). $1 user, $2 the empty record.
