@@ -9,7 +9,7 @@ use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use presence_core::{ScopeId, UserId};
 use serde::Deserialize;
 
@@ -21,16 +21,25 @@ use crate::settings::Shared;
 /// Largest HTTP heartbeat body.
 const MAX_HEARTBEAT_BODY: usize = 1024;
 
-/// Runs the host's extractor; any rejection is a 401.
-pub(crate) async fn identify<A, S>(parts: &mut Parts, state: &S) -> Option<Identity>
+/// Runs the host's extractor. A rejection is a 401 `unauthenticated`,
+/// unless the host rejected with a server error (5xx: it could not tell,
+/// say its session store is down): that is a 503 `unavailable`, so a
+/// client retries rather than taking itself for signed out.
+pub(crate) async fn identify<A, S>(parts: &mut Parts, state: &S) -> Result<Identity, Response>
 where
     A: FromRequestParts<S> + Into<Identity>,
     S: Send + Sync,
 {
-    A::from_request_parts(parts, state)
-        .await
-        .ok()
-        .map(Into::into)
+    match A::from_request_parts(parts, state).await {
+        Ok(who) => Ok(who.into()),
+        Err(rejection) => {
+            if rejection.into_response().status().is_server_error() {
+                Err(unavailable())
+            } else {
+                Err(unauthenticated())
+            }
+        }
+    }
 }
 
 /// The optional body of an HTTP heartbeat.
@@ -55,8 +64,9 @@ where
     if !shared.origins.permits(&parts.headers) {
         return forbidden_origin();
     }
-    let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
-        return unauthenticated();
+    let identity = match identify::<A, S>(&mut parts, &state).await {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
     let body = match read_body(body).await {
         Ok(body) => body,
@@ -162,8 +172,9 @@ where
     if !shared.origins.permits(&parts.headers) {
         return forbidden_origin();
     }
-    let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
-        return unauthenticated();
+    let identity = match identify::<A, S>(&mut parts, &state).await {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
     let query: SnapshotQuery = match parse_query(&parts) {
         Ok(query) => query,

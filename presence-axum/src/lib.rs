@@ -7,7 +7,9 @@
 //! The host keeps its own auth. It gives presence an extractor (any
 //! `FromRequestParts<S>` type) whose value converts into an [`Identity`]:
 //! who the user is, which login, which scopes the user is seen in and may
-//! watch. When the extractor rejects, presence answers 401.
+//! watch. When the extractor rejects, presence answers 401, or passes on
+//! the extractor's own answer if it is a server error (a 503 while the host
+//! cannot verify logins: clients retry instead of giving up).
 //!
 //! ```
 //! use axum::extract::{FromRef, FromRequestParts};

@@ -20,7 +20,9 @@ use crate::{client, http_routes, socket};
 /// The presence routes of one app, for the host's auth extractor `A`.
 ///
 /// `A` is any extractor of the host (`FromRequestParts<S>`) whose value
-/// converts `Into<Identity>`; when it rejects, presence answers 401.
+/// converts `Into<Identity>`; when it rejects, presence answers 401 (or
+/// the extractor's own answer, if it is a server error: a 503 while the
+/// host cannot verify logins makes clients retry, not give up).
 pub struct PresenceRoutes<A> {
     shared: Arc<Shared>,
     _auth: PhantomData<fn() -> A>,

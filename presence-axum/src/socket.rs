@@ -29,7 +29,7 @@ use crate::messages::{Ending, Handling, Inbound, Reply, Step, watch};
 use crate::protocol::{
     BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
-use crate::reply::{forbidden_origin, presence_traffic, unauthenticated};
+use crate::reply::{forbidden_origin, presence_traffic};
 use crate::settings::Shared;
 use crate::throttle::Throttle;
 
@@ -49,8 +49,9 @@ where
     if !shared.origins.permits(&parts.headers) {
         return forbidden_origin();
     }
-    let Some(identity) = identify::<A, S>(&mut parts, &state).await else {
-        return unauthenticated();
+    let identity = match identify::<A, S>(&mut parts, &state).await {
+        Ok(identity) => identity,
+        Err(refusal) => return refusal,
     };
     let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
         Ok(upgrade) => upgrade,

@@ -279,3 +279,45 @@ async fn a_page_of_another_site_cannot_use_the_http_routes() {
     assert_eq!(allowed.status(), 204);
     assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
 }
+
+/// A host that cannot verify a login right now (its session store is down)
+/// rejects with 503: presence passes that on instead of a 401, on the
+/// socket's URL and the HTTP routes alike, so the client retries rather
+/// than taking itself for signed out. An unknown login is still a 401.
+#[tokio::test]
+async fn a_host_that_cannot_verify_a_login_gets_its_503_passed_on() {
+    let server = Server::start().await;
+    for (token, expected) in [(common::UNVERIFIABLE, 503), ("nobody", 401)] {
+        let socket = server
+            .http
+            .get(server.url("/ws/presence"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("probe");
+        assert_eq!(socket.status(), expected, "the socket's URL for {token}");
+        let beat = server
+            .http
+            .post(server.url("/presence/heartbeat"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("beat");
+        assert_eq!(beat.status(), expected, "the heartbeat for {token}");
+        let snapshot = server
+            .http
+            .get(server.url("/presence/snapshot?scope=acme"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("snapshot");
+        assert_eq!(snapshot.status(), expected, "the snapshot for {token}");
+        let body: serde_json::Value = snapshot.json().await.expect("a JSON error");
+        let code = if expected == 503 {
+            "unavailable"
+        } else {
+            "unauthenticated"
+        };
+        assert_eq!(body["code"], code);
+    }
+}
