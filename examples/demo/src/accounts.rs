@@ -1,21 +1,37 @@
-//! Users and their logins, in memory: the demo is not an auth system, but
-//! its logins are real (two browsers of one user are two logins).
+//! Users and the member directory, in memory: the demo is not an auth
+//! system, but its logins are real (two browsers of one user are two
+//! logins). A login itself lives in its signed token (`tokens`), so any
+//! node can read it; the directory holds the users this node has seen,
+//! signed in here or arriving with a token signed elsewhere.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use dashmap::DashMap;
+use chrono::{DateTime, Utc};
 
-/// A signed-in browser or API client.
+/// A signed-in browser or API client, as its token says.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Login {
-    /// The login id: the cookie value or bearer token.
+    /// The login id: random, never the token. Presence stores and
+    /// publishes it; revocations are kept by it.
     pub(crate) id: String,
     /// The user id: the username, lowercased.
     pub(crate) user: String,
     /// The name as typed at login.
     pub(crate) display_name: String,
     /// The user's organisation (the presence scope).
+    pub(crate) org: String,
+    /// When its token stops being valid.
+    pub(crate) expires: DateTime<Utc>,
+}
+
+/// A user allowed to sign in: who, and of which organisation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct User {
+    /// The user id: the username, lowercased.
+    pub(crate) id: String,
+    /// The name as typed at login.
+    pub(crate) display_name: String,
     pub(crate) org: String,
 }
 
@@ -42,17 +58,16 @@ impl std::fmt::Display for LoginRefused {
     }
 }
 
-/// The users who have ever signed in, and the live logins.
+/// The users this node has seen.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Accounts {
     /// user id → (display name, org)
     users: Arc<Mutex<BTreeMap<String, (String, String)>>>,
-    logins: Arc<DashMap<String, Login>>,
 }
 
 impl Accounts {
-    /// Signs `username` of `org` in with a new login.
-    pub(crate) fn sign_in(&self, username: &str, org: &str) -> Result<Login, LoginRefused> {
+    /// Checks that `username` of `org` may sign in, and records the user.
+    pub(crate) fn sign_in(&self, username: &str, org: &str) -> Result<User, LoginRefused> {
         let username = username.trim();
         let org = org.trim().to_ascii_lowercase();
         if !is_name(username) {
@@ -61,34 +76,32 @@ impl Accounts {
         if !is_name(&org) {
             return Err(LoginRefused::BadOrg);
         }
-        let user = user_id(username);
-        {
-            let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
-            let (_, known_org) = users
-                .entry(user.clone())
-                .or_insert_with(|| (username.to_owned(), org.clone()));
-            if *known_org != org {
-                return Err(LoginRefused::OtherOrg(known_org.clone()));
-            }
+        let id = user_id(username);
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, known_org) = users
+            .entry(id.clone())
+            .or_insert_with(|| (username.to_owned(), org.clone()));
+        if *known_org != org {
+            return Err(LoginRefused::OtherOrg(known_org.clone()));
         }
-        let login = Login {
-            id: uuid::Uuid::new_v4().simple().to_string(),
-            user,
+        Ok(User {
+            id,
             display_name: username.to_owned(),
             org,
-        };
-        self.logins.insert(login.id.clone(), login.clone());
-        Ok(login)
+        })
     }
 
-    /// The login behind a cookie or token.
-    pub(crate) fn login(&self, id: &str) -> Option<Login> {
-        self.logins.get(id).map(|login| login.clone())
-    }
-
-    /// Forgets a login; returns it if it was live.
-    pub(crate) fn sign_out(&self, id: &str) -> Option<Login> {
-        self.logins.remove(id).map(|(_, login)| login)
+    /// Records the user of a valid login signed in on another node (or
+    /// before a restart), so the member directory shows them here too.
+    /// A user already known keeps their entry.
+    pub(crate) fn seen(&self, login: &Login) {
+        let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+        if !users.contains_key(&login.user) {
+            users.insert(
+                login.user.clone(),
+                (login.display_name.clone(), login.org.clone()),
+            );
+        }
     }
 
     /// Every user of `org`, as (user id, display name), by user id.
@@ -119,20 +132,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn two_browsers_of_one_user_are_two_logins_of_one_user() {
+    fn two_sign_ins_of_one_user_are_one_member() {
         let accounts = Accounts::default();
         let first = accounts.sign_in("Alice", "Acme").expect("login");
         let second = accounts.sign_in("alice", "acme").expect("login");
-        assert_ne!(first.id, second.id);
-        assert_eq!((first.user.as_str(), first.org.as_str()), ("alice", "acme"));
-        assert_eq!(second.user, "alice");
+        assert_eq!((first.id.as_str(), first.org.as_str()), ("alice", "acme"));
+        assert_eq!(second.id, "alice");
         assert_eq!(
             accounts.members("acme"),
             vec![("alice".into(), "Alice".into())]
         );
-        assert_eq!(accounts.sign_out(&first.id), Some(first.clone()));
-        assert_eq!(accounts.login(&first.id), None);
-        assert_eq!(accounts.login(&second.id), Some(second));
     }
 
     #[test]
@@ -151,6 +160,29 @@ mod tests {
         assert_eq!(
             accounts.sign_in("bob", "<script>"),
             Err(LoginRefused::BadOrg)
+        );
+    }
+
+    #[test]
+    fn users_seen_with_a_token_join_the_directory() {
+        let accounts = Accounts::default();
+        let login = Login {
+            id: "l1".into(),
+            user: "carol".into(),
+            display_name: "Carol".into(),
+            org: "acme".into(),
+            expires: Utc::now(),
+        };
+        accounts.seen(&login);
+        accounts.seen(&login);
+        assert_eq!(
+            accounts.members("acme"),
+            vec![("carol".into(), "Carol".into())]
+        );
+        // The username is taken here now, as if Carol had signed in here.
+        assert_eq!(
+            accounts.sign_in("carol", "globex"),
+            Err(LoginRefused::OtherOrg("acme".into()))
         );
     }
 }

@@ -1,5 +1,6 @@
 //! The demo's router: pages, the login API, and presence mounted from
-//! `presence-axum`.
+//! `presence-axum`. Signing in hands out a signed token (the cookie or the
+//! bearer token); signing out revokes its login everywhere.
 
 use std::time::Duration;
 
@@ -14,14 +15,16 @@ use presence_core::{Presence, UserId, UserPresence};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::accounts::{Accounts, Login};
-use crate::auth::{CurrentLogin, LOGIN_COOKIE, TrustedOrigin};
+use crate::accounts::Login;
+use crate::auth::{CurrentLogin, LOGIN_COOKIE, TrustedOrigin, one_lookup_per_request};
+use crate::logins::Logins;
 use crate::pages::{self, Frame, Member};
+use crate::revocations::StoreDown;
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub(crate) accounts: Accounts,
+    pub(crate) logins: Logins,
     pub(crate) presence: Presence,
     pub(crate) activity_throttle: Duration,
     /// The pages that may post to the login and logout routes: those that
@@ -29,9 +32,9 @@ pub(crate) struct AppState {
     pub(crate) origins: AllowedOrigins,
 }
 
-impl FromRef<AppState> for Accounts {
+impl FromRef<AppState> for Logins {
     fn from_ref(state: &AppState) -> Self {
-        state.accounts.clone()
+        state.logins.clone()
     }
 }
 
@@ -54,19 +57,28 @@ pub(crate) fn router(state: AppState, routes: &PresenceRoutes<CurrentLogin>) -> 
         .route("/static/demo.js", get(demo_js))
         .merge(routes.router())
         .layer(routes.activity_layer(state.clone()))
+        // Outermost: the activity layer's copy of a request shares its
+        // revocation lookup.
+        .layer(axum::middleware::map_request(one_lookup_per_request))
         .with_state(state)
 }
 
-/// A page's signed-in login, or the way to the login page.
+/// A page's signed-in login, or why not.
 type Signed = Result<CurrentLogin, StatusCode>;
 
-fn to_login() -> Response {
+/// A page without its login: the way to the login page, unless the login
+/// could not be checked (signing in again would not help).
+fn not_signed_in(status: StatusCode) -> Response {
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        return (status, "your login cannot be checked now; try again").into_response();
+    }
     Redirect::to("/login").into_response()
 }
 
 async fn dashboard(State(state): State<AppState>, me: Signed) -> Response {
-    let Ok(CurrentLogin(login)) = me else {
-        return to_login();
+    let login = match me {
+        Ok(CurrentLogin(login)) => login,
+        Err(status) => return not_signed_in(status),
     };
     match state.org_members(&login).await {
         Ok(members) => {
@@ -86,8 +98,9 @@ async fn dashboard(State(state): State<AppState>, me: Signed) -> Response {
 }
 
 async fn members(State(state): State<AppState>, me: Signed) -> Response {
-    let Ok(CurrentLogin(login)) = me else {
-        return to_login();
+    let login = match me {
+        Ok(CurrentLogin(login)) => login,
+        Err(status) => return not_signed_in(status),
     };
     match state.org_members(&login).await {
         Ok(members) => {
@@ -99,8 +112,9 @@ async fn members(State(state): State<AppState>, me: Signed) -> Response {
 }
 
 async fn channel(State(state): State<AppState>, Path(name): Path<String>, me: Signed) -> Response {
-    let Ok(CurrentLogin(login)) = me else {
-        return to_login();
+    let login = match me {
+        Ok(CurrentLogin(login)) => login,
+        Err(status) => return not_signed_in(status),
     };
     let valid = (1..=32).contains(&name.len())
         && name
@@ -133,8 +147,8 @@ async fn login_form(
     _: TrustedOrigin,
     Form(form): Form<Credentials>,
 ) -> Response {
-    let login = match state.accounts.sign_in(&form.username, &form.org) {
-        Ok(login) => login,
+    let (login, token) = match state.logins.sign_in(&form.username, &form.org) {
+        Ok(signed_in) => signed_in,
         Err(refused) => {
             return (
                 StatusCode::BAD_REQUEST,
@@ -144,10 +158,7 @@ async fn login_form(
         }
     };
     state.announce(&login).await;
-    let cookie = format!(
-        "{LOGIN_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax",
-        login.id
-    );
+    let cookie = format!("{LOGIN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
     let mut response = Redirect::to("/").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(SET_COOKIE, cookie);
@@ -157,7 +168,8 @@ async fn login_form(
 
 async fn logout_form(State(state): State<AppState>, _: TrustedOrigin, me: Signed) -> Response {
     if let Ok(CurrentLogin(login)) = me {
-        state.sign_out(&login).await;
+        // A failure is logged; the browser forgets its cookie either way.
+        let _ = state.sign_out(&login).await;
     }
     let mut response = Redirect::to("/login").into_response();
     let expired = format!("{LOGIN_COOKIE}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0");
@@ -172,10 +184,10 @@ async fn api_login(
     _: TrustedOrigin,
     Json(body): Json<Credentials>,
 ) -> Response {
-    match state.accounts.sign_in(&body.username, &body.org) {
-        Ok(login) => {
+    match state.logins.sign_in(&body.username, &body.org) {
+        Ok((login, token)) => {
             state.announce(&login).await;
-            Json(json!({ "token": login.id, "user_id": login.user })).into_response()
+            Json(json!({ "token": token, "user_id": login.user })).into_response()
         }
         Err(refused) => (
             StatusCode::BAD_REQUEST,
@@ -187,9 +199,12 @@ async fn api_login(
 
 async fn api_logout(State(state): State<AppState>, _: TrustedOrigin, me: Signed) -> Response {
     match me {
-        Ok(CurrentLogin(login)) => {
-            state.sign_out(&login).await;
-            StatusCode::NO_CONTENT.into_response()
+        Ok(CurrentLogin(login)) => match state.sign_out(&login).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(_) => unavailable("logged out on this node only; try again"),
+        },
+        Err(StatusCode::SERVICE_UNAVAILABLE) => {
+            unavailable("the token cannot be checked now; try again")
         }
         Err(status) => (
             status,
@@ -197,6 +212,15 @@ async fn api_logout(State(state): State<AppState>, _: TrustedOrigin, me: Signed)
         )
             .into_response(),
     }
+}
+
+/// 503 `unavailable`, as presence answers when its store is away.
+fn unavailable(message: &str) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({ "code": "unavailable", "message": message })),
+    )
+        .into_response()
 }
 
 async fn demo_js() -> impl IntoResponse {
@@ -213,7 +237,7 @@ impl AppState {
     /// Presence of everyone in the login's organisation: the users this
     /// node knows, and anyone the scope's snapshot shows.
     async fn org_members(&self, login: &Login) -> Result<Vec<Member>, Response> {
-        let mut known = self.accounts.members(&login.org);
+        let mut known = self.logins.accounts().members(&login.org);
         let unavailable = |error: presence_core::Error| {
             tracing::warn!(%error, "reading presence failed");
             (
@@ -269,13 +293,19 @@ impl AppState {
         }
     }
 
-    /// Forget the login first, so nothing of it can count as activity
-    /// again; then end its sessions (its sockets close).
-    async fn sign_out(&self, login: &Login) {
-        self.accounts.sign_out(&login.id);
+    /// Revoke the login first, so nothing of it can count as activity
+    /// again; then end its sessions (its sockets close). An error when the
+    /// store did not take the revocation: the login still ends on this
+    /// node, but other nodes (or the next run) may accept its token.
+    async fn sign_out(&self, login: &Login) -> Result<(), StoreDown> {
+        let revoked = self.logins.sign_out(login).await;
+        if let Err(error) = &revoked {
+            tracing::warn!(user = %login.user, %error, "recording a logout failed: it holds on this node only");
+        }
         if let Err(error) = presence_axum::logout(&self.presence, &identity(login)).await {
             tracing::warn!(user = %login.user, %error, "ending a login's presence failed");
         }
+        revoked
     }
 }
 

@@ -1,9 +1,15 @@
 //! The demo's auth extractors: the login cookie (browsers) or a bearer
-//! token (API clients), turned into a presence [`Identity`]; and the check
-//! that a login or logout was posted from a page the app trusts.
+//! token (API clients), both a signed token (`tokens`), turned into a
+//! presence [`Identity`] whose login id is the token's random login id,
+//! never the token; and the check that a login or logout was posted from a
+//! page the app trusts.
+//!
+//! Every check of a login asks the store of revocations whether it logged
+//! out, once per request ([`one_lookup_per_request`]); when the store
+//! cannot answer, the login counts as signed out (fail closed).
 
 use axum::Json;
-use axum::extract::{FromRef, FromRequestParts};
+use axum::extract::{FromRef, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
@@ -11,28 +17,46 @@ use axum::response::{IntoResponse, Response};
 use presence_axum::{AllowedOrigins, Identity};
 use serde_json::json;
 
-use crate::accounts::{Accounts, Login};
+use crate::accounts::Login;
+use crate::logins::{Logins, NotSignedIn};
+use crate::revocations::OneLookup;
 
 /// The name of the login cookie.
 pub(crate) const LOGIN_COOKIE: &str = "presence_demo_login";
 
-/// The signed-in login of a request; rejects with 401.
+/// The signed-in login of a request. Rejects with 401, or with 503 when
+/// the logouts cannot be checked (presence's own routes answer that 503
+/// too, so clients retry rather than take themselves for signed out).
 #[derive(Clone, Debug)]
 pub(crate) struct CurrentLogin(pub(crate) Login);
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentLogin
 where
-    Accounts: FromRef<S>,
+    Logins: FromRef<S>,
 {
     type Rejection = StatusCode;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, StatusCode> {
-        let accounts = Accounts::from_ref(state);
-        login_id(parts)
-            .and_then(|id| accounts.login(&id))
-            .map(CurrentLogin)
-            .ok_or(StatusCode::UNAUTHORIZED)
+        let token = credential(parts).ok_or(StatusCode::UNAUTHORIZED)?;
+        // Without the layer (never in the app) the lookup is this check's own.
+        let lookup = parts
+            .extensions
+            .get::<OneLookup>()
+            .cloned()
+            .unwrap_or_default();
+        match Logins::from_ref(state).login(&token, &lookup).await {
+            Ok(login) => Ok(CurrentLogin(login)),
+            Err(NotSignedIn::Unknown) => Err(StatusCode::UNAUTHORIZED),
+            Err(NotSignedIn::Unverifiable) => Err(StatusCode::SERVICE_UNAVAILABLE),
+        }
     }
+}
+
+/// Middleware: gives the request its [`OneLookup`], before presence's
+/// activity layer copies the request, so that copy shares it.
+pub(crate) async fn one_lookup_per_request(mut request: Request) -> Request {
+    request.extensions_mut().insert(OneLookup::default());
+    request
 }
 
 /// A request from a page of an origin allowed to use presence (or from no
@@ -61,13 +85,15 @@ where
 
 impl From<CurrentLogin> for Identity {
     fn from(CurrentLogin(login): CurrentLogin) -> Identity {
-        // Seen in and watching the user's organisation, nothing else.
+        // Seen in and watching the user's organisation, nothing else. The
+        // login id is stored and published by presence: the token's random
+        // id, which opens nothing.
         Identity::new(login.user, login.id).in_scope(login.org)
     }
 }
 
-/// The bearer token, else the login cookie.
-pub(crate) fn login_id(parts: &Parts) -> Option<String> {
+/// The token: the bearer token, else the login cookie.
+pub(crate) fn credential(parts: &Parts) -> Option<String> {
     if let Some(token) = parts
         .headers
         .get(AUTHORIZATION)
@@ -86,4 +112,108 @@ pub(crate) fn login_id(parts: &Parts) -> Option<String> {
             let (name, value) = pair.trim().split_once('=')?;
             (name == LOGIN_COOKIE).then(|| value.to_owned())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::http::Request;
+
+    use super::*;
+    use crate::revocations::Revocations;
+    use crate::tokens::{Secret, Tokens};
+
+    fn logins() -> Logins {
+        let secret = Secret::new("the secret of these tests");
+        Logins::new(
+            Tokens::new(&secret, Duration::from_secs(3_600)),
+            Revocations::memory(),
+        )
+    }
+
+    fn parts(header: (&str, &str)) -> Parts {
+        let (parts, ()) = Request::builder()
+            .header(header.0, header.1)
+            .body(())
+            .expect("a request")
+            .into_parts();
+        parts
+    }
+
+    async fn current(logins: &Logins, header: (&str, &str)) -> Result<Login, StatusCode> {
+        CurrentLogin::from_request_parts(&mut parts(header), logins)
+            .await
+            .map(|CurrentLogin(login)| login)
+    }
+
+    #[tokio::test]
+    async fn the_presence_login_id_is_not_the_token() {
+        let logins = logins();
+        let (_, token) = logins.sign_in("Alice", "acme").expect("signed in");
+        let bearer = format!("Bearer {token}");
+        let login = current(&logins, ("authorization", &bearer))
+            .await
+            .expect("a login");
+        let identity = Identity::from(CurrentLogin(login.clone()));
+        let published = identity.login.to_string();
+        assert_eq!(published, login.id);
+        assert_ne!(published, token);
+        assert!(!published.contains(&token), "{published}");
+        let (_, signature) = token.split_once('.').expect("signed");
+        assert!(!published.contains(signature), "{published}");
+        assert!(!token.ends_with(&published), "{published}");
+        assert_eq!(identity.user.to_string(), "alice");
+    }
+
+    #[tokio::test]
+    async fn a_cookie_or_a_bearer_token_is_a_login_until_it_logs_out() {
+        let logins = logins();
+        let (login, token) = logins.sign_in("Alice", "acme").expect("signed in");
+        let cookie = format!("other=1; {LOGIN_COOKIE}={token}");
+        assert_eq!(
+            current(&logins, ("cookie", &cookie)).await,
+            Ok(login.clone())
+        );
+        logins.sign_out(&login).await.expect("memory");
+        assert_eq!(
+            current(&logins, ("cookie", &cookie)).await,
+            Err(StatusCode::UNAUTHORIZED)
+        );
+    }
+
+    #[tokio::test]
+    async fn tampered_expired_and_garbage_tokens_get_401() {
+        let logins = logins();
+        let (_, token) = logins.sign_in("Alice", "acme").expect("signed in");
+        let last = if token.ends_with('A') { 'B' } else { 'A' };
+        let tampered = format!("{}{last}", &token[..token.len() - 1]);
+        let expired = {
+            let secret = Secret::new("the secret of these tests");
+            let tokens = Tokens::new(&secret, Duration::from_secs(60));
+            let user = crate::accounts::User {
+                id: "alice".into(),
+                display_name: "Alice".into(),
+                org: "acme".into(),
+            };
+            tokens
+                .issue(user, chrono::Utc::now() - chrono::TimeDelta::hours(1))
+                .1
+        };
+        for bad in [
+            tampered.as_str(),
+            expired.as_str(),
+            "garbage",
+            "",
+            "a.b",
+            "%%%.%%%",
+        ] {
+            let bearer = format!("Bearer {bad}");
+            assert_eq!(
+                current(&logins, ("authorization", &bearer)).await,
+                Err(StatusCode::UNAUTHORIZED),
+                "{bad:?}"
+            );
+        }
+    }
 }

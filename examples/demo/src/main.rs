@@ -10,16 +10,28 @@
 //! `PRESENCE_SESSION_TTL`, `PRESENCE_AWAY_AFTER`, `PRESENCE_OFFLINE_AFTER`,
 //! `PRESENCE_LINGER` (durations like `500ms`, `30s`, `5m`),
 //! `PRESENCE_ALLOWED_ORIGINS` (comma-separated),
-//! `PRESENCE_ACTIVITY_THROTTLE` (how often the browser reports input), and
+//! `PRESENCE_ACTIVITY_THROTTLE` (how often the browser reports input),
 //! `PRESENCE_METRICS` (`1` serves `GET /metrics` in the Prometheus text
-//! format; off by default, when `/metrics` is a 404).
+//! format; off by default, when `/metrics` is a 404),
+//! `PRESENCE_DEMO_SECRET` (at least 16 bytes: signs the login tokens, so
+//! logins survive a restart and work on every node with the same secret;
+//! unset, a random secret per process, and a warning) and
+//! `PRESENCE_DEMO_LOGIN_TTL` (how long a login lasts, default `7d`).
+//! `PRESENCE_REDIS_PREFIX` and `PRESENCE_PG_SCHEMA` name the keys and the
+//! schema in a shared store.
+//!
+//! A logout holds everywhere: the login id is kept as revoked in the
+//! configured store until its token expires (see `revocations`).
 
 mod accounts;
 mod app;
 mod auth;
+mod logins;
 mod metrics;
 mod pages;
+mod revocations;
 mod settings;
+mod tokens;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -30,10 +42,12 @@ use presence_core::{NodeId, Presence};
 use presence_redis::{RedisConfig, RedisStore};
 use presence_sqlx::{PgConfig, PgStore, SqliteConfig, SqliteStore};
 
-use crate::accounts::Accounts;
 use crate::app::AppState;
 use crate::auth::CurrentLogin;
-use crate::settings::{Settings, StoreUrl};
+use crate::logins::Logins;
+use crate::revocations::{RedisRevocations, Revocations, SqlRevocations};
+use crate::settings::{SecretBytes, Settings, StoreUrl};
+use crate::tokens::{Secret, Tokens};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -78,17 +92,28 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let node = NodeId::new(
         std::env::var("PRESENCE_NODE_NAME").unwrap_or_else(|_| format!("demo-{address}")),
     );
+    let tokens = Tokens::new(&login_secret(settings.secret)?, settings.login_ttl);
     let builder = Presence::builder().config(settings.presence).node(node);
     // Stores that buffer heartbeats write them out on the way down.
     let mut flush: Option<FlushHeartbeats> = None;
+    // Logouts are kept beside presence's state.
+    let revocations: Revocations;
     let presence = match &settings.store {
-        StoreUrl::Memory => builder.build().await?,
+        StoreUrl::Memory => {
+            revocations = Revocations::memory();
+            builder.build().await?
+        }
         StoreUrl::Redis(url) => {
             let prefix =
                 std::env::var("PRESENCE_REDIS_PREFIX").unwrap_or_else(|_| "presence-demo".into());
-            let store = RedisStore::connect(RedisConfig::new(url.as_str()).prefix(prefix))
+            let store = RedisStore::connect(RedisConfig::new(url.as_str()).prefix(prefix.as_str()))
                 .await
                 .map_err(|e| format!("cannot use Redis at {url}: {e}"))?;
+            revocations = Revocations::redis(
+                RedisRevocations::connect(url, &prefix)
+                    .await
+                    .map_err(|e| format!("cannot keep logouts in Redis at {url}: {e}"))?,
+            );
             flush = Some(Box::new({
                 let store = store.clone();
                 move || Box::pin(async move { store.flush_heartbeats().await.map(drop) })
@@ -99,6 +124,11 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             let store = SqliteStore::connect(SqliteConfig::new(url.as_str()))
                 .await
                 .map_err(|e| format!("cannot use SQLite at {url}: {e}"))?;
+            revocations = Revocations::sql(
+                SqlRevocations::sqlite(url)
+                    .await
+                    .map_err(|e| format!("cannot keep logouts in SQLite at {url}: {e}"))?,
+            );
             flush = Some(Box::new({
                 let store = store.clone();
                 move || Box::pin(async move { store.flush_heartbeats().await.map(drop) })
@@ -110,6 +140,12 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             let store = PgStore::connect(PgConfig::new(url.as_str()).schema(schema))
                 .await
                 .map_err(|e| format!("cannot use PostgreSQL at {url}: {e}"))?;
+            // Presence's pool: the table goes into presence's schema.
+            revocations = Revocations::sql(
+                SqlRevocations::postgres(store.pool().clone())
+                    .await
+                    .map_err(|e| format!("cannot keep logouts in PostgreSQL at {url}: {e}"))?,
+            );
             flush = Some(Box::new({
                 let store = store.clone();
                 move || Box::pin(async move { store.flush_heartbeats().await.map(drop) })
@@ -121,7 +157,7 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .snapshot_path("/api/presence")
         .allowed_origins(settings.allowed_origins.clone());
     let state = AppState {
-        accounts: Accounts::default(),
+        logins: Logins::new(tokens, revocations),
         presence,
         activity_throttle: settings.activity_throttle,
         origins: settings.allowed_origins.clone(),
@@ -147,6 +183,20 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         .with_graceful_shutdown(shutdown)
         .await?;
     Ok(())
+}
+
+/// The configured secret, or a random one (and a warning: its logins end
+/// with this process and hold on no other node).
+fn login_secret(configured: Option<SecretBytes>) -> Result<Secret, String> {
+    if let Some(bytes) = configured {
+        return Ok(Secret::new(bytes.into_bytes()));
+    }
+    tracing::warn!(
+        "PRESENCE_DEMO_SECRET is not set: login tokens are signed with a random secret of this \
+         process; logins will not survive a restart nor work across nodes \
+         (set PRESENCE_DEMO_SECRET, at least 16 bytes, the same on every node)"
+    );
+    Secret::random().map_err(|e| format!("cannot make a random secret: {e}"))
 }
 
 /// Writes a store's buffered heartbeats.

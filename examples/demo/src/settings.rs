@@ -1,5 +1,9 @@
 //! The demo's configuration, from the environment (SPEC §7). A bad value is
 //! an error naming the variable; `main` prints it and exits with code 2.
+//! The value of `PRESENCE_DEMO_SECRET` is never shown, not even then.
+//!
+//! Self-contained (std, presence and humantime only): the fuzz target
+//! `fuzz/fuzz_targets/settings.rs` compiles this file on its own.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -18,7 +22,32 @@ pub(crate) struct Settings {
     pub(crate) activity_throttle: Duration,
     /// `PRESENCE_METRICS`: serve `GET /metrics` (Prometheus text format).
     pub(crate) metrics: bool,
+    /// `PRESENCE_DEMO_SECRET`: signs the login tokens. Unset, `main` picks
+    /// a random one, and logins last only as long as the process.
+    pub(crate) secret: Option<SecretBytes>,
+    /// `PRESENCE_DEMO_LOGIN_TTL`: how long a login's token is valid.
+    pub(crate) login_ttl: Duration,
 }
+
+/// The bytes of `PRESENCE_DEMO_SECRET`, at least [`MIN_SECRET_BYTES`]
+/// long. Its `Debug` never shows them.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct SecretBytes(Vec<u8>);
+
+impl SecretBytes {
+    pub(crate) fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes(<{} bytes>)", self.0.len())
+    }
+}
+
+/// The shortest `PRESENCE_DEMO_SECRET`: 128 bits, if every byte counted.
+pub(crate) const MIN_SECRET_BYTES: usize = 16;
 
 /// Where presence state lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +130,15 @@ impl Settings {
             }
         }
         let metrics = parse_switch("PRESENCE_METRICS", get("PRESENCE_METRICS"))?;
+        let secret = get("PRESENCE_DEMO_SECRET").map(parse_secret).transpose()?;
+        let login_ttl = duration("PRESENCE_DEMO_LOGIN_TTL", DEFAULT_LOGIN_TTL)?;
+        if login_ttl > MAX_LOGIN_TTL {
+            return Err(BadSetting {
+                variable: "PRESENCE_DEMO_LOGIN_TTL",
+                value: get("PRESENCE_DEMO_LOGIN_TTL").unwrap_or_default(),
+                why: "must be at most 10 years".into(),
+            });
+        }
         Ok(Self {
             listen,
             store,
@@ -108,6 +146,8 @@ impl Settings {
             allowed_origins,
             activity_throttle,
             metrics,
+            secret,
+            login_ttl,
         })
     }
 }
@@ -115,6 +155,24 @@ impl Settings {
 /// The shortest default gap between the client's `activity` messages: the
 /// socket's default flood limit (20 messages a second).
 const MIN_ACTIVITY_THROTTLE: Duration = Duration::from_millis(50);
+
+/// How long a login lasts unless `PRESENCE_DEMO_LOGIN_TTL` says.
+const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(7 * 24 * 3_600);
+
+/// The longest login: far beyond any use, and far from the calendar's end.
+const MAX_LOGIN_TTL: Duration = Duration::from_secs(3_650 * 24 * 3_600);
+
+/// The secret's value is never repeated, not even in an error.
+fn parse_secret(value: String) -> Result<SecretBytes, BadSetting> {
+    if value.len() < MIN_SECRET_BYTES {
+        return Err(BadSetting {
+            variable: "PRESENCE_DEMO_SECRET",
+            value: format!("<hidden, {} bytes>", value.len()),
+            why: format!("must be at least {MIN_SECRET_BYTES} bytes"),
+        });
+    }
+    Ok(SecretBytes(value.into_bytes()))
+}
 
 fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, BadSetting> {
     let bad = |why: String| BadSetting {
@@ -189,6 +247,34 @@ mod tests {
         assert_eq!(s.presence, PresenceConfig::default());
         assert_eq!(s.activity_throttle, Duration::from_secs(15));
         assert!(!s.metrics, "no /metrics unless asked");
+        assert!(s.secret.is_none(), "a random secret unless set");
+        assert_eq!(s.login_ttl, Duration::from_secs(7 * 24 * 3_600));
+    }
+
+    #[test]
+    fn the_secret_and_login_ttl_are_read() {
+        let s = settings(&[
+            ("PRESENCE_DEMO_SECRET", "sixteen bytes!!!"),
+            ("PRESENCE_DEMO_LOGIN_TTL", "12h"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            s.secret.clone().map(SecretBytes::into_bytes),
+            Some(b"sixteen bytes!!!".to_vec())
+        );
+        assert_eq!(format!("{:?}", s.secret), "Some(SecretBytes(<16 bytes>))");
+        assert_eq!(s.login_ttl, Duration::from_secs(12 * 3_600));
+    }
+
+    #[test]
+    fn a_short_secret_is_refused_without_being_shown() {
+        let error = settings(&[("PRESENCE_DEMO_SECRET", "hunter2")]).expect_err("too short");
+        assert_eq!(error.variable, "PRESENCE_DEMO_SECRET");
+        let said = error.to_string();
+        assert!(!said.contains("hunter2"), "{said}");
+        assert!(said.contains("at least 16 bytes"), "{said}");
+        let error = settings(&[("PRESENCE_DEMO_SECRET", "")]).expect_err("empty");
+        assert_eq!(error.variable, "PRESENCE_DEMO_SECRET");
     }
 
     #[test]
@@ -238,6 +324,10 @@ mod tests {
             ("PRESENCE_STORE_URL", "no-scheme"),
             ("PRESENCE_ALLOWED_ORIGINS", "evil.example"),
             ("PRESENCE_METRICS", "maybe"),
+            ("PRESENCE_DEMO_SECRET", "short"),
+            ("PRESENCE_DEMO_LOGIN_TTL", "a week"),
+            ("PRESENCE_DEMO_LOGIN_TTL", "0s"),
+            ("PRESENCE_DEMO_LOGIN_TTL", "11years"),
         ];
         for (variable, value) in cases {
             let error = settings(&[(variable, value)]).expect_err("refused");

@@ -3,6 +3,10 @@
 
 mod common;
 
+#[allow(dead_code)] // the shared Redis's cleanup only
+#[path = "chaos/servers.rs"]
+mod servers;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -23,6 +27,12 @@ fn a_bad_setting_is_a_clear_error_and_exit_code_2() {
             "expected memory://",
         ),
         ("PRESENCE_OFFLINE_AFTER", "1s", "away"),
+        ("PRESENCE_DEMO_SECRET", "too-short", "PRESENCE_DEMO_SECRET"),
+        (
+            "PRESENCE_DEMO_LOGIN_TTL",
+            "a week",
+            "PRESENCE_DEMO_LOGIN_TTL",
+        ),
     ] {
         let output = Command::new(DEMO)
             .env(variable, value)
@@ -32,6 +42,10 @@ fn a_bad_setting_is_a_clear_error_and_exit_code_2() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains(says), "{variable}={value}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !stderr.contains("too-short"),
+            "a secret is never shown: {stderr}"
+        );
     }
 }
 
@@ -105,12 +119,12 @@ async fn api_login_socket_snapshot_logout_and_sigterm() {
 
 #[tokio::test]
 async fn two_demos_on_one_redis_are_one_cluster() {
-    let prefix = format!("presence-demo-test-{}", std::process::id());
-    let url = std::env::var("PRESENCE_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url = servers::shared_redis_url();
+    // Its keys (presence's, and the logout's revocation) are deleted after.
+    let prefix = servers::Prefix::fresh(&url);
     two_demos_are_one_cluster(&[
         ("PRESENCE_STORE_URL", url.as_str()),
-        ("PRESENCE_REDIS_PREFIX", prefix.as_str()),
+        ("PRESENCE_REDIS_PREFIX", prefix.name.as_str()),
     ])
     .await;
 }

@@ -26,9 +26,12 @@ impl Demo {
     pub(crate) async fn start(env: &[(&str, &str)], log: &Path) -> Result<Self, String> {
         let stderr =
             std::fs::File::create(log).map_err(|e| format!("creating {}: {e}", log.display()))?;
+        // The test's own secret, as every demo a test starts has.
+        let secret: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
         let mut child = Command::new(env!("CARGO_BIN_EXE_presence-demo"))
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env_remove("PRESENCE_STORE_URL")
+            .env("PRESENCE_DEMO_SECRET", secret)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

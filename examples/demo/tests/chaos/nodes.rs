@@ -4,12 +4,11 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::{DEMO, Demo};
+use crate::common::{Demo, demo_command};
 
 /// The organisation every scenario's users belong to.
 pub(crate) const ORG: &str = "acme";
@@ -38,18 +37,16 @@ pub(crate) struct Node {
 }
 
 impl Node {
-    /// Starts a demo with `env`, its stderr in a temporary file.
+    /// Starts a demo with `env` (and the test's secret, like every demo of
+    /// the test), its stderr in a temporary file.
     pub(crate) fn start(env: &[(&str, String)]) -> Self {
         let log = std::env::temp_dir().join(format!(
             "presence-chaos-{}.log",
             crate::servers::unique("demo")
         ));
         let stderr = std::fs::File::create(&log).expect("a log file");
-        let mut child = Command::new(DEMO)
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env_remove("PRESENCE_METRICS")
+        let mut child = demo_command(&[])
             .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
             .expect("the demo starts");

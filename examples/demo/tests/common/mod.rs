@@ -1,9 +1,13 @@
 //! The demo as a child process, and a client of its API and socket.
+//!
+//! Every demo a test starts signs its logins with the test's own random
+//! `PRESENCE_DEMO_SECRET` ([`test_secret`]), so the demos of one test are
+//! one cluster for logins too; a test may set its own, or remove it.
 
 #![allow(dead_code, unreachable_pub)] // each test file uses its own part
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -13,6 +17,30 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 /// The demo's binary, built by cargo for these tests.
 pub const DEMO: &str = env!("CARGO_BIN_EXE_presence-demo");
+
+thread_local! {
+    /// The test's secret: libtest runs each test on a thread of its own,
+    /// and tests start their demos from that thread.
+    static SECRET: String = (0..40).map(|_| fastrand::alphanumeric()).collect();
+}
+
+/// The random `PRESENCE_DEMO_SECRET` of the running test.
+pub fn test_secret() -> String {
+    SECRET.with(Clone::clone)
+}
+
+/// The demo on a free port with the test's secret, then `env` (and no
+/// metrics unless `env` asks); stdout piped for [`Demo::spawn`].
+pub fn demo_command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(DEMO);
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env_remove("PRESENCE_METRICS")
+        .env("PRESENCE_DEMO_SECRET", test_secret())
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped());
+    command
+}
 
 /// A client socket of the demo.
 pub type Socket =
@@ -27,17 +55,17 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// Starts the demo on a free port with `env` (and no metrics unless
-    /// `env` asks), once it says where it listens.
+    /// Starts the demo ([`demo_command`] with `env`), once it says where
+    /// it listens.
     pub fn start(env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(DEMO)
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env_remove("PRESENCE_METRICS")
-            .envs(env.iter().copied())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the demo starts");
+        let mut command = demo_command(env);
+        command.stderr(Stdio::null());
+        Self::spawn(command)
+    }
+
+    /// Starts `command` (its stdout piped), once it says where it listens.
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command.spawn().expect("the demo starts");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
@@ -57,6 +85,12 @@ impl Demo {
             .status()
             .expect("kill");
         assert!(status.success());
+    }
+
+    /// SIGTERM, and waits for the exit.
+    pub fn stop(&mut self) -> ExitStatus {
+        self.terminate();
+        self.child.wait().expect("wait")
     }
 
     /// Logs `name` of `org` in through the JSON API; the bearer token.
