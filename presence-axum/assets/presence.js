@@ -40,8 +40,9 @@
  * Refused: a socket closed before its hello is asked again over HTTP; a
  * 401 or 403 (the login is unknown to this server, e.g. after a restart)
  * stops the client for good: it emits 'unauthorized' ({ status }), its
- * state becomes 'unauthorized', and every status dot on the page shows
- * UNKNOWN, since nothing it shows can be trusted any more.
+ * state becomes 'unauthorized', every status dot on the page shows
+ * UNKNOWN and every last-seen is emptied, since nothing it shows can be
+ * trusted any more.
  *
  * A .status-dot or .last-seen belongs to its nearest [data-user-id] ancestor
  * (or itself), so nested cards for different users do not overwrite each other.
@@ -469,6 +470,12 @@
           for (const dot of owned(host, '.status-dot')) {
             paintDot(dot, UNKNOWN);
             setAttr(dot, 'title', UNKNOWN_TITLE);
+          }
+          // "Last seen" is unknown too (and would never be refreshed again).
+          for (const el of owned(host, '.last-seen')) {
+            if (el.textContent !== '') el.textContent = '';
+            setAttr(el, 'title', null);
+            setAttr(el, 'data-last-seen', null);
           }
         }
       }

@@ -20,12 +20,20 @@
 //! A missing `/usr/bin/chromium` or `/usr/bin/chromedriver` is a failure,
 //! not a skip.
 //!
+//! A second test (checks 9 and 10, `browser/restart.rs`) restarts the demo
+//! under open tabs: with the same `PRESENCE_DEMO_SECRET` the tabs reconnect
+//! by themselves and follow what happens next; with another secret the tab
+//! stops and shows every dot as UNKNOWN. The two tests take turns, never
+//! sharing the machine.
+//!
 //! Run: `cargo test -p presence-demo --test browser -- --nocapture`.
 
 #[path = "browser/page.rs"]
 mod page;
 #[path = "browser/processes.rs"]
 mod processes;
+#[path = "browser/restart.rs"]
+mod restart;
 #[path = "browser/webdriver.rs"]
 mod webdriver;
 
@@ -66,8 +74,14 @@ type Outcome<T> = Result<T, String>;
 /// A check's body: its timings on success.
 type CheckBody<'a> = Pin<Box<dyn Future<Output = Outcome<String>> + 'a>>;
 
+/// Held by each browser test for its whole run: the tests of this file run
+/// one at a time, since their timings do not hold with two sets of
+/// browsers sharing the machine's cores.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread")]
 async fn presence_follows_users_across_real_browsers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let launched = Instant::now();
     let artifacts = artifacts_dir();
     std::fs::create_dir_all(&artifacts)
@@ -125,6 +139,19 @@ async fn presence_follows_users_across_real_browsers() {
     let closing = Instant::now();
     drop(world);
     println!("teardown: browsers closed in {}", secs_d(closing.elapsed()));
+}
+
+/// Checks 9 and 10: a demo restarted under open tabs, with the same
+/// `PRESENCE_DEMO_SECRET` (the tabs come back and follow later changes) and
+/// with another one (the tab says it lost the connection); see
+/// `browser/restart.rs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn open_tabs_live_through_a_restart_of_the_demo() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", artifacts.display()));
+    restart::run(&artifacts).await;
 }
 
 // ------------------------------------------------------------------ checks

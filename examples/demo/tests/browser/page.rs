@@ -49,6 +49,45 @@ impl Logged {
     }
 }
 
+/// One entry of the connection recorder (`window.__connections`):
+/// `connected` (with the hello's epoch), `disconnected` (with the close
+/// code) or `unauthorized` (with the HTTP status the probe got).
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) kind: String,
+    /// `Date.now()` in the page.
+    pub(crate) t: f64,
+    pub(crate) epoch: Option<String>,
+    pub(crate) code: Option<i64>,
+    pub(crate) status: Option<i64>,
+}
+
+impl std::fmt::Display for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.kind)?;
+        if let Some(code) = self.code {
+            write!(f, " {code}")?;
+        }
+        if let Some(status) = self.status {
+            write!(f, " {status}")?;
+        }
+        if let Some(epoch) = &self.epoch {
+            write!(f, " (epoch {epoch})")?;
+        }
+        Ok(())
+    }
+}
+
+/// One `.status-dot` of a page, as `dots` reads it.
+#[derive(Debug)]
+pub(crate) struct Dot {
+    /// The `data-user-id` of the element it belongs to.
+    pub(crate) user: Option<String>,
+    pub(crate) status: Option<String>,
+    pub(crate) classes: String,
+    pub(crate) title: Option<String>,
+}
+
 impl Browser {
     pub(crate) async fn open(
         name: &'static str,
@@ -462,6 +501,152 @@ impl Browser {
             )));
         }
         self.click("button#status-apply").await
+    }
+
+    /// Polls until `window.presence.state` is `state`; returns how long it
+    /// took.
+    pub(crate) async fn wait_for_state(&self, state: &str, within: Duration) -> Outcome<Duration> {
+        let start = Instant::now();
+        loop {
+            let now = self.connection_state().await?;
+            if now == state {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > within {
+                return Err(self.fail(format!(
+                    "window.presence.state is {now:?}, not {state:?}, after {}",
+                    secs_d(within)
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Installs a recorder of the client's connection events into
+    /// `window.__connections`, and asks the HTTP snapshot of `scope` for the
+    /// store's epoch now (`epoch_at_install` reads it), since the hello that
+    /// carried it came before the recorder.
+    pub(crate) async fn record_connection(&self, scope: &str) -> Outcome<()> {
+        self.js(
+            "if (window.__connections) return;
+             const log = window.__connections = [];
+             const p = window.presence;
+             p.on('connected', (h) => log.push({ kind: 'connected', epoch: h.epoch, t: Date.now() }));
+             p.on('disconnected', (d) => log.push({ kind: 'disconnected', code: d.code, t: Date.now() }));
+             p.on('unauthorized', (d) => log.push({ kind: 'unauthorized', status: d.status, t: Date.now() }));
+             fetch('/api/presence?scope=' + encodeURIComponent(arguments[0]), { cache: 'no-store' })
+                 .then((r) => (r.ok ? r.json() : Promise.reject(new Error('HTTP ' + r.status))))
+                 .then((s) => { window.__epochAtInstall = { epoch: String(s.epoch) }; },
+                       (e) => { window.__epochAtInstall = { error: String(e) }; });",
+            vec![json!(scope)],
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The store's epoch when `record_connection` ran.
+    pub(crate) async fn epoch_at_install(&self) -> Outcome<String> {
+        let deadline = Instant::now() + SLACK;
+        loop {
+            let answer = self
+                .js("return window.__epochAtInstall || null;", vec![])
+                .await?;
+            if let Some(epoch) = answer["epoch"].as_str() {
+                return Ok(epoch.to_owned());
+            }
+            if let Some(error) = answer["error"].as_str() {
+                return Err(self.fail(format!("GET /api/presence for the epoch: {error}")));
+            }
+            if Instant::now() > deadline {
+                return Err(self.fail("GET /api/presence for the epoch never answered"));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// The connection recorder's entries from index `from` on.
+    pub(crate) async fn connection_log(&self, from: usize) -> Outcome<Vec<Connection>> {
+        let entries = self
+            .js(
+                "const log = window.__connections;
+                 return log ? log.slice(arguments[0]) : null;",
+                vec![json!(from)],
+            )
+            .await?;
+        let entries = entries
+            .as_array()
+            .ok_or_else(|| self.fail("the connection recorder is gone (was the page reloaded?)"))?;
+        Ok(entries
+            .iter()
+            .map(|e| Connection {
+                kind: e["kind"].as_str().unwrap_or("?").to_owned(),
+                t: e["t"].as_f64().unwrap_or(f64::NAN),
+                epoch: e["epoch"].as_str().map(str::to_owned),
+                code: e["code"].as_i64(),
+                status: e["status"].as_i64(),
+            })
+            .collect())
+    }
+
+    /// Polls until the connection recorder logged a `kind` entry since
+    /// `from`; returns every entry since `from`. A failure carries them,
+    /// timed from `origin` (ms).
+    pub(crate) async fn wait_for_connection(
+        &self,
+        kind: &str,
+        from: usize,
+        within: Duration,
+        origin: f64,
+    ) -> Outcome<Vec<Connection>> {
+        let start = Instant::now();
+        loop {
+            let log = self.connection_log(from).await?;
+            if log.iter().any(|e| e.kind == kind) {
+                return Ok(log);
+            }
+            if start.elapsed() > within {
+                let entries: Vec<String> = log
+                    .iter()
+                    .map(|e| format!("+{} {e}", secs(e.t - origin)))
+                    .collect();
+                let state = self.connection_state().await?;
+                return Err(self.fail(format!(
+                    "no {kind:?} from the client within {} (state {state:?}); its connection log: [{}]",
+                    secs_d(within),
+                    entries.join(", ")
+                )));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Every `.status-dot` of the page.
+    pub(crate) async fn dots(&self) -> Outcome<Vec<Dot>> {
+        let dots = self
+            .js(
+                "return Array.from(document.querySelectorAll('.status-dot')).map((dot) => {
+                     const host = dot.closest('[data-user-id]');
+                     return {
+                         user: host ? host.getAttribute('data-user-id') : null,
+                         status: dot.getAttribute('data-status'),
+                         classes: dot.className,
+                         title: dot.getAttribute('title'),
+                     };
+                 });",
+                vec![],
+            )
+            .await?;
+        Ok(dots
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| Dot {
+                user: d["user"].as_str().map(str::to_owned),
+                status: d["status"].as_str().map(str::to_owned),
+                classes: d["classes"].as_str().unwrap_or("").to_owned(),
+                title: d["title"].as_str().map(str::to_owned),
+            })
+            .collect())
     }
 
     /// Saves a PNG of the current window as `<label>-<name>.png`.
