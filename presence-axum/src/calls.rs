@@ -6,8 +6,8 @@
 //!
 //! Calls keep their order, and each status change is applied (watchers see
 //! every one). A few wait behind the running one: repeated activity folds
-//! into the one waiting; past [`MAX_WAITING`] the client hears
-//! `rate_limited`.
+//! into the one waiting, a snapshot replaces one of the same scope still
+//! waiting; past [`MAX_WAITING`] the client hears `rate_limited`.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -64,6 +64,11 @@ impl StoreCalls {
 
     /// Queues `call` behind the others; refused when too many wait.
     pub(crate) fn push(&mut self, call: StoreCall) -> Result<(), TooManyCalls> {
+        // A snapshot of a scope supersedes one still waiting for it: a
+        // client repeating `subscribe` costs one read, not one each.
+        if let StoreCall::Snapshot { scope, .. } = &call {
+            self.forget_snapshots_of(scope);
+        }
         // The activity waiting will report activity as late as this one.
         if call == StoreCall::Activity && self.waiting.back() == Some(&StoreCall::Activity) {
             return Ok(());
@@ -205,12 +210,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn repeated_subscribes_to_a_scope_queue_one_snapshot_the_latest() {
+        let mut calls = calls().await;
+        let snapshot = |scope: &str, users: Option<Vec<UserId>>| StoreCall::Snapshot {
+            scope: ScopeId::from(scope),
+            users,
+        };
+        for _ in 0..20 {
+            calls.push(snapshot("acme", None)).expect("never refused");
+        }
+        calls.push(snapshot("team", None)).unwrap();
+        calls
+            .push(snapshot("acme", Some(vec!["bob".into()])))
+            .unwrap();
+        assert_eq!(
+            Vec::from(calls.waiting.clone()),
+            vec![
+                snapshot("team", None),
+                snapshot("acme", Some(vec!["bob".into()]))
+            ],
+            "one snapshot per scope waits: the one the latest subscribe asked for"
+        );
+    }
+
+    #[tokio::test]
     async fn past_the_limit_calls_are_refused_and_unsubscribing_drops_waiting_snapshots() {
         let mut calls = calls().await;
         for scope in 0..MAX_WAITING {
             calls
                 .push(StoreCall::Snapshot {
-                    scope: ScopeId::from(format!("s{}", scope % 2)),
+                    scope: ScopeId::from(format!("s{scope}")),
                     users: None,
                 })
                 .unwrap();
@@ -218,8 +247,10 @@ mod tests {
         assert!(calls.holds_snapshot());
         assert_eq!(calls.push(StoreCall::Activity), Err(TooManyCalls));
         calls.forget_snapshots_of(&ScopeId::from("s0"));
-        assert_eq!(calls.waiting.len(), MAX_WAITING / 2);
-        calls.forget_snapshots_of(&ScopeId::from("s1"));
+        assert_eq!(calls.waiting.len(), MAX_WAITING - 1);
+        for scope in 1..MAX_WAITING {
+            calls.forget_snapshots_of(&ScopeId::from(format!("s{scope}")));
+        }
         assert!(!calls.holds_snapshot() && !calls.is_busy());
         calls.push(StoreCall::Activity).unwrap();
     }
