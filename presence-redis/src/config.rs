@@ -47,8 +47,10 @@ impl RedisConfig {
     /// Every key of the store carries the prefix as its hash tag, so all
     /// presence keys live in one slot: each change stays one atomic script,
     /// and the cluster brings failover rather than sharding of presence.
-    /// Pub/sub goes through the first node (cluster-wide `PUBLISH` reaches
-    /// every node).
+    /// The cluster feed listens on one node at a time (a cluster-wide
+    /// `PUBLISH` reaches every node): a seed at first; when that node dies,
+    /// the next seed or any node the cluster reported (`CLUSTER NODES`),
+    /// and then every watcher resnapshots.
     #[cfg(feature = "cluster")]
     pub fn cluster(nodes: impl IntoIterator<Item = impl Into<String>>) -> Self {
         let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();

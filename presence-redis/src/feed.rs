@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::heartbeats::LocalSessions;
 use crate::keys::Keys;
+use crate::topology::FeedNodes;
 
 /// An event as published: who made it, and the event.
 #[derive(Debug, Serialize, Deserialize)]
@@ -79,7 +80,8 @@ enum Command {
 
 /// The Redis feed of one store.
 pub(crate) struct RedisFeed {
-    client: redis::Client,
+    /// Where it may listen (taken by the listener task when it starts).
+    nodes: Mutex<Option<FeedNodes>>,
     keys: Keys,
     local: Arc<LocalSessions>,
     joined: Arc<Mutex<Joined>>,
@@ -93,9 +95,9 @@ impl std::fmt::Debug for RedisFeed {
 }
 
 impl RedisFeed {
-    pub(crate) fn new(client: redis::Client, keys: Keys, local: Arc<LocalSessions>) -> Self {
+    pub(crate) fn new(nodes: FeedNodes, keys: Keys, local: Arc<LocalSessions>) -> Self {
         Self {
-            client,
+            nodes: Mutex::new(Some(nodes)),
             keys,
             local,
             joined: Arc::default(),
@@ -121,10 +123,13 @@ impl RedisFeed {
         if commands.is_some() {
             return;
         }
+        let Some(nodes) = self.nodes.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
         let (sender, receiver) = mpsc::unbounded_channel();
         *commands = Some(sender);
         let listener = Listener {
-            client: self.client.clone(),
+            nodes,
             keys: self.keys.clone(),
             local: self.local.clone(),
             joined: self.joined.clone(),
@@ -190,25 +195,41 @@ impl ClusterFeed for RedisFeed {
 
 /// The task that holds the pub/sub connection.
 struct Listener {
-    client: redis::Client,
+    nodes: FeedNodes,
     keys: Keys,
     local: Arc<LocalSessions>,
     joined: Arc<Mutex<Joined>>,
 }
 
 impl Listener {
-    async fn run(self, mut commands: mpsc::UnboundedReceiver<Command>) {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut connected_before = false;
         let mut backoff = Duration::from_millis(100);
         loop {
-            let pubsub = match self.client.get_async_pubsub().await {
-                Ok(pubsub) => pubsub,
+            // The next node: after its node died, the feed tries the others
+            // (a cluster's PUBLISH reaches every node), and backs off only
+            // once every one has failed.
+            let (url, round_done) = self.nodes.next();
+            let connected = match redis::Client::open(url.as_str()) {
+                Ok(client) => client
+                    .get_async_pubsub()
+                    .await
+                    .map(|pubsub| (client, pubsub)),
+                Err(error) => Err(error),
+            };
+            let pubsub = match connected {
+                Ok((client, pubsub)) => {
+                    self.nodes.connected(&client, &url).await;
+                    pubsub
+                }
                 Err(error) => {
-                    tracing::debug!(%error, "presence feed: Redis unreachable; retrying");
-                    if self.sleep_or_stop(&mut commands, backoff).await {
-                        return;
+                    tracing::debug!(%error, url, "presence feed: a Redis node is unreachable; trying the next");
+                    if round_done {
+                        if self.sleep_or_stop(&mut commands, backoff).await {
+                            return;
+                        }
+                        backoff = (backoff * 2).min(Duration::from_secs(2));
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };

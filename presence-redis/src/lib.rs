@@ -78,6 +78,7 @@ mod heartbeats;
 mod keys;
 mod scripts;
 mod store;
+mod topology;
 
 pub use config::RedisConfig;
 pub use store::RedisStore;

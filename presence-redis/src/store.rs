@@ -30,6 +30,7 @@ use crate::feed::{EndedMessage, EventMessage, RedisFeed, reason_name};
 use crate::heartbeats::{LocalSessions, PendingBeat};
 use crate::keys::Keys;
 use crate::scripts;
+use crate::topology::FeedNodes;
 
 /// A [`PresenceStore`] on Redis; several services (nodes) pointed at one
 /// Redis and prefix are one presence cluster. Cheap to clone.
@@ -94,7 +95,11 @@ impl RedisStore {
         let (connection, one_slot) = open_connection(&client, &config).await?;
         let keys = Keys::new(&config.prefix, one_slot);
         let local = Arc::new(LocalSessions::default());
-        let feed = Arc::new(RedisFeed::new(client, keys.clone(), local.clone()));
+        let feed = Arc::new(RedisFeed::new(
+            FeedNodes::new(feed_seeds(&config), one_slot),
+            keys.clone(),
+            local.clone(),
+        ));
         let epoch = read_epoch(&mut connection.clone(), &keys)
             .await
             .map_err(|e| store_error(e, config.response_timeout))?;
@@ -309,6 +314,19 @@ impl RedisStore {
             _ => {}
         }
     }
+}
+
+/// Where the feed may listen first: the URL, and a cluster's other seeds.
+fn feed_seeds(config: &RedisConfig) -> Vec<String> {
+    #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
+    let mut seeds = vec![config.url.clone()];
+    #[cfg(feature = "cluster")]
+    for node in config.cluster_nodes.iter().flatten() {
+        if !seeds.contains(node) {
+            seeds.push(node.clone());
+        }
+    }
+    seeds
 }
 
 /// Connects to a single Redis, or to a cluster; says whether every key must
