@@ -353,9 +353,13 @@ impl Listener {
             // another node of this very process); and what this process
             // ended, it has forgotten already (a late echo must not end a
             // session reopened since).
-            if ended.r != "replaced" && !from_here {
+            if !from_here {
                 for session in &ended.s {
-                    self.local.ended(session);
+                    if ended.r == "replaced" {
+                        self.local.taken_from(session, &NodeName::from(node));
+                    } else {
+                        self.local.ended(session);
+                    }
                 }
             }
             for sink in sinks {

@@ -8,12 +8,14 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
-use presence_core::{PresenceConfig, SessionId, StoreError, UserId};
+use presence_core::{NodeName, PresenceConfig, SessionId, StoreError, UserId};
 
 /// A session opened through this store, as far as this process knows.
 #[derive(Debug)]
 pub(crate) struct LocalSession {
     user: UserId,
+    /// The node that holds it (the last to open it, in this process).
+    holder: Mutex<NodeName>,
     /// The user's heartbeat key, built once: a flush writes it for every
     /// beat, and formatting it each time cost as much as the write.
     heartbeats_key: Box<str>,
@@ -47,12 +49,13 @@ impl PendingBeat {
 }
 
 impl LocalSessions {
-    /// A session this process opened (or refreshed) at `at`; its user's
-    /// heartbeat key is `heartbeats_key`.
+    /// A session node `holder` of this process opened (or refreshed) at
+    /// `at`; its user's heartbeat key is `heartbeats_key`.
     pub(crate) fn opened(
         &self,
         user: &UserId,
         session: &SessionId,
+        holder: &NodeName,
         at: DateTime<Utc>,
         heartbeats_key: impl FnOnce() -> String,
     ) {
@@ -62,6 +65,7 @@ impl LocalSessions {
             .or_insert_with(|| {
                 Arc::new(LocalSession {
                     user: user.clone(),
+                    holder: Mutex::new(holder.clone()),
                     heartbeats_key: heartbeats_key().into_boxed_str(),
                     heartbeat_ms: AtomicI64::new(i64::MIN),
                     queued: AtomicBool::new(false),
@@ -73,6 +77,16 @@ impl LocalSessions {
             .heartbeat_ms
             .fetch_max(at.timestamp_millis(), Ordering::AcqRel);
         entry.gone.store(false, Ordering::Release);
+        *entry.holder.lock().unwrap_or_else(|e| e.into_inner()) = holder.clone();
+    }
+
+    /// Node `from` lost the session to a node elsewhere (a client resumed
+    /// it there): forgotten, unless another node of this process holds it
+    /// now.
+    pub(crate) fn taken_from(&self, session: &SessionId, from: &NodeName) {
+        self.sessions.remove_if(session, |_, local| {
+            *local.holder.lock().unwrap_or_else(|e| e.into_inner()) == *from
+        });
     }
 
     /// The session proved live at `at` by other means (activity).
@@ -82,6 +96,11 @@ impl LocalSessions {
                 .heartbeat_ms
                 .fetch_max(at.timestamp_millis(), Ordering::AcqRel);
         }
+    }
+
+    /// How many sessions this process holds.
+    pub(crate) fn count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The session ended (closed here, or ended by another node).

@@ -146,6 +146,12 @@ impl RedisStore {
         self.shared.connection.clone()
     }
 
+    /// How many sessions this process holds (opened through it, not ended):
+    /// for operators' metrics.
+    pub fn held_sessions(&self) -> usize {
+        self.shared.local.count()
+    }
+
     /// Writes the heartbeats buffered so far now, rather than at the next
     /// flush interval (e.g. before a graceful shutdown); returns how many.
     pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
@@ -293,7 +299,7 @@ impl RedisStore {
         let key = || keys.heartbeats(update.user);
         self.shared
             .local
-            .opened(update.user, session, heard_at, key);
+            .opened(update.user, session, &update.node.name, heard_at, key);
     }
 
     /// Keeps the in-memory view of this process's sessions in line.

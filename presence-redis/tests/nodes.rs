@@ -420,3 +420,61 @@ async fn a_flush_interval_that_lets_sessions_lapse_is_refused() {
     assert!(message.contains("flush_interval"), "{message}");
     delete_keys(&url, &prefix).await.expect("clean up");
 }
+
+/// A session a client resumed on another node (same session id) leaves
+/// nothing behind in the process that held it before: its old holder is
+/// told, and forgets the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
+    let (url, prefix) = (redis_url(), prefix());
+    let store = |url: String, prefix: String| async move {
+        RedisStore::connect(
+            RedisConfig::new(&url)
+                .prefix(&prefix)
+                .flush_interval(Duration::from_millis(50)),
+        )
+        .await
+        .expect("Redis must be running")
+    };
+    let (store_a, store_b) = (
+        store(url.clone(), prefix.clone()).await,
+        store(url.clone(), prefix.clone()).await,
+    );
+    let clock = Arc::new(ManualClock::default());
+    let on = |store: RedisStore, name: &'static str| {
+        let clock = clock.clone();
+        async move {
+            Presence::builder()
+                .store(store)
+                .clock(clock)
+                .config(config())
+                .node(NodeId::new(name))
+                .build()
+                .await
+                .expect("presence")
+        }
+    };
+    let a = on(store_a.clone(), "node-a").await;
+    let b = on(store_b.clone(), "node-b").await;
+    let spec = SessionSpec::new("alice", "laptop")
+        .scope("acme")
+        .id("tab-1");
+    let mut old = a.open_session(spec.clone()).await.expect("open on A");
+    assert_eq!(store_a.held_sessions(), 1);
+    let resumed = b.open_session(spec).await.expect("resume on B");
+    let end = tokio::time::timeout(Duration::from_secs(5), old.ended())
+        .await
+        .expect("A is told");
+    assert_eq!(end, SessionEnd::Replaced);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store_a.held_sessions() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A still holds the session node B took over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store_b.held_sessions(), 1);
+    resumed.heartbeat().expect("live on B");
+    delete_keys(&url, &prefix).await.expect("clean up");
+}

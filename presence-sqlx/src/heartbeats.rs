@@ -11,13 +11,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use presence_core::{
-    PresenceConfig, SessionId, StoreError, Transition, Update, UserId, UserOp, UserRecord,
+    NodeName, PresenceConfig, SessionId, StoreError, Transition, Update, UserId, UserOp, UserRecord,
 };
 
 /// A session opened through this store, as far as this process knows.
 #[derive(Debug)]
 pub(crate) struct LocalSession {
     user: UserId,
+    /// The node that holds it (the last to open it, in this process).
+    holder: Mutex<NodeName>,
     /// Newest heartbeat, ms since the epoch.
     heartbeat_ms: AtomicI64,
     /// `session_ttl` in ms, as of the newest heartbeat.
@@ -50,11 +52,13 @@ fn millis(duration: std::time::Duration) -> i64 {
 }
 
 impl LocalSessions {
-    /// A session this process opened (or refreshed) at `at`.
+    /// A session node `holder` of this process opened (or refreshed) at
+    /// `at`.
     pub(crate) fn opened(
         &self,
         user: &UserId,
         session: &SessionId,
+        holder: &NodeName,
         at: DateTime<Utc>,
         config: &PresenceConfig,
     ) {
@@ -64,6 +68,7 @@ impl LocalSessions {
             .or_insert_with(|| {
                 Arc::new(LocalSession {
                     user: user.clone(),
+                    holder: Mutex::new(holder.clone()),
                     heartbeat_ms: AtomicI64::new(i64::MIN),
                     ttl_ms: AtomicI64::new(millis(config.session_ttl)),
                     queued: AtomicBool::new(false),
@@ -75,6 +80,16 @@ impl LocalSessions {
             .heartbeat_ms
             .fetch_max(at.timestamp_millis(), Ordering::AcqRel);
         entry.gone.store(false, Ordering::Release);
+        *entry.holder.lock().unwrap_or_else(|e| e.into_inner()) = holder.clone();
+    }
+
+    /// Node `from` lost the session to a node elsewhere (a client resumed
+    /// it there): forgotten, unless another node of this process holds it
+    /// now.
+    pub(crate) fn taken_from(&self, session: &SessionId, from: &NodeName) {
+        self.sessions.remove_if(session, |_, local| {
+            *local.holder.lock().unwrap_or_else(|e| e.into_inner()) == *from
+        });
     }
 
     /// Keeps this process's view in line with a change it stored: ended
@@ -92,12 +107,24 @@ impl LocalSessions {
             self.ended(session);
         }
         match update.op {
-            UserOp::Open(new) => self.opened(update.user, &new.id, update.now, update.config),
+            UserOp::Open(new) => self.opened(
+                update.user,
+                &new.id,
+                &update.node.name,
+                update.now,
+                update.config,
+            ),
             // Never fresher than the holder heard it.
             UserOp::Restore {
                 session,
                 last_heartbeat,
-            } => self.opened(update.user, &session.id, *last_heartbeat, update.config),
+            } => self.opened(
+                update.user,
+                &session.id,
+                &update.node.name,
+                *last_heartbeat,
+                update.config,
+            ),
             _ => {}
         }
         self.saw(record);
@@ -111,6 +138,11 @@ impl LocalSessions {
                     .fetch_max(session.last_heartbeat.timestamp_millis(), Ordering::AcqRel);
             }
         }
+    }
+
+    /// How many sessions this process holds.
+    pub(crate) fn count(&self) -> usize {
+        self.sessions.len()
     }
 
     /// The session ended (closed here, or ended by another node).
@@ -212,7 +244,7 @@ mod tests {
     fn many_beats_of_one_session_make_one_pending_write_of_the_newest() {
         let local = LocalSessions::default();
         let (user, session) = (UserId::from("u"), SessionId::from("s"));
-        local.opened(&user, &session, at(0), &config());
+        local.opened(&user, &session, &"n".into(), at(0), &config());
         for ms in [1_000, 2_000, 3_000] {
             local
                 .beat(&user, &session, at(ms), &config())
@@ -230,7 +262,7 @@ mod tests {
     fn a_lapsed_ended_or_foreign_session_refuses_heartbeats() {
         let local = LocalSessions::default();
         let (user, session) = (UserId::from("u"), SessionId::from("s"));
-        local.opened(&user, &session, at(0), &config());
+        local.opened(&user, &session, &"n".into(), at(0), &config());
         assert!(local.beat(&"v".into(), &session, at(1), &config()).is_err());
         assert!(local.beat(&user, &session, at(30_000), &config()).is_err());
         local.ended(&session);

@@ -496,3 +496,47 @@ async fn flushes_and_changes_on_one_user_never_deadlock() {
         failures.first()
     );
 }
+
+/// A session a client resumed on another node (same session id) leaves
+/// nothing behind in the process that held it before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
+    let schema = Schema::new();
+    let clock = Arc::new(ManualClock::default());
+    let (store_a, store_b) = (schema.store().await, schema.store().await);
+    let on = |store: PgStore, name: &'static str| {
+        let clock = clock.clone();
+        async move {
+            Presence::builder()
+                .store(store)
+                .clock(clock)
+                .config(config())
+                .node(NodeId::new(name))
+                .build()
+                .await
+                .expect("presence")
+        }
+    };
+    let a = on(store_a.clone(), "node-a").await;
+    let b = on(store_b.clone(), "node-b").await;
+    let spec = SessionSpec::new("alice", "laptop")
+        .scope("acme")
+        .id("tab-1");
+    let mut old = a.open_session(spec.clone()).await.expect("open on A");
+    assert_eq!(store_a.held_sessions(), 1);
+    let resumed = b.open_session(spec).await.expect("resume on B");
+    let end = tokio::time::timeout(Duration::from_secs(5), old.ended())
+        .await
+        .expect("A is told");
+    assert_eq!(end, SessionEnd::Replaced);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store_a.held_sessions() != 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node A still holds the session node B took over"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(store_b.held_sessions(), 1);
+    resumed.heartbeat().expect("live on B");
+}

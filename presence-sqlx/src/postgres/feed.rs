@@ -275,8 +275,10 @@ impl Listening {
             // A replaced session lives on, held elsewhere (perhaps by
             // another node of this very process).
             let reason = reason_of(&ended.r);
-            if reason != SessionEnd::Replaced {
-                for session in &ended.s {
+            for session in &ended.s {
+                if reason == SessionEnd::Replaced {
+                    self.local.taken_from(session, &self.node);
+                } else {
                     self.local.ended(session);
                 }
             }

@@ -141,6 +141,12 @@ impl PgStore {
             .map_err(|e| self.fail(sqlx::Error::Migrate(Box::new(e))))
     }
 
+    /// How many sessions this process holds (opened through it, not ended):
+    /// for operators' metrics.
+    pub fn held_sessions(&self) -> usize {
+        self.shared.local.count()
+    }
+
     /// Writes the heartbeats buffered so far now, rather than at the next
     /// flush interval (e.g. before a graceful shutdown, or to measure);
     /// returns how many.
