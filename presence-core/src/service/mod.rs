@@ -540,15 +540,24 @@ impl Presence {
     /// already), and nothing is registered: a session another node ended
     /// meanwhile (a logout) stays ended.
     async fn after_resync(&self) {
-        let epoch = match self
-            .timed("reload_epoch", self.inner.store.reload_epoch())
-            .await
-        {
-            Ok(epoch) => epoch,
-            Err(error) => {
-                // The store says when it can: it sends another resync.
-                tracing::warn!(%error, "reading the store's epoch after a resync failed");
-                return;
+        // The store may still be coming back (a connection that reconnects
+        // on first use fails that use): a few tries, spaced out.
+        let mut pause = Duration::from_millis(50);
+        let epoch = loop {
+            match self
+                .timed("reload_epoch", self.inner.store.reload_epoch())
+                .await
+            {
+                Ok(epoch) => break epoch,
+                Err(error) if pause > Duration::from_secs(3) || self.inner.is_shut_down() => {
+                    // The store says when it can: it sends another resync.
+                    tracing::warn!(%error, "reading the store's epoch after a resync failed");
+                    return;
+                }
+                Err(_) => {
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
             }
         };
         let changed = {
