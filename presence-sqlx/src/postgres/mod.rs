@@ -116,14 +116,13 @@ impl PgStore {
     /// Creates the schema if it is missing and brings its tables up to date
     /// with the embedded migrations. Safe to run from several nodes at once.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        let mut connection = self.shared.pool.acquire().await.map_err(|e| self.fail(e))?;
         // The schema name was checked: lower-case letters, digits and `_`.
         let create = format!(
             "CREATE SCHEMA IF NOT EXISTS \"{}\"",
             self.shared.config.schema
         );
         if let Err(error) = sqlx::query(AssertSqlSafe(create))
-            .execute(&mut *connection)
+            .execute(&self.shared.pool)
             .await
         {
             // Another node created it at the same instant.
@@ -135,8 +134,10 @@ impl PgStore {
                 return Err(self.fail(error));
             }
         }
+        // On the pool, not a connection held here: the future stays `Send`
+        // (a host may connect inside `tokio::spawn`).
         MIGRATOR
-            .run(&mut *connection)
+            .run(&self.shared.pool)
             .await
             .map_err(|e| self.fail(sqlx::Error::Migrate(Box::new(e))))
     }
