@@ -38,6 +38,11 @@ pub trait Deployment: Send + Sync {
     /// Whether a dropped feed reconnects by itself (at once, as far as the
     /// simulation's clock is concerned).
     fn feed_reconnects_by_itself(&self) -> bool;
+    /// Whether the store's clock is the run's true time (then processes
+    /// keep to it from their own, skewed clocks, as in production); a real
+    /// server keeps real time, so its processes run on the true time
+    /// directly, and clock faults are not injected.
+    fn keeps_true_time(&self) -> bool;
     /// Waits until what the processes did has landed: feed deliveries,
     /// spawned work.
     async fn settle(&self);

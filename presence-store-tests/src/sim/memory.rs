@@ -250,6 +250,10 @@ impl Deployment for Arc<FaultyMemory> {
         false
     }
 
+    fn keeps_true_time(&self) -> bool {
+        self.clock.is_some()
+    }
+
     async fn settle(&self) {
         for _ in 0..64 {
             tokio::task::yield_now().await;

@@ -228,10 +228,15 @@ impl World {
         let offset = self.processes.last().map_or(0, |p| p.offset);
         let clock = Arc::new(ManualClock::new(self.time(self.now + offset)));
         let store = self.deployment.store_for_process().await;
-        // Its own machine's clock, kept to the store's as in production.
-        let presence = Presence::builder()
-            .shared_store(store)
-            .local_clock(clock.clone())
+        // Its own machine's clock, kept to the store's as in production
+        // (a real server's clock is not the run's: then the run's time).
+        let builder = Presence::builder().shared_store(store);
+        let builder = if self.deployment.keeps_true_time() {
+            builder.local_clock(clock.clone())
+        } else {
+            builder.clock(clock.clone())
+        };
+        let presence = builder
             .config(self.config)
             .node(node.clone())
             // Deliveries are judged as soon as the step settles.
