@@ -1,0 +1,148 @@
+//! `docs/protocol.md` is what users read: every error code and every close
+//! (code and reason) the server can send must be in it. The codes are read
+//! from the sources themselves, so a new one fails this test until it is
+//! documented.
+
+use presence_axum::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED, ProtocolError};
+
+const DOC: &str = include_str!("../../docs/protocol.md");
+const SOURCES: [(&str, &str); 6] = [
+    ("socket.rs", include_str!("../src/socket.rs")),
+    ("messages.rs", include_str!("../src/messages.rs")),
+    ("calls.rs", include_str!("../src/calls.rs")),
+    ("http_routes.rs", include_str!("../src/http_routes.rs")),
+    ("reply.rs", include_str!("../src/reply.rs")),
+    ("protocol.rs", include_str!("../src/protocol.rs")),
+];
+
+/// The first string literal in `text`.
+fn first_literal(text: &str) -> Option<&str> {
+    let start = text.find('"')? + 1;
+    let end = start + text[start..].find('"')?;
+    Some(&text[start..end])
+}
+
+fn close_number(constant: &str) -> u16 {
+    match constant {
+        "close_code::NORMAL" => 1000,
+        "close_code::AWAY" => 1001,
+        "close_code::PROTOCOL" => 1002,
+        "close_code::INVALID" => 1007,
+        "close_code::POLICY" => 1008,
+        "close_code::SIZE" => 1009,
+        "close_code::ERROR" => 1011,
+        "CLOSE_SESSION_LAPSED" => CLOSE_SESSION_LAPSED,
+        "CLOSE_SESSION_REPLACED" => CLOSE_SESSION_REPLACED,
+        other => panic!("a close code this test does not know: {other}"),
+    }
+}
+
+/// Every `(code, reason)` a close in the sources sends.
+fn closes() -> Vec<(u16, String, &'static str)> {
+    let mut found = Vec::new();
+    for (file, source) in SOURCES {
+        for (at, _) in source.match_indices("Ending::Close(") {
+            let args = &source[at + "Ending::Close(".len()..];
+            let Some((constant, rest)) = args.split_once(',') else {
+                continue;
+            };
+            let constant = constant.trim();
+            if !constant.contains("close_code::") && !constant.starts_with("CLOSE_") {
+                continue; // a variable: the close built elsewhere
+            }
+            let reason = first_literal(rest).expect("a reason");
+            found.push((close_number(constant), reason.to_owned(), file));
+        }
+        for (at, _) in source.match_indices("Inbound::Violation {") {
+            let body = &source[at..at + source[at..].find('}').expect("closed")];
+            let constant = body
+                .split("code:")
+                .nth(1)
+                .and_then(|c| c.split(',').next())
+                .map(str::trim);
+            if let (Some(constant), Some(reason)) = (constant, body.split("reason:").nth(1))
+                && constant.contains("close_code::")
+            {
+                let reason = first_literal(reason).expect("a reason");
+                found.push((close_number(constant), reason.to_owned(), file));
+            }
+        }
+    }
+    found
+}
+
+/// Every error code of an HTTP JSON error or an `error` frame.
+fn error_codes() -> Vec<String> {
+    let every_frame_error = [
+        ProtocolError::BinaryFrame,
+        ProtocolError::MalformedJson(String::new()),
+        ProtocolError::UnknownType(String::new()),
+        ProtocolError::InvalidMessage(String::new()),
+        ProtocolError::UnknownStatus(String::new()),
+        ProtocolError::BadUntil(String::new()),
+        ProtocolError::ForbiddenScope("s".into()),
+        ProtocolError::RateLimited,
+        ProtocolError::Unavailable,
+    ];
+    let mut codes: Vec<String> = every_frame_error
+        .iter()
+        .map(|e| e.code().to_owned())
+        .collect();
+    for (_, source) in SOURCES {
+        // `code: "…"` fields, and the literal after a status in `error(…)`.
+        for (at, _) in source.match_indices("code: \"") {
+            codes.extend(first_literal(&source[at..]).map(str::to_owned));
+        }
+        for (at, _) in source.match_indices("StatusCode::") {
+            let rest = &source[at..];
+            let line_end = rest.find('\n').unwrap_or(rest.len());
+            let next = &rest[line_end..];
+            let candidate = first_literal(&rest[..line_end]).or_else(|| {
+                next.trim_start()
+                    .starts_with('"')
+                    .then(|| first_literal(next))
+                    .flatten()
+            });
+            if let Some(code) = candidate
+                && !code.is_empty()
+                && code.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+            {
+                codes.push(code.to_owned());
+            }
+        }
+    }
+    codes.sort();
+    codes.dedup();
+    codes
+}
+
+#[test]
+fn every_error_code_is_documented() {
+    let codes = error_codes();
+    assert!(codes.len() >= 12, "the scan found too few codes: {codes:?}");
+    for code in codes {
+        assert!(
+            DOC.contains(&format!("`{code}`")),
+            "docs/protocol.md does not document the error code `{code}`"
+        );
+    }
+}
+
+#[test]
+fn every_close_code_and_reason_is_documented() {
+    let closes = closes();
+    assert!(
+        closes.len() >= 10,
+        "the scan found too few closes: {closes:?}"
+    );
+    for (code, reason, file) in closes {
+        assert!(
+            DOC.contains(&code.to_string()),
+            "docs/protocol.md does not document close code {code} (from {file})"
+        );
+        assert!(
+            DOC.contains(&reason),
+            "docs/protocol.md does not document the close reason {reason:?} (from {file})"
+        );
+    }
+}
