@@ -87,9 +87,25 @@
 //! starts the linger, and a new session inside it cancels the `OFFLINE`. A
 //! session whose heartbeats stop lapses after `session_ttl`, also with the
 //! linger. [`Presence::logout`] ends one login's sessions at once with no
-//! linger. A node that dies leaves its sessions to lapse; when it starts
-//! again under the same [`NodeName`], the service clears what its previous
-//! incarnation left.
+//! linger. A node that dies leaves its sessions to lapse; each process
+//! holds a lease in the store, and another process of the same
+//! [`NodeName`] clears what a dead one left once its lease has run out,
+//! while one still serving beside it (a rolling deploy) is left alone.
+//!
+//! # Scopes
+//!
+//! A user is seen in the scopes of their live sessions. Opening a session
+//! in a new scope tells that scope (a new version); when no session is in a
+//! scope any more, the user lingers there for `linger`, then that scope is
+//! told `OFFLINE` while the others may still see the user.
+//!
+//! # Time and data loss
+//!
+//! Presence time is the store's clock, carried by each machine's monotonic
+//! clock (see [`clock`]): nodes whose clocks differ agree, and a wall clock
+//! stepped on one node changes nothing. A store that lost its data gets a
+//! new [`Epoch`]: snapshots carry it, and versions of two epochs are not
+//! comparable.
 //!
 //! # Slow subscribers
 //!

@@ -56,9 +56,11 @@
 //! Everything lives under [`RedisConfig::prefix`]: `PREFIX:{USER}:rec`
 //! (hash: record JSON and revision), `PREFIX:{USER}:hb` (sorted set:
 //! session → heartbeat ms), `PREFIX:due` (sorted set: user → next deadline
-//! ms), `PREFIX:scope:SCOPE` and `PREFIX:node:NODE` (sets of users). Times
-//! are the services' clocks (ms since the epoch): keep node clocks in sync
-//! (NTP); a skew shortens or lengthens lapses by as much.
+//! ms), `PREFIX:scope:SCOPE` and `PREFIX:node:NODE` (sets of users),
+//! `PREFIX:lease:NODE` (hash: a node's processes' leases) and `PREFIX:epoch`
+//! (a token; with the server's replication id, the store's epoch). Times
+//! are presence time, which is Redis's clock (`TIME`) as every node keeps to
+//! it: keep the Redis servers' clocks in sync (NTP); the nodes' need not be.
 //!
 //! The change script touches the scope and node sets without declaring them
 //! as keys, which a standalone Redis (or a primary with replicas) allows.
