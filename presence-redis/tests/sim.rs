@@ -6,13 +6,13 @@
 //! `SIM_SEED`, `SIM_SEEDS`, `SIM_STEPS` work as for the memory store.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use presence_core::{Epoch, ManualClock, NodeId, PresenceStore};
+use presence_core::{ManualClock, NodeId, PresenceStore};
 use presence_redis::{RedisConfig, RedisStore};
-use presence_store_tests::sim::{Backend, Campaign, Deployment, Faults, campaign};
+use presence_store_tests::sim::{Backend, Campaign, Deployment, Faults, ProcessStores, campaign};
 
 /// A `redis-server` of the run's own, on a fixed port across restarts.
 struct Server {
@@ -81,67 +81,26 @@ impl Drop for Server {
 
 struct RedisRun {
     server: Server,
-    /// Every process's store, while its process lives (a dead process's
-    /// store must go with it: it would flush its heartbeats on).
-    stores: Mutex<Vec<Weak<dyn PresenceStore>>>,
-}
-
-impl RedisRun {
-    fn live(&self) -> Vec<Arc<dyn PresenceStore>> {
-        let mut stores = self.stores.lock().expect("lock");
-        stores.retain(|store| store.strong_count() > 0);
-        stores.iter().filter_map(Weak::upgrade).collect()
-    }
-
-    /// Waits until every live store reads from Redis again, then gives the
-    /// processes' feeds time to come back and find `lost` gone (a store
-    /// whose process is gone has no feed listening: it is not waited for).
-    async fn recovered(&self, lost: Option<Epoch>) {
-        let started = Instant::now();
-        let stores = self.live();
-        for store in &stores {
-            while store.time().await.is_err() {
-                assert!(
-                    started.elapsed() < Duration::from_secs(10),
-                    "the restarted Redis never answered"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        if let Some(lost) = lost {
-            let waited = Instant::now();
-            while stores.iter().any(|store| store.epoch() == lost)
-                && waited.elapsed() < Duration::from_secs(3)
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    stores: ProcessStores,
 }
 
 #[async_trait]
 impl Deployment for RedisRun {
     async fn store_for_process(&self) -> Arc<dyn PresenceStore> {
-        let store: Arc<dyn PresenceStore> = Arc::new(
+        self.stores.register(Arc::new(
             RedisStore::connect(
                 RedisConfig::new(self.server.url()).flush_interval(Duration::from_millis(50)),
             )
             .await
             .expect("the run's Redis accepts connections"),
-        );
-        self.stores
-            .lock()
-            .expect("lock")
-            .push(Arc::downgrade(&store));
-        store
+        ))
     }
 
     async fn lose_data(&self) {
-        let epoch = self.live().first().map(|store| store.epoch());
+        let epoch = self.stores.epoch();
         self.server.kill();
         self.server.run();
-        self.recovered(epoch).await;
+        self.stores.recovered(epoch).await;
     }
 
     async fn drop_feed(&self, _: &NodeId) {
@@ -165,9 +124,7 @@ impl Deployment for RedisRun {
     }
 
     async fn flush(&self) {
-        for store in self.live() {
-            let _ = store.flush_heartbeats().await;
-        }
+        self.stores.flush().await;
     }
 
     async fn tear_down(&self) {
@@ -193,7 +150,7 @@ impl Backend for OnRedis {
     async fn deploy(&self, _: Arc<ManualClock>) -> Box<dyn Deployment> {
         Box::new(RedisRun {
             server: Server::start(),
-            stores: Mutex::new(Vec::new()),
+            stores: ProcessStores::default(),
         })
     }
 }

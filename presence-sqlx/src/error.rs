@@ -42,8 +42,3 @@ fn busy(code: &str) -> bool {
 pub(crate) fn corrupt(error: serde_json::Error) -> StoreError {
     StoreError::Corrupt(Box::new(error))
 }
-
-/// A lease's incarnation that is not a number.
-pub(crate) fn corrupt_lease(error: std::num::ParseIntError) -> StoreError {
-    StoreError::Corrupt(Box::new(error))
-}

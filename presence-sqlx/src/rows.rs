@@ -50,3 +50,17 @@ pub(crate) fn views_in_order(
         })
         .collect())
 }
+
+/// Leases as stored (`incarnation` in decimal, expiry in ms), decoded.
+pub(crate) fn leases(rows: Vec<(String, i64)>) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
+    rows.into_iter()
+        .map(|(incarnation, until)| {
+            let incarnation = incarnation
+                .parse::<u64>()
+                .map_err(|e| StoreError::Corrupt(Box::new(e)))?;
+            let until = DateTime::<Utc>::from_timestamp_millis(until)
+                .ok_or_else(|| StoreError::Corrupt("a lease's expiry is out of range".into()))?;
+            Ok((incarnation, until))
+        })
+        .collect()
+}

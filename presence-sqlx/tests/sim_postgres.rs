@@ -8,30 +8,23 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use presence_core::{Epoch, ManualClock, NodeId, PresenceStore};
+use presence_core::{ManualClock, NodeId, PresenceStore};
 use presence_sqlx::{PgConfig, PgStore};
-use presence_store_tests::sim::{Backend, Campaign, Deployment, Faults, campaign};
+use presence_store_tests::sim::{Backend, Campaign, Deployment, Faults, ProcessStores, campaign};
 
 struct PgRun {
     url: String,
     /// The simulation's own connection, for its faults.
     admin: sqlx::PgPool,
     schema: String,
-    /// Every process's store, while its process lives.
-    stores: Mutex<Vec<Weak<dyn PresenceStore>>>,
+    stores: ProcessStores,
 }
 
 impl PgRun {
-    fn live(&self) -> Vec<Arc<dyn PresenceStore>> {
-        let mut stores = self.stores.lock().expect("lock");
-        stores.retain(|store| store.strong_count() > 0);
-        stores.iter().filter_map(Weak::upgrade).collect()
-    }
-
     async fn execute(&self, statement: String) {
         sqlx::query(sqlx::AssertSqlSafe(statement))
             .execute(&self.admin)
@@ -48,28 +41,12 @@ impl PgRun {
         ))
         .await;
     }
-
-    /// Gives the processes' feeds time to come back and find `lost` gone
-    /// (a store whose process is gone has no feed listening: not waited
-    /// for).
-    async fn recovered(&self, lost: Option<Epoch>) {
-        if let Some(lost) = lost {
-            let stores = self.live();
-            let waited = Instant::now();
-            while stores.iter().any(|store| store.epoch() == lost)
-                && waited.elapsed() < Duration::from_secs(3)
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
 }
 
 #[async_trait]
 impl Deployment for PgRun {
     async fn store_for_process(&self) -> Arc<dyn PresenceStore> {
-        let store: Arc<dyn PresenceStore> = Arc::new(
+        self.stores.register(Arc::new(
             PgStore::connect(
                 PgConfig::new(self.url.clone())
                     .schema(self.schema.clone())
@@ -77,16 +54,11 @@ impl Deployment for PgRun {
             )
             .await
             .expect("PostgreSQL must be running"),
-        );
-        self.stores
-            .lock()
-            .expect("lock")
-            .push(Arc::downgrade(&store));
-        store
+        ))
     }
 
     async fn lose_data(&self) {
-        let epoch = self.live().first().map(|store| store.epoch());
+        let epoch = self.stores.epoch();
         self.execute(format!(
             "TRUNCATE \"{0}\".users, \"{0}\".sessions, \"{0}\".scope_members, \
              \"{0}\".meta, \"{0}\".node_leases",
@@ -94,7 +66,7 @@ impl Deployment for PgRun {
         ))
         .await;
         self.kill_listeners().await;
-        self.recovered(epoch).await;
+        self.stores.recovered(epoch).await;
     }
 
     async fn drop_feed(&self, _: &NodeId) {
@@ -117,9 +89,7 @@ impl Deployment for PgRun {
     }
 
     async fn flush(&self) {
-        for store in self.live() {
-            let _ = store.flush_heartbeats().await;
-        }
+        self.stores.flush().await;
     }
 
     async fn tear_down(&self) {
@@ -154,7 +124,7 @@ impl Backend for OnPostgres {
             admin,
             url,
             schema: common::fresh_schema(),
-            stores: Mutex::new(Vec::new()),
+            stores: ProcessStores::default(),
         })
     }
 }

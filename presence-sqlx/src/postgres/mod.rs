@@ -28,7 +28,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 
 use crate::change::{self, Change, Stored};
 use crate::config::PgConfig;
-use crate::error::{corrupt, corrupt_lease, store_error};
+use crate::error::{corrupt, store_error};
 use crate::flusher;
 use crate::heartbeats::LocalSessions;
 use crate::locks::UserLocks;
@@ -425,15 +425,7 @@ impl PresenceStore for PgStore {
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.fail(e))?;
-        rows.into_iter()
-            .map(|(incarnation, until)| {
-                let incarnation = incarnation.parse::<u64>().map_err(corrupt_lease)?;
-                let until = DateTime::<Utc>::from_timestamp_millis(until).ok_or_else(|| {
-                    StoreError::Corrupt("a lease's expiry is out of range".into())
-                })?;
-                Ok((incarnation, until))
-            })
-            .collect()
+        rows::leases(rows)
     }
 
     async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {

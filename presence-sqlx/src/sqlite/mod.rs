@@ -25,7 +25,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use crate::change::{self, Change, Stored};
 use crate::config::SqliteConfig;
-use crate::error::{corrupt_lease, store_error};
+use crate::error::store_error;
 use crate::flusher;
 use crate::heartbeats::LocalSessions;
 use crate::locks::UserLocks;
@@ -340,15 +340,7 @@ impl PresenceStore for SqliteStore {
             .fetch_all(&self.shared.readers)
             .await
             .map_err(|e| self.fail(e))?;
-        rows.into_iter()
-            .map(|(incarnation, until)| {
-                let incarnation = incarnation.parse::<u64>().map_err(corrupt_lease)?;
-                let until = DateTime::<Utc>::from_timestamp_millis(until).ok_or_else(|| {
-                    StoreError::Corrupt("a lease's expiry is out of range".into())
-                })?;
-                Ok((incarnation, until))
-            })
-            .collect()
+        rows::leases(rows)
     }
 
     fn epoch(&self) -> Epoch {

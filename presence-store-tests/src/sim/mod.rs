@@ -47,6 +47,7 @@ mod client;
 mod memory;
 pub mod model;
 mod steps;
+mod stores;
 mod world;
 
 use std::fmt;
@@ -58,6 +59,7 @@ pub use client::ClientView;
 pub use memory::FaultyMemory;
 use presence_core::ManualClock;
 pub use steps::{Draw, Faults, ScopePick, Step, Wish, plan};
+pub use stores::ProcessStores;
 pub use world::{RunStats, Violation};
 
 use world::World;
