@@ -540,3 +540,55 @@ async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
     assert_eq!(store_b.held_sessions(), 1);
     resumed.heartbeat().expect("live on B");
 }
+
+/// A database that loses its data while every connection stays up (its
+/// tables emptied): the next heartbeat flush finds the sessions gone, and
+/// must take that for a data loss (a new epoch: the node registers its
+/// sessions again), not for sessions ended (every socket closed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_emptied_under_a_running_node_is_a_data_loss_not_an_end() {
+    let schema = Schema::new();
+    let clock = Arc::new(ManualClock::default());
+    let store = schema.store().await;
+    let a = Presence::builder()
+        .store(store.clone())
+        .clock(clock.clone())
+        .config(config())
+        .node(NodeId::new("node-a"))
+        .build()
+        .await
+        .expect("presence");
+    let alice = a
+        .open_session(SessionSpec::new("alice", "l").scope("acme"))
+        .await
+        .expect("open");
+    let epoch = a.epoch();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "TRUNCATE \"{0}\".users, \"{0}\".sessions, \"{0}\".scope_members, \"{0}\".meta",
+        schema.name
+    )))
+    .execute(store.pool())
+    .await
+    .expect("truncate");
+    clock.advance(Duration::from_secs(5));
+    alice.heartbeat().expect("beats are answered from memory");
+    store.flush_heartbeats().await.expect("flush");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let seen = a.status(&"alice".into()).await.expect("status");
+        if seen.status == Status::Online {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice was never registered again"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_ne!(a.epoch(), epoch, "a new epoch");
+    clock.advance(Duration::from_secs(5));
+    alice
+        .heartbeat()
+        .expect("her socket was not taken for ended");
+    assert_eq!(alice.has_ended(), None);
+}

@@ -52,6 +52,7 @@ struct State {
 
 struct Joined {
     node: NodeId,
+    sink: Arc<dyn FeedSink>,
     listener: JoinHandle<()>,
 }
 
@@ -79,6 +80,20 @@ impl PgFeed {
         }
     }
 
+    /// Tells every node of this process to resync (the store found that the
+    /// database lost its data, though no connection dropped).
+    pub(crate) fn resync(&self) {
+        let sinks: Vec<Arc<dyn FeedSink>> = self
+            .state()
+            .nodes
+            .iter()
+            .map(|joined| joined.sink.clone())
+            .collect();
+        for sink in sinks {
+            sink.deliver(FeedMessage::Resync);
+        }
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -95,6 +110,7 @@ impl Drop for PgFeed {
 #[async_trait]
 impl ClusterFeed for PgFeed {
     async fn join(&self, node: &NodeId, sink: Arc<dyn FeedSink>) -> Result<(), StoreError> {
+        let sink_for_resync = sink.clone();
         let listening = Listening {
             options: self.options.clone(),
             acquire_timeout: self.acquire_timeout,
@@ -124,6 +140,7 @@ impl ClusterFeed for PgFeed {
         });
         state.nodes.push(Joined {
             node: node.clone(),
+            sink: sink_for_resync,
             listener: task,
         });
         Ok(())

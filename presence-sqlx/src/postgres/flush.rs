@@ -66,7 +66,26 @@ impl Shared {
             .await
             .map_err(fail)?;
         let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
-        for gone in unwritten.into_iter().filter(|id| !existing.contains(id)) {
+        let gone: Vec<&str> = unwritten
+            .into_iter()
+            .filter(|id| !existing.contains(id))
+            .collect();
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // Not ended, if the database lost its data (its tables emptied,
+        // though no connection dropped): the nodes register their live
+        // sessions again (and their watchers resnapshot).
+        let (_, lost) = self.read_epoch().await?;
+        if lost {
+            tracing::warn!(
+                sessions = gone.len(),
+                "the presence database lost its data (a new epoch); registering live sessions again"
+            );
+            self.feed.resync();
+            return Ok(());
+        }
+        for gone in gone {
             self.local.ended(&SessionId::from(gone));
         }
         Ok(())

@@ -58,6 +58,23 @@ struct Shared {
     epoch: std::sync::Mutex<Epoch>,
 }
 
+impl Shared {
+    /// Reads the store's epoch (writing a fresh one if its data was wiped)
+    /// and keeps it; whether it changed since this store last read it.
+    pub(crate) async fn read_epoch(&self) -> Result<(Epoch, bool), StoreError> {
+        let epoch: String = sqlx::query_scalar(sql::EPOCH)
+            .bind(Epoch::random().as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| store_error(e, self.config.acquire_timeout))?;
+        let epoch = Epoch::from(epoch);
+        let mut known = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
+        let changed = *known != epoch;
+        *known = epoch.clone();
+        Ok((epoch, changed))
+    }
+}
+
 impl std::fmt::Debug for PgStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgStore")
@@ -158,14 +175,7 @@ impl PgStore {
     /// Reads the store's epoch (writing a fresh one if its data was wiped)
     /// and keeps it.
     async fn read_epoch(&self) -> Result<Epoch, StoreError> {
-        let epoch: String = sqlx::query_scalar(sql::EPOCH)
-            .bind(Epoch::random().as_str())
-            .fetch_one(&self.shared.pool)
-            .await
-            .map_err(|e| self.fail(e))?;
-        let epoch = Epoch::from(epoch);
-        *self.shared.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch.clone();
-        Ok(epoch)
+        self.shared.read_epoch().await.map(|(epoch, _)| epoch)
     }
 
     /// The connection pool, for operators' queries on the same database.

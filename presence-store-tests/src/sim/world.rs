@@ -804,6 +804,36 @@ impl World {
         self.deployment.lose_data().await;
         self.model.lose_data(&held, self.now);
         self.deployment.settle().await;
+        self.registered_again(&held).await;
+    }
+
+    /// Waits (real time, on a real server) until the running processes have
+    /// registered again every session they hold that is still live: their
+    /// users are present in the store again.
+    async fn registered_again(&self, held: &[(usize, u64)]) {
+        let Some(process) = self.processes.first() else {
+            return;
+        };
+        let mut users: Vec<usize> = held
+            .iter()
+            .filter(|(user, key)| self.model.is_live(*user, *key, self.now))
+            .map(|(user, _)| *user)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let started = std::time::Instant::now();
+        for user in users {
+            loop {
+                let status = process.presence.status(&user_name(user).into()).await;
+                if status.is_ok_and(|p| p.status != Status::Offline)
+                    || started.elapsed() > Duration::from_secs(5)
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        self.deployment.settle().await;
     }
 
     async fn restart_all(&mut self) -> Checked {
