@@ -161,6 +161,12 @@ impl Connection {
             Err(Error::Store(StoreError::TooManySessions { .. })) => {
                 return Err(Ending::Close(close_code::POLICY, "too many sessions"));
             }
+            // The host still accepted the login's credentials, but presence
+            // was told it logged out: the same close as a logout of an open
+            // socket, so the client stops instead of retrying.
+            Err(failure) if failure.is_logged_out() => {
+                return Err(Ending::Close(close_code::NORMAL, "logged out"));
+            }
             Err(failure) => {
                 tracing::warn!(user = %self.identity.user, error = %failure, "opening a presence socket failed");
                 return Err(Ending::Close(close_code::ERROR, "presence unavailable"));

@@ -323,6 +323,27 @@ async fn logout_closes_that_logins_sockets_at_once() {
     );
 }
 
+/// A page that reconnects with a login presence was told is logged out
+/// (the host's token check still let it through: a cache, another
+/// process) is told so, and stops; not "presence unavailable", which the
+/// client answers by reconnecting forever.
+#[tokio::test]
+async fn a_socket_of_a_logged_out_login_closes_as_logged_out() {
+    let server = Server::start().await;
+    let token = server.token("alice", "acme");
+    let mut tab = server.connect(&token).await;
+    tab.handshake().await;
+    server
+        .presence
+        .logout(&"alice".into(), &token.as_str().into())
+        .await
+        .expect("logout");
+    assert_eq!(tab.closed().await, (1000, "logged out".to_owned()));
+
+    let mut again = server.connect(&token).await;
+    assert_eq!(again.closed().await, (1000, "logged out".to_owned()));
+}
+
 #[tokio::test]
 async fn a_silent_socket_is_closed_when_its_heartbeats_lapse() {
     let server = Server::start().await;
