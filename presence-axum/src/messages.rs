@@ -128,12 +128,19 @@ impl Handling<'_> {
                 if !self.identity.can_watch(&scope) {
                     return Ok(Some(Reply::Error(ProtocolError::ForbiddenScope(scope))));
                 }
-                // Subscribed first, so no change falls between the two.
-                watch(self.subscription, &scope, user_ids.as_deref());
-                StoreCall::Snapshot {
-                    scope,
-                    users: user_ids,
+                let snapshot = StoreCall::Snapshot {
+                    scope: scope.clone(),
+                    users: user_ids.clone(),
+                };
+                if self.calls.push(snapshot).is_err() {
+                    // Refused: nothing watched, so no change of a scope the
+                    // client has no snapshot of.
+                    return Ok(Some(Reply::Error(ProtocolError::RateLimited)));
                 }
+                // Watched before the queued snapshot can run (this task runs
+                // it), so no change falls between the two.
+                watch(self.subscription, &scope, user_ids.as_deref());
+                return Ok(None);
             }
             ClientMessage::Unsubscribe { scope } => {
                 self.subscription.unwatch(&scope);

@@ -298,3 +298,42 @@ async fn after_a_lag_heartbeats_are_answered_while_the_fresh_snapshot_waits_on_t
         .map(|user| user["v"].clone());
     assert_eq!(alice_v, Some(json!(last_v)), "the snapshot is fresh");
 }
+
+/// A `subscribe` refused as `rate_limited` (too many calls waiting on the
+/// store) leaves the scope unwatched: the client, told it was dropped,
+/// gets no changes of a scope it has no snapshot of, and may ask again.
+#[tokio::test]
+async fn a_subscribe_refused_as_rate_limited_watches_nothing() {
+    let gate = Arc::new(Gate::default());
+    let server = server_with(&gate).await;
+    let mut alice = server.connect(&server.token("alice", "acme")).await;
+    alice.handshake().await;
+
+    gate.shut();
+    alice.send(json!({"type": "activity"})).await;
+    Gate::reached(&gate.activity_calls, 1).await;
+    let statuses = ["AWAY", "BUSY"].iter().cycle().take(8);
+    for status in statuses.clone() {
+        alice
+            .send(json!({"type": "status_change", "status": status}))
+            .await;
+    }
+    alice
+        .send(json!({"type": "subscribe", "scope": "lobby"}))
+        .await;
+    assert_eq!(alice.error_code().await, "rate_limited");
+
+    gate.open();
+    for (v, status) in (2..).zip(statuses) {
+        assert_eq!(change(&alice.next().await), ev("alice", status, v));
+    }
+    let _dave = server.connect(&server.token("dave", "lobby")).await;
+    alice.quiet(300).await;
+
+    alice
+        .send(json!({"type": "subscribe", "scope": "lobby"}))
+        .await;
+    let snapshot = alice.expect("snapshot").await;
+    assert_eq!(snapshot["scope"], "lobby");
+    assert_eq!(snapshot["users"][0]["user_id"], "dave");
+}
