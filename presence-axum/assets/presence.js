@@ -232,6 +232,20 @@
     return best;
   }
 
+  // A user whose status this client cannot know (its login was refused).
+  function renderUnknown(host) {
+    for (const dot of owned(host, '.status-dot')) {
+      paintDot(dot, UNKNOWN);
+      setAttr(dot, 'title', UNKNOWN_TITLE);
+    }
+    // "Last seen" is unknown too (and would never be refreshed again).
+    for (const el of owned(host, '.last-seen')) {
+      if (el.textContent !== '') el.textContent = '';
+      setAttr(el, 'title', null);
+      setAttr(el, 'data-last-seen', null);
+    }
+  }
+
   function renderHost(host, entry, now) {
     for (const dot of owned(host, '.status-dot')) paintDot(dot, entry.status);
     for (const el of owned(host, '.last-seen')) paintLastSeen(el, entry.last_seen, now);
@@ -363,6 +377,11 @@
       if (!doc || !doc.querySelectorAll) return;
       const now = Date.now();
       for (const host of doc.querySelectorAll('[data-user-id]')) {
+        // Refused for good: what this client knew is stale, so unknown.
+        if (this._state === 'unauthorized') {
+          renderUnknown(host);
+          continue;
+        }
         const entry = combined(this._scopes, host.getAttribute('data-user-id'));
         if (entry) renderHost(host, entry, now);
       }
@@ -464,21 +483,7 @@
       debug('the server refused this login:', status);
       this._shutdown();
       this._state = 'unauthorized';
-      const doc = this._doc;
-      if (doc && doc.querySelectorAll) {
-        for (const host of doc.querySelectorAll('[data-user-id]')) {
-          for (const dot of owned(host, '.status-dot')) {
-            paintDot(dot, UNKNOWN);
-            setAttr(dot, 'title', UNKNOWN_TITLE);
-          }
-          // "Last seen" is unknown too (and would never be refreshed again).
-          for (const el of owned(host, '.last-seen')) {
-            if (el.textContent !== '') el.textContent = '';
-            setAttr(el, 'title', null);
-            setAttr(el, 'data-last-seen', null);
-          }
-        }
-      }
+      this.refresh();
       this._emit('unauthorized', { status });
     }
 

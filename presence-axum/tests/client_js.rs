@@ -183,7 +183,8 @@ fn a_user_who_leaves_one_scope_shows_as_they_are_in_another() {
 
 /// A socket refused before `hello` (its login is unknown after a server
 /// restart): the client asks the same URL over HTTP, learns 401, stops
-/// reconnecting, tells `unauthorized` and greys every dot it painted.
+/// reconnecting, tells `unauthorized` and greys every dot it painted (and
+/// any the page asks it to paint after).
 const UNAUTHORIZED: &str = r#"
 console.debug = () => {};
 const sockets = [];
@@ -234,8 +235,12 @@ setTimeout(() => {
   const refused = sockets.length;
   sockets[sockets.length - 1].onclose({ code: 1006, reason: '' });
   setTimeout(() => {
+    const greyed = dot.getAttribute('data-status');
+    // The page renders new nodes and asks the client to paint them.
+    client.refresh();
     console.log(JSON.stringify({
       painted,
+      greyed,
       events,
       probes,
       sockets: sockets.length,
@@ -263,7 +268,11 @@ fn a_refused_socket_stops_reconnecting_and_greys_the_dots() {
     assert_eq!(shown["events"], serde_json::json!([401]));
     assert_eq!(shown["sockets"], 2, "no reconnect after a 401");
     assert_eq!(shown["state"], "unauthorized");
-    assert_eq!(shown["dot"], "UNKNOWN");
+    assert_eq!(shown["greyed"], "UNKNOWN");
+    assert_eq!(
+        shown["dot"], "UNKNOWN",
+        "a refresh() after the refusal paints no stale status"
+    );
     assert_eq!(shown["unknownClass"], true);
     assert!(
         shown["title"]
