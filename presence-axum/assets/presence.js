@@ -458,11 +458,13 @@
 
     // A socket closed before its hello: the browser hides the upgrade's
     // HTTP status, so ask the same URL over HTTP. 401/403: the login is
-    // refused for good; anything else: try the socket again.
+    // refused for good; anything else: try the socket again. With the
+    // cookies the socket sent, even to another origin (there, a server
+    // without CORS fails the probe, and the client just reconnects).
     _probe(code) {
       let asked;
       try {
-        asked = this._fetch(probeUrl(this._url), { credentials: 'same-origin', cache: 'no-store' });
+        asked = this._fetch(probeUrl(this._url), { credentials: 'include', cache: 'no-store' });
       } catch (err) {
         asked = Promise.reject(err);
       }

@@ -262,8 +262,8 @@ fn a_refused_socket_stops_reconnecting_and_greys_the_dots() {
     assert_eq!(shown["refused"], 2, "one reconnect after the 1001");
     assert_eq!(
         shown["probes"],
-        serde_json::json!([{"url": "https://app.example/ws/presence?batch=1", "credentials": "same-origin"}]),
-        "the refused socket's URL, asked over HTTP with the page's cookies"
+        serde_json::json!([{"url": "https://app.example/ws/presence?batch=1", "credentials": "include"}]),
+        "the refused socket's URL, asked over HTTP with the cookies the socket sent"
     );
     assert_eq!(shown["events"], serde_json::json!([401]));
     assert_eq!(shown["sockets"], 2, "no reconnect after a 401");
