@@ -10,11 +10,10 @@ use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use presence_core::{ScopeId, UserId};
 use serde::Deserialize;
 
 use crate::identity::Identity;
-use crate::protocol::{MAX_SUBSCRIBE_USERS, ServerMessage};
+use crate::protocol::{ServerMessage, scope_name, watched_users};
 use crate::reply::{error, forbidden_origin, presence_traffic, unauthenticated, unavailable};
 use crate::settings::Shared;
 
@@ -180,12 +179,33 @@ where
         Ok(query) => query,
         Err(refusal) => return refusal.into_response(),
     };
-    let Some(scope) = query.scope.filter(|s| !s.is_empty()).map(ScopeId::from) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_message",
-            "scope is required",
-        );
+    // The limits of a `subscribe` frame, with the same error.
+    let asked = query.scope.map(scope_name).transpose().and_then(|scope| {
+        let users = query
+            .user_ids
+            .map(|ids| {
+                watched_users(
+                    ids.split(',')
+                        .filter(|id| !id.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            })
+            .transpose()?;
+        Ok((scope, users))
+    });
+    let (scope, users) = match asked {
+        Ok((Some(scope), users)) => (scope, users),
+        Ok((None, _)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                "scope is required",
+            );
+        }
+        Err(refused) => {
+            return error(StatusCode::BAD_REQUEST, refused.code(), &refused.message());
+        }
     };
     if !identity.can_watch(&scope) {
         return error(
@@ -194,13 +214,6 @@ where
             "you may not watch this scope",
         );
     }
-    let users: Option<Vec<UserId>> = query.user_ids.map(|ids| {
-        ids.split(',')
-            .filter(|id| !id.is_empty())
-            .take(MAX_SUBSCRIBE_USERS)
-            .map(UserId::from)
-            .collect()
-    });
     let snapshot = match &users {
         Some(users) => shared.presence.snapshot_of(&scope, users).await,
         None => shared.presence.snapshot(&scope).await,

@@ -144,7 +144,7 @@ struct UnsubscribeFields {
 /// Longest id or scope name a client may send.
 const MAX_NAME_LEN: usize = 256;
 /// Most users one `subscribe` may name.
-pub(crate) const MAX_SUBSCRIBE_USERS: usize = 256;
+const MAX_SUBSCRIBE_USERS: usize = 256;
 
 /// Decodes one text frame. `now` judges whether `until` is in the future.
 pub fn decode(text: &str, now: DateTime<Utc>) -> Result<ClientMessage, ProtocolError> {
@@ -175,30 +175,16 @@ pub fn decode(text: &str, now: DateTime<Utc>) -> Result<ClientMessage, ProtocolE
         }
         "subscribe" => {
             let fields: SubscribeFields = serde_json::from_value(value.clone()).map_err(invalid)?;
-            let scope = name(fields.scope, "scope")?;
-            let user_ids = match fields.user_ids {
-                None => None,
-                Some(ids) if ids.len() > MAX_SUBSCRIBE_USERS => {
-                    return Err(ProtocolError::InvalidMessage(format!(
-                        "user_ids names more than {MAX_SUBSCRIBE_USERS} users"
-                    )));
-                }
-                Some(ids) => Some(
-                    ids.into_iter()
-                        .map(|id| name(id, "user id").map(UserId::from))
-                        .collect::<Result<_, _>>()?,
-                ),
-            };
             Ok(ClientMessage::Subscribe {
-                scope: scope.into(),
-                user_ids,
+                scope: scope_name(fields.scope)?,
+                user_ids: fields.user_ids.map(watched_users).transpose()?,
             })
         }
         "unsubscribe" => {
             let fields: UnsubscribeFields =
                 serde_json::from_value(value.clone()).map_err(invalid)?;
             Ok(ClientMessage::Unsubscribe {
-                scope: name(fields.scope, "scope")?.into(),
+                scope: scope_name(fields.scope)?,
             })
         }
         other => Err(ProtocolError::UnknownType(clip(other))),
@@ -215,6 +201,24 @@ fn parse_until(until: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, Protoco
         )));
     }
     Ok(at)
+}
+
+/// A scope a client names (to watch it, or to stop).
+pub(crate) fn scope_name(scope: String) -> Result<ScopeId, ProtocolError> {
+    name(scope, "scope").map(ScopeId::from)
+}
+
+/// The users of a scope a client asks about: at most
+/// [`MAX_SUBSCRIBE_USERS`], each a valid name.
+pub(crate) fn watched_users(ids: Vec<String>) -> Result<Vec<UserId>, ProtocolError> {
+    if ids.len() > MAX_SUBSCRIBE_USERS {
+        return Err(ProtocolError::InvalidMessage(format!(
+            "user_ids names more than {MAX_SUBSCRIBE_USERS} users"
+        )));
+    }
+    ids.into_iter()
+        .map(|id| name(id, "user id").map(UserId::from))
+        .collect()
 }
 
 fn name(value: String, what: &str) -> Result<String, ProtocolError> {

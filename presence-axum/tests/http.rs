@@ -176,6 +176,48 @@ async fn the_snapshot_route_answers_watchable_scopes_only() {
     assert_eq!(get("", Some(&alice)).await.expect("snapshot").status(), 400);
 }
 
+/// The snapshot route refuses what a `subscribe` frame refuses, with the
+/// same error: too many users named, or a name too long. Never a silently
+/// shortened answer.
+#[tokio::test]
+async fn the_snapshot_route_refuses_oversized_queries_like_the_socket() {
+    let server = Server::start().await;
+    let alice = server.token("alice", "acme");
+    let too_many: Vec<String> = (0..257).map(|n| format!("u{n}")).collect();
+    let long = "x".repeat(257);
+    for query in [
+        format!("?scope=acme&user_ids={}", too_many.join(",")),
+        format!("?scope=acme&user_ids=alice,{long}"),
+        format!("?scope={long}"),
+    ] {
+        let response = server
+            .http
+            .get(server.url(&format!("/presence/snapshot{query}")))
+            .bearer_auth(&alice)
+            .send()
+            .await
+            .expect("snapshot");
+        assert_eq!(response.status(), 400, "{}", &query[..40]);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["code"], "invalid_message");
+        assert!(body.get("users").is_none(), "no data");
+    }
+    let most: Vec<String> = (0..256).map(|n| format!("u{n}")).collect();
+    let response = server
+        .http
+        .get(server.url(&format!(
+            "/presence/snapshot?scope=acme&user_ids={}",
+            most.join(",")
+        )))
+        .bearer_auth(&alice)
+        .send()
+        .await
+        .expect("snapshot");
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(body["users"].as_array().map(Vec::len), Some(256));
+}
+
 #[tokio::test]
 async fn the_client_is_served_as_cacheable_javascript_that_parses() {
     let server = Server::start().await;
