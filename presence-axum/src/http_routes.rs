@@ -60,7 +60,7 @@ where
 {
     let (mut parts, body) = request.into_parts();
     // Cookie auth would let another site's page keep a visitor ONLINE.
-    if !shared.origins.permits(&parts.headers) {
+    if !shared.origins.permits(&parts) {
         return forbidden_origin();
     }
     let identity = match identify::<A, S>(&mut parts, &state).await {
@@ -168,7 +168,7 @@ where
     S: Send + Sync,
 {
     let (mut parts, _) = request.into_parts();
-    if !shared.origins.permits(&parts.headers) {
+    if !shared.origins.permits(&parts) {
         return forbidden_origin();
     }
     let identity = match identify::<A, S>(&mut parts, &state).await {

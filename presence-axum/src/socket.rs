@@ -46,7 +46,7 @@ where
     S: Send + Sync,
 {
     let (mut parts, _) = request.into_parts();
-    if !shared.origins.permits(&parts.headers) {
+    if !shared.origins.permits(&parts) {
         return forbidden_origin();
     }
     let identity = match identify::<A, S>(&mut parts, &state).await {

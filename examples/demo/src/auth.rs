@@ -72,7 +72,7 @@ where
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        if AllowedOrigins::from_ref(state).permits(&parts.headers) {
+        if AllowedOrigins::from_ref(state).permits(parts) {
             return Ok(TrustedOrigin);
         }
         Err((
