@@ -53,16 +53,21 @@ impl Schema {
     }
 
     async fn node(&self, name: &str, clock: &Arc<ManualClock>) -> Presence {
-        Presence::builder()
-            .store(self.store().await)
-            .clock(clock.clone())
-            .config(config())
-            .node(NodeId::new(name))
-            .store_timeout(Duration::from_secs(3))
-            .build()
-            .await
-            .expect("presence")
+        node_on(self.store().await, name, clock).await
     }
+}
+
+/// Node `name` on `store` (a test keeps the store to reach under it).
+async fn node_on(store: PgStore, name: &str, clock: &Arc<ManualClock>) -> Presence {
+    Presence::builder()
+        .store(store)
+        .clock(clock.clone())
+        .config(config())
+        .node(NodeId::new(name))
+        .store_timeout(Duration::from_secs(3))
+        .build()
+        .await
+        .expect("presence")
 }
 
 impl Drop for Schema {
@@ -254,14 +259,7 @@ async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
 async fn heartbeats_reach_the_database_in_batches_and_keep_sessions_live_for_other_nodes() {
     let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
     let a_store = schema.store().await;
-    let a = Presence::builder()
-        .store(a_store.clone())
-        .clock(clock.clone())
-        .config(config())
-        .node(NodeId::new("node-a"))
-        .build()
-        .await
-        .expect("presence");
+    let a = node_on(a_store.clone(), "node-a", &clock).await;
     let b = schema.node("node-b", &clock).await;
     let mut events = watch(&b).await;
     let mut tabs = Vec::new();
@@ -418,14 +416,7 @@ async fn flushes_and_changes_on_one_user_never_deadlock() {
     let schema = Schema::new();
     let clock = Arc::new(ManualClock::default());
     let store_a = schema.store().await;
-    let a = Presence::builder()
-        .store(store_a.clone())
-        .clock(clock.clone())
-        .config(config())
-        .node(NodeId::new("node-a"))
-        .build()
-        .await
-        .expect("node a");
+    let a = node_on(store_a.clone(), "node-a", &clock).await;
     let b = schema.node("node-b", &clock).await;
     let mut tabs = Vec::new();
     for n in 0..36 {
@@ -504,21 +495,8 @@ async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
     let schema = Schema::new();
     let clock = Arc::new(ManualClock::default());
     let (store_a, store_b) = (schema.store().await, schema.store().await);
-    let on = |store: PgStore, name: &'static str| {
-        let clock = clock.clone();
-        async move {
-            Presence::builder()
-                .store(store)
-                .clock(clock)
-                .config(config())
-                .node(NodeId::new(name))
-                .build()
-                .await
-                .expect("presence")
-        }
-    };
-    let a = on(store_a.clone(), "node-a").await;
-    let b = on(store_b.clone(), "node-b").await;
+    let a = node_on(store_a.clone(), "node-a", &clock).await;
+    let b = node_on(store_b.clone(), "node-b", &clock).await;
     let spec = SessionSpec::new("alice", "laptop")
         .scope("acme")
         .id("tab-1");
@@ -550,14 +528,7 @@ async fn a_database_emptied_under_a_running_node_is_a_data_loss_not_an_end() {
     let schema = Schema::new();
     let clock = Arc::new(ManualClock::default());
     let store = schema.store().await;
-    let a = Presence::builder()
-        .store(store.clone())
-        .clock(clock.clone())
-        .config(config())
-        .node(NodeId::new("node-a"))
-        .build()
-        .await
-        .expect("presence");
+    let a = node_on(store.clone(), "node-a", &clock).await;
     let alice = a
         .open_session(SessionSpec::new("alice", "l").scope("acme"))
         .await
