@@ -131,7 +131,8 @@ pub fn apply(
                 record.linger = None;
             }
             // A logout ends its login's lingers too: what it alone kept the
-            // user in is left at once.
+            // user in is left at once (a scope another login's session or
+            // linger keeps the user in stays).
             let mut dropped = Vec::new();
             record.scope_lingers.retain(|l| {
                 let ends = l.login == *login;
@@ -140,7 +141,20 @@ pub fn apply(
                 }
                 !ends
             });
-            record.scopes.retain(|scope| !dropped.contains(scope));
+            let UserRecord {
+                scopes,
+                sessions,
+                scope_lingers,
+                linger,
+                ..
+            } = record;
+            // The user's linger (another login's, by now) keeps every scope.
+            scopes.retain(|scope| {
+                !dropped.contains(scope)
+                    || linger.is_some()
+                    || sessions.iter().any(|s| s.scopes.contains(scope))
+                    || scope_lingers.iter().any(|l| l.scope == *scope)
+            });
             // While the user stays present, what no session nor linger keeps
             // the user in is left at once; once absent, the scopes are kept
             // (the OFFLINE reaches them, and queries can still answer).
