@@ -132,7 +132,9 @@ pub fn apply(
             }
             // A logout ends its login's lingers too: what it alone kept the
             // user in is left at once (a scope another login's session or
-            // linger keeps the user in stays).
+            // scope linger keeps the user in stays). The user's linger does
+            // not keep a scope that lingered on its own: that scope was
+            // left before the user's last session ended.
             let mut dropped = Vec::new();
             record.scope_lingers.retain(|l| {
                 let ends = l.login == *login;
@@ -145,13 +147,10 @@ pub fn apply(
                 scopes,
                 sessions,
                 scope_lingers,
-                linger,
                 ..
             } = record;
-            // The user's linger (another login's, by now) keeps every scope.
             scopes.retain(|scope| {
                 !dropped.contains(scope)
-                    || linger.is_some()
                     || sessions.iter().any(|s| s.scopes.contains(scope))
                     || scope_lingers.iter().any(|l| l.scope == *scope)
             });
@@ -297,8 +296,12 @@ fn open(
         });
     }
     if let Some(linger) = record.linger.take() {
+        // The user's linger covers the scopes its last session was in; a
+        // scope lingering on its own keeps its own end and login.
         for scope in &record.scopes {
-            if !new.scopes.contains(scope) {
+            if !new.scopes.contains(scope)
+                && !record.scope_lingers.iter().any(|l| l.scope == *scope)
+            {
                 record.scope_lingers.push(ScopeLinger {
                     scope: scope.clone(),
                     until: linger.until,

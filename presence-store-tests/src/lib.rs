@@ -135,6 +135,8 @@ macro_rules! conformance_tests {
             scope_members_are_present_users_of_the_scope,
             joining_and_leaving_a_scope_while_present_is_told_in_that_scope,
             a_logout_keeps_the_scopes_another_login_lingers_in,
+            a_logout_leaves_the_scopes_only_its_login_lingers_in,
+            a_reconnect_keeps_each_scope_lingering_for_its_own_login,
             unknown_users_read_as_offline_version_zero,
             deadlines_are_indexed_and_move_on_after_refresh,
             a_restarted_node_clears_its_previous_incarnation,
