@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::clock::{Clock, SystemClock};
 use crate::config::PresenceConfig;
 use crate::error::Error;
+use crate::fanout::Batching;
 use crate::ids::NodeId;
 use crate::memory::MemoryStore;
 use crate::service::{Presence, Settings, Time};
@@ -24,7 +25,7 @@ impl Presence {
             config: PresenceConfig::default(),
             node: None,
             subscriber_capacity: 256,
-            batch_interval: DEFAULT_BATCH_INTERVAL,
+            batching: Batching::default(),
             sweep_interval: Duration::from_secs(1),
             http_coalesce: None,
             store_timeout: Duration::from_secs(5),
@@ -42,7 +43,7 @@ pub struct PresenceBuilder {
     config: PresenceConfig,
     node: Option<NodeId>,
     subscriber_capacity: usize,
-    batch_interval: Duration,
+    batching: Batching,
     sweep_interval: Duration,
     http_coalesce: Option<Duration>,
     store_timeout: Duration,
@@ -51,9 +52,6 @@ pub struct PresenceBuilder {
 
 /// The longest default HTTP coalescing window.
 const DEFAULT_HTTP_COALESCE: Duration = Duration::from_secs(5);
-
-/// How long a busy scope gathers events into one batch, by default.
-const DEFAULT_BATCH_INTERVAL: Duration = Duration::from_millis(20);
 
 impl PresenceBuilder {
     /// The store (default: a new [`MemoryStore`]).
@@ -115,12 +113,21 @@ impl PresenceBuilder {
     }
 
     /// How long a busy scope's events are gathered into one batch (default
-    /// 20 ms). A scope's event goes out at once unless the scope already
-    /// had a delivery within this interval; then it waits, with the other
-    /// events of the interval, for the scope's next batch. Zero sends every
-    /// event on its own. See [`crate::fanout`].
+    /// 20 ms). A scope's event goes out at once unless the scope changes
+    /// faster than [`PresenceBuilder::batch_above_rate`]; then it waits,
+    /// with the other events of the interval, for the scope's next batch.
+    /// Zero sends every event on its own. See [`crate::fanout`].
     pub fn batch_interval(mut self, interval: Duration) -> Self {
-        self.batch_interval = interval;
+        self.batching.interval = interval;
+        self
+    }
+
+    /// The rate, in changes a second, above which a scope counts as busy
+    /// and its events are batched (default 50; a burst of a fifth of it
+    /// still goes out at once). A scope changing slower never waits for a
+    /// batch. At least 1.
+    pub fn batch_above_rate(mut self, changes_per_second: u32) -> Self {
+        self.batching.above_rate = changes_per_second.max(1);
         self
     }
 
@@ -177,7 +184,7 @@ impl PresenceBuilder {
             config: self.config,
             node: self.node.unwrap_or_else(|| NodeId::new("local")),
             subscriber_capacity: self.subscriber_capacity,
-            batch_interval: self.batch_interval,
+            batching: self.batching,
             sweep_interval: self.sweep_interval,
             // Short enough that a user browsing pages turns neither AWAY
             // nor lapses between two counted requests.

@@ -5,16 +5,18 @@
 //! the size of the scope: a watcher of a whole scope is found in the scope's
 //! list, a watcher of a few users in the scope's per-user lists.
 //!
-//! **Batches.** A quiet scope's event goes out at once. When a scope changes
-//! faster than the batch interval ([`crate::PresenceBuilder::batch_interval`], 20 ms
-//! by default; a second event within one interval of the last delivery),
-//! its further events are gathered and handed to the watchers of the whole
-//! scope once per interval, as one shared [`EventBatch`] in the order they
+//! **Batches.** A scope's event goes out at once unless the scope is busy:
+//! changing faster than [`Batching::above_rate`] (50 changes a second by
+//! default), beyond a burst of a fifth of that (10 changes) — a leaky
+//! bucket per scope. A busy scope's further events are gathered and handed
+//! to the watchers of the whole scope once per [`Batching::interval`]
+//! (20 ms by default), as one shared [`EventBatch`] in the order they
 //! happened: one queue push per watcher per interval, however many events.
-//! Each batch holds at most [`MAX_BATCH_EVENTS`]; a fuller scope sends a
-//! batch at once. Watchers of a few users get their (few) events one by one,
-//! at once. A scope that goes quiet costs no timer: the task that sends a
-//! busy scope's batches ends one interval after its last one.
+//! Paced changes never wait. Each batch holds at most
+//! [`MAX_BATCH_EVENTS`]; a fuller scope sends a batch at once. Watchers of
+//! a few users get their (few) events one by one, at once. A scope that
+//! goes quiet costs no timer: the task that sends a busy scope's batches
+//! ends one interval after its last one.
 //!
 //! **Lag policy.** Each [`Subscription`] has a bounded queue
 //! (`subscriber_capacity`, 256 deliveries by default, an event or a batch
@@ -64,9 +66,62 @@ struct ScopeWatchers {
     flow: Mutex<Option<Box<Flow>>>,
 }
 
+/// When a scope's events are gathered into batches (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Batching {
+    /// How long a busy scope gathers events into one batch; zero sends
+    /// every event on its own.
+    pub interval: Duration,
+    /// The rate, in changes a second, above which a scope is busy; a burst
+    /// of a fifth of it (at least one change) still goes out at once.
+    pub above_rate: u32,
+}
+
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_millis(20),
+            above_rate: 50,
+        }
+    }
+}
+
+impl Batching {
+    /// Every event on its own, at once.
+    pub const OFF: Batching = Batching {
+        interval: Duration::ZERO,
+        above_rate: u32::MAX,
+    };
+
+    fn burst(&self) -> f64 {
+        (f64::from(self.above_rate) / 5.0).max(1.0)
+    }
+}
+
+/// A leaky bucket: how far a scope's recent changes run above the rate.
+#[derive(Default)]
+struct RateMeter {
+    level: f64,
+    at: Option<Instant>,
+}
+
+impl RateMeter {
+    /// Counts a change at `now`; whether the scope is busy.
+    fn busy_after(&mut self, now: Instant, batching: &Batching) -> bool {
+        let leaked = self.at.map_or(f64::INFINITY, |at| {
+            now.saturating_duration_since(at).as_secs_f64() * f64::from(batching.above_rate)
+        });
+        self.level = (self.level - leaked).max(0.0) + 1.0;
+        self.at = Some(now);
+        self.level > batching.burst()
+    }
+}
+
 /// The delivery state of one scope.
 #[derive(Default)]
 struct Flow {
+    /// How busy the scope is.
+    rate: RateMeter,
     /// With a cluster feed, events of one user may arrive twice or out of
     /// order (from this node and from others): the last `v` delivered per
     /// user lets the stale ones drop.
@@ -151,7 +206,7 @@ pub(crate) struct Hub {
     scopes: DashMap<ScopeId, RwLock<ScopeWatchers>>,
     next_id: AtomicU64,
     capacity: usize,
-    batch_interval: Duration,
+    batching: Batching,
     /// Where batch tasks run; without a runtime every event goes at once.
     runtime: Option<tokio::runtime::Handle>,
     /// Set once at shutdown; `closing` wakes the subscriptions waiting.
@@ -164,13 +219,13 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
-    pub(crate) fn new(capacity: usize, batch_interval: Duration) -> Arc<Self> {
+    pub(crate) fn new(capacity: usize, batching: Batching) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             this: this.clone(),
             scopes: DashMap::new(),
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
-            batch_interval,
+            batching,
             runtime: tokio::runtime::Handle::try_current().ok(),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
@@ -252,12 +307,8 @@ impl Hub {
             }
         }
         if !watchers.whole.is_empty() {
-            let now = Instant::now();
-            let quiet = flow.pending.is_empty()
-                && flow
-                    .last_sent
-                    .is_none_or(|at| now >= at + self.batch_interval);
-            if quiet || self.batch_interval.is_zero() {
+            let busy = flow.rate.busy_after(Instant::now(), &self.batching);
+            if (!busy && flow.pending.is_empty()) || self.batching.interval.is_zero() {
                 flow.pending.push(event);
                 self.send_pending(entry.key(), &watchers, flow, &mut tally);
             } else {
@@ -305,7 +356,7 @@ impl Hub {
             return false;
         };
         let hub = self.this.clone();
-        let first = last_sent.unwrap_or_else(Instant::now) + self.batch_interval;
+        let first = last_sent.unwrap_or_else(Instant::now) + self.batching.interval;
         runtime.spawn(async move {
             let mut due = first;
             loop {
@@ -337,7 +388,7 @@ impl Hub {
         self.send_pending(scope, &watchers, flow, &mut tally);
         drop(guard);
         self.count(tally);
-        Some(Instant::now() + self.batch_interval)
+        Some(Instant::now() + self.batching.interval)
     }
 
     fn count(&self, tally: Tally) {
@@ -449,6 +500,13 @@ mod tests {
 
     const TICK: Duration = Duration::from_millis(20);
 
+    /// Batches from the second change of a burst on: the rules of batching
+    /// apart from its rate.
+    const EAGER: Batching = Batching {
+        interval: TICK,
+        above_rate: 5,
+    };
+
     fn event(user: &str, v: u64) -> PresenceEvent {
         PresenceEvent {
             scope: "acme".into(),
@@ -486,7 +544,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_a_feed_duplicates_and_stragglers_are_dropped() {
-        let hub = Hub::new(16, Duration::ZERO);
+        let hub = Hub::new(16, Batching::OFF);
         hub.attach_feed(Arc::new(SilentFeed), NodeId::new("a"));
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
@@ -509,7 +567,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_resync_wakes_a_waiting_subscriber_with_lagged() {
-        let hub = Hub::new(16, TICK);
+        let hub = Hub::new(16, EAGER);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         let waiting = tokio::spawn(async move { subscription.recv().await });
@@ -524,14 +582,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_scopes_event_goes_out_at_once() {
-        let hub = Hub::new(16, TICK);
+        let hub = Hub::new(16, EAGER);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         hub.deliver(event("alice", 1));
         let delivery = subscription.try_recv().expect("delivered without waiting");
         assert_eq!(seen(delivery.events()), vec![("alice".into(), 1)]);
-        // A tick later the scope is quiet again: no waiting either.
-        tokio::time::advance(TICK).await;
+        // A moment later the scope is quiet again: no waiting either.
+        tokio::time::advance(Duration::from_secs(1)).await;
         hub.deliver(event("bob", 1));
         let delivery = subscription.try_recv().expect("delivered without waiting");
         assert_eq!(seen(delivery.events()), vec![("bob".into(), 1)]);
@@ -539,7 +597,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_reaches_scope_watchers_in_one_batch_per_tick_in_order() {
-        let hub = Hub::new(16, TICK);
+        let hub = Hub::new(16, EAGER);
         let mut batched = hub.subscribe();
         batched.accept_batches();
         batched.watch_scope("acme".into());
@@ -590,7 +648,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_batch_task_ends_once_the_scope_is_quiet() {
-        let hub = Hub::new(16, TICK);
+        let hub = Hub::new(16, EAGER);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -613,13 +671,14 @@ mod tests {
             "none once it is quiet"
         );
         // Quiet again: the next event is not held back.
+        tokio::time::advance(Duration::from_secs(1)).await;
         hub.deliver(event("alice", 4));
         assert!(subscription.try_recv().is_some());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_goes_out_without_waiting_for_the_tick() {
-        let hub = Hub::new(16, TICK);
+        let hub = Hub::new(16, EAGER);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -635,7 +694,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_subscriber_whose_queue_fills_with_batches_lags_and_others_do_not() {
-        let hub = Hub::new(2, TICK);
+        let hub = Hub::new(2, EAGER);
         let mut slow = hub.subscribe();
         slow.accept_batches();
         slow.watch_scope("acme".into());
@@ -664,5 +723,47 @@ mod tests {
         assert_eq!(slow.recv().await, Some(Delivery::Lagged));
         assert!(hub.stats().dropped > 0);
         assert!(slow.try_recv().is_none(), "what was queued is superseded");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn paced_changes_at_the_rate_never_wait_for_a_batch() {
+        let hub = Hub::new(16, Batching::default());
+        let mut subscription = hub.subscribe();
+        subscription.accept_batches();
+        subscription.watch_scope("acme".into());
+        // 50 changes a second on average, unevenly spaced.
+        for v in 1..=200 {
+            hub.deliver(event("alice", v));
+            let delivery = subscription.try_recv().expect("delivered without waiting");
+            assert_eq!(seen(delivery.events()), vec![("alice".into(), v)]);
+            let gap = if v % 2 == 0 { 5 } else { 35 };
+            tokio::time::advance(Duration::from_millis(gap)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_scope_above_the_rate_is_batched_after_its_burst() {
+        let hub = Hub::new(16, Batching::default());
+        let mut subscription = hub.subscribe();
+        subscription.accept_batches();
+        subscription.watch_scope("acme".into());
+        for v in 1..=25 {
+            hub.deliver(event("alice", v));
+        }
+        // A burst of 10 (a fifth of 50 a second) goes out at once.
+        for v in 1..=10 {
+            let delivery = subscription.try_recv().expect("at once");
+            assert_eq!(seen(delivery.events()), vec![("alice".into(), v)]);
+        }
+        assert!(subscription.try_recv().is_none(), "the rest waits");
+        let started = Instant::now();
+        let batch = subscription.recv().await.expect("the batch");
+        assert_eq!(started.elapsed(), TICK);
+        let expected: Vec<(String, u64)> = (11..=25).map(|v| ("alice".into(), v)).collect();
+        assert_eq!(seen(batch.events()), expected);
+        // Quiet for a second: the next change goes out at once again.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        hub.deliver(event("alice", 26));
+        assert!(subscription.try_recv().is_some());
     }
 }

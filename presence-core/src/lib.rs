@@ -114,12 +114,13 @@
 //!
 //! # Busy scopes
 //!
-//! A quiet scope's event is delivered at once. A scope that changes faster
-//! than [`PresenceBuilder::batch_interval`] (20 ms by default) has its
-//! events gathered and delivered once per interval, in order, as one
-//! [`EventBatch`] shared by every watcher of the whole scope. A subscription
-//! hands batches out event by event unless it calls
-//! [`Subscription::accept_batches`]; events and batches carry an
+//! A scope's event is delivered at once unless the scope is busy: changing
+//! faster than [`PresenceBuilder::batch_above_rate`] (50 changes a second
+//! by default, beyond a burst of 10). A busy scope's events are gathered
+//! and delivered once per [`PresenceBuilder::batch_interval`] (20 ms by
+//! default), in order, as one [`EventBatch`] shared by every watcher of
+//! the whole scope. A subscription hands batches out event by event unless
+//! it calls [`Subscription::accept_batches`]; events and batches carry an
 //! [`EncodingCache`], so an adapter encodes each once for all its sockets.
 //!
 //! # Observability
@@ -159,7 +160,8 @@ pub use config::{ConfigError, PresenceConfig};
 pub use error::Error;
 pub use event::{PresenceEvent, Snapshot};
 pub use fanout::{
-    Delivery, EncodingCache, EventBatch, FanoutStats, MAX_BATCH_EVENTS, SharedEvent, Subscription,
+    Batching, Delivery, EncodingCache, EventBatch, FanoutStats, MAX_BATCH_EVENTS, SharedEvent,
+    Subscription,
 };
 pub use feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
 pub use ids::{Epoch, LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};

@@ -63,8 +63,9 @@ async fn main() -> Result<(), presence_core::Error> {
 }
 
 /// Prints every event the watcher is told until it has heard nothing for a
-/// moment: a scope that changes fast sends its events in batches, one per
-/// batch interval (20 ms by default), so a change may take that long.
+/// moment: a scope that changes faster than 50 times a second sends its
+/// events in batches, one per batch interval (20 ms by default), so a change
+/// may take that long.
 async fn print_events(events: &mut Subscription, elapsed_seconds: i64) {
     let settle = Duration::from_millis(100);
     while let Ok(Some(delivery)) = tokio::time::timeout(settle, events.recv()).await {

@@ -16,7 +16,7 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::clock::Clock;
 use crate::config::{ConfigError, PresenceConfig};
 use crate::error::Error;
-use crate::fanout::{FanoutStats, Hub};
+use crate::fanout::{Batching, FanoutStats, Hub};
 use crate::feed::{FeedMessage, FeedSink};
 use crate::ids::{Epoch, LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
@@ -171,7 +171,7 @@ pub(crate) struct Settings {
     pub(crate) config: PresenceConfig,
     pub(crate) node: NodeId,
     pub(crate) subscriber_capacity: usize,
-    pub(crate) batch_interval: Duration,
+    pub(crate) batching: Batching,
     pub(crate) sweep_interval: Duration,
     pub(crate) http_coalesce: Duration,
     pub(crate) store_timeout: Duration,
@@ -195,7 +195,7 @@ impl Presence {
             clock: time.clock.clone(),
             config: settings.config,
             node: settings.node,
-            hub: Hub::new(settings.subscriber_capacity, settings.batch_interval),
+            hub: Hub::new(settings.subscriber_capacity, settings.batching),
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),
