@@ -30,6 +30,7 @@ use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::machine;
 use crate::record::{UserOp, UserPresence, UserRecord, UserView};
 use crate::session::SessionEnd;
+use crate::status::Status;
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
 /// Shards of the deadline index: enough that two cores rarely meet on one.
@@ -40,7 +41,9 @@ const DEADLINE_SHARDS: usize = 16;
 pub struct MemoryStore {
     users: DashMap<UserId, Arc<UserSlot>>,
     sessions: DashMap<SessionId, LiveSession>,
-    scopes: DashMap<ScopeId, HashSet<UserId>>,
+    /// Each scope's present members, with what observers see of each: a
+    /// snapshot reads one map, not every member's record.
+    scopes: DashMap<ScopeId, HashMap<UserId, Shown>>,
     nodes: DashMap<NodeName, HashSet<UserId>>,
     deadlines: DeadlineIndex,
     feed: Arc<MemoryFeed>,
@@ -158,6 +161,8 @@ struct SlotState {
     /// What this user has in the indexes now.
     deadline: Option<DateTime<Utc>>,
     indexed_scopes: Vec<ScopeId>,
+    /// What the scope index holds of this user.
+    indexed_shown: Option<Shown>,
     indexed_nodes: Vec<NodeName>,
     /// The sessions of `record` this user has in the session map.
     live: Vec<SessionId>,
@@ -304,13 +309,16 @@ impl MemoryStore {
         } else {
             &[]
         };
-        sync_index(
+        let shown = Shown::of(record);
+        sync_scope_index(
             &self.scopes,
             &slot.user,
             &mut state.indexed_scopes,
             wanted_scopes,
-            true,
+            state.indexed_shown != Some(shown),
+            shown,
         );
+        state.indexed_shown = Some(shown);
 
         // Usually every session of a user is on one node: no list to build.
         let several: Vec<NodeName>;
@@ -422,14 +430,13 @@ impl PresenceStore for MemoryStore {
     }
 
     async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
-        let members: Vec<UserId> = match self.scopes.get(scope) {
-            Some(members) => members.iter().cloned().collect(),
-            None => return Ok(Vec::new()),
-        };
-        Ok(members
-            .iter()
-            .map(|user| self.record_of(user, |record| UserPresence::of(user.clone(), record)))
-            .collect())
+        Ok(match self.scopes.get(scope) {
+            Some(members) => members
+                .iter()
+                .map(|(user, shown)| shown.presence(user))
+                .collect(),
+            None => Vec::new(),
+        })
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
@@ -523,6 +530,69 @@ fn sync_index<K: Eq + Hash + Clone>(
             index.entry(key.clone()).or_default().insert(user.clone());
             indexed.reserve_exact(1);
             indexed.push(key.clone());
+        }
+    }
+}
+
+/// What observers see of a scope member, as the scope index keeps it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shown {
+    status: Status,
+    last_seen: Option<DateTime<Utc>>,
+    v: u64,
+}
+
+impl Shown {
+    fn of(record: &UserRecord) -> Self {
+        Self {
+            status: record.shown.status,
+            last_seen: record.observed_last_seen(),
+            v: record.shown.version,
+        }
+    }
+
+    fn presence(&self, user: &UserId) -> UserPresence {
+        UserPresence {
+            user_id: user.clone(),
+            status: self.status,
+            last_seen: self.last_seen,
+            v: self.v,
+        }
+    }
+}
+
+/// Makes `user` a member of exactly the scopes in `wanted`, seen as
+/// `shown`, given that it is a member of those in `indexed` now (seen as
+/// before unless `changed`). Empty scopes are dropped.
+fn sync_scope_index(
+    index: &DashMap<ScopeId, HashMap<UserId, Shown>>,
+    user: &UserId,
+    indexed: &mut Vec<ScopeId>,
+    wanted: &[ScopeId],
+    changed: bool,
+    shown: Shown,
+) {
+    indexed.retain(|scope| {
+        if wanted.contains(scope) {
+            if changed && let Some(mut members) = index.get_mut(scope) {
+                members.insert(user.clone(), shown);
+            }
+            return true;
+        }
+        if let Some(mut members) = index.get_mut(scope) {
+            members.remove(user);
+        }
+        index.remove_if(scope, |_, members| members.is_empty());
+        false
+    });
+    for scope in wanted {
+        if !indexed.contains(scope) {
+            index
+                .entry(scope.clone())
+                .or_default()
+                .insert(user.clone(), shown);
+            indexed.reserve_exact(1);
+            indexed.push(scope.clone());
         }
     }
 }

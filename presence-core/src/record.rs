@@ -51,6 +51,16 @@ pub struct UserRecord {
 }
 
 impl UserRecord {
+    /// `last_seen` as observers may know it: frozen while the user shows
+    /// `OFFLINE`, so an invisible user's activity never leaks.
+    pub(crate) fn observed_last_seen(&self) -> Option<DateTime<Utc>> {
+        if self.shown.status == Status::Offline {
+            self.shown.last_seen
+        } else {
+            self.last_seen
+        }
+    }
+
     /// Whether the user is present: a session, or a linger pending (the
     /// user's, or one of a scope's). A present user is a member of every
     /// scope in [`UserRecord::scopes`]; an absent one of none.
@@ -229,15 +239,10 @@ impl UserPresence {
     /// `last_seen` frozen while the user shows `OFFLINE` (so an invisible
     /// user's activity never leaks).
     pub fn of(user_id: UserId, record: &UserRecord) -> Self {
-        let last_seen = if record.shown.status == Status::Offline {
-            record.shown.last_seen
-        } else {
-            record.last_seen
-        };
         Self {
             user_id,
             status: record.shown.status,
-            last_seen,
+            last_seen: record.observed_last_seen(),
             v: record.shown.version,
         }
     }
