@@ -493,6 +493,10 @@ impl PresenceStore for MemoryStore {
         self.epoch.clone()
     }
 
+    fn completes_without_io(&self) -> bool {
+        true
+    }
+
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
         Some(self.feed.clone())
     }

@@ -254,6 +254,13 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
         Ok(self.epoch())
     }
 
+    /// Whether every call completes without waiting on I/O (a store in this
+    /// process's memory): the service then arms no timeout around its
+    /// calls. Default `false`.
+    fn completes_without_io(&self) -> bool {
+        false
+    }
+
     /// The feed between the nodes sharing this store (see [`crate::feed`]),
     /// if several services may share it.
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
