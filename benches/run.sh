@@ -87,6 +87,12 @@ fi
 
 if [ "$mode" = full ]; then
 step cargo bench -p presence-benches --bench memory_store -- --warm-up-time 1 --measurement-time 4
+# Issue 16: the service path (the public Presence API), the store alone in a
+# process of its own for its memory, and the heap breakdown per user.
+step cargo bench -p presence-benches --bench service
+step cargo bench -p presence-benches --bench service -- store 10000
+step cargo bench -p presence-benches --bench service -- store 100000
+step "$bin/memory-breakdown" 100000
 step "$bin/socket-memory" 2000
 step "$bin/socket-memory" 5000
 step "$bin/redis-throughput" "$REDIS_URL"

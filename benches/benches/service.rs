@@ -6,6 +6,7 @@
 //! ```text
 //! cargo bench -p presence-benches --bench service            # 10k and 100k users
 //! cargo bench -p presence-benches --bench service -- 100000  # one size
+//! cargo bench -p presence-benches --bench service -- store 100000  # the store alone
 //! ```
 //!
 //! Each size runs in a fresh service: track (open one session per user in
@@ -13,8 +14,8 @@
 //! handles included), snapshot of the scope, update (a manual status per
 //! user), untrack (close every session), churn (open+close cycles of 1000
 //! tasks for a few seconds), and change → watcher latency, one change at a
-//! time, with batching off and with the default batching (paced under 50
-//! changes a second, as a quiet scope is). The store alone
+//! time, with batching off and with the default batching (50 changes a
+//! second, unevenly spaced, as a scope at the batching rate changes). The store alone
 //! (`MemoryStore::apply`, no service) runs beside it for the gap.
 
 use std::sync::Arc;
@@ -53,17 +54,26 @@ fn main() {
         "service bench: 2 tokio workers, {IN_FLIGHT} calls in flight, memory store, {}",
         Utc::now().format("%Y-%m-%d %H:%M UTC")
     );
+    // `store`: the store alone, in a process of its own so that its RSS
+    // delta is not memory the service path freed.
+    let store_only = std::env::args().any(|arg| arg == "store");
     for users in sizes {
-        runtime.block_on(service_path(users));
-        runtime.block_on(store_path(users));
+        if !store_only {
+            runtime.block_on(service_path(users));
+        }
+        runtime.block_on(store_path(users, store_only));
+    }
+    if store_only {
+        return;
     }
     runtime.block_on(latency("off", Duration::ZERO, 20_000, Duration::ZERO));
-    // Paced at 40 changes a second: a quiet scope must not wait for a batch.
+    // 50 changes a second, unevenly spaced (5 ms and 35 ms gaps in turn):
+    // a scope at that rate must not wait for a batch.
     runtime.block_on(latency(
         "default (20 ms)",
         Duration::from_millis(20),
-        200,
-        Duration::from_millis(25),
+        400,
+        Duration::from_millis(20),
     ));
 }
 
@@ -236,7 +246,7 @@ async fn service_path(users: usize) {
 
 /// The store alone, as the older benches measure it: one `apply` per
 /// open and per close, same concurrency.
-async fn store_path(users: usize) {
+async fn store_path(users: usize, measure_memory: bool) {
     let store = Arc::new(MemoryStore::new());
     let config = Arc::new(PresenceConfig::default());
     let node = NodeId::new("bench");
@@ -277,6 +287,7 @@ async fn store_path(users: usize) {
             }
         }
     };
+    let rss_before = rss_bytes();
     let started = Instant::now();
     in_flight(users, {
         let apply = apply.clone();
@@ -284,6 +295,7 @@ async fn store_path(users: usize) {
     })
     .await;
     let opened = started.elapsed();
+    let rss_after = rss_bytes();
     let started = Instant::now();
     let scope = store
         .scope_members(&ScopeId::from("org"))
@@ -299,6 +311,12 @@ async fn store_path(users: usize) {
         rate(users, opened),
         rate(users, closed)
     );
+    if let (true, Some(before), Some(after)) = (measure_memory, rss_before, rss_after) {
+        println!(
+            "store alone, bytes per present user: {}",
+            after.saturating_sub(before) / users as u64
+        );
+    }
 }
 
 /// One change at a time: a user's status flips, and the time until a
@@ -344,7 +362,9 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
             .record(at.saturating_duration_since(started).as_nanos() as u64)
             .expect("in range");
         if !pace.is_zero() {
-            tokio::time::sleep(pace).await;
+            // Gaps of a quarter and of 1¾ of the pace in turn.
+            let gap = if i % 2 == 0 { pace / 4 } else { pace * 7 / 4 };
+            tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
         }
     }
     listener.abort();
@@ -353,7 +373,7 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
         if pace.is_zero() {
             String::new()
         } else {
-            format!(" paced {pace:?} apart")
+            format!(" {:.0} a second, unevenly spaced", 1.0 / pace.as_secs_f64())
         },
         histogram.value_at_quantile(0.5) as f64 / 1000.0,
         histogram.value_at_quantile(0.99) as f64 / 1000.0,

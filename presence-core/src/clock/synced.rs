@@ -2,24 +2,32 @@
 //! machine's monotonic clock (see the module docs of [`crate::clock`]).
 
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::{Clock, Sleep, truncate_to_millis};
 
-/// A reference time, and the local monotonic reading it was taken at.
-#[derive(Clone, Copy, Debug)]
-struct Anchor {
-    at: DateTime<Utc>,
-    monotonic: Duration,
-}
-
-/// The store's time, as this process carries it between readings.
+/// Presence time: the reference time minus the local monotonic reading it
+/// was taken at, in ns, so that now = offset + monotonic. One atomic, read
+/// on every change by every worker: a lock here was a shared cache line
+/// every change wrote.
 pub(crate) struct SyncedClock {
     local: Arc<dyn Clock>,
-    anchor: Mutex<Anchor>,
+    offset_ns: AtomicI64,
+}
+
+/// `at - monotonic`, in ns (saturating: presence time is within a few
+/// centuries of the Unix epoch).
+fn offset_ns(at: DateTime<Utc>, monotonic: Duration) -> i64 {
+    let at_ns = at.timestamp_nanos_opt().unwrap_or(if at.timestamp() < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    });
+    at_ns.saturating_sub(i64::try_from(monotonic.as_nanos()).unwrap_or(i64::MAX))
 }
 
 impl fmt::Debug for SyncedClock {
@@ -34,18 +42,13 @@ impl fmt::Debug for SyncedClock {
 impl SyncedClock {
     /// Starts at the local clock's wall time, until [`SyncedClock::sync`].
     pub(crate) fn new(local: Arc<dyn Clock>) -> Self {
-        let anchor = Anchor {
-            at: local.now(),
-            monotonic: local.monotonic(),
-        };
+        let offset = offset_ns(local.now(), local.monotonic());
         Self {
             local,
-            anchor: Mutex::new(anchor),
+            offset_ns: AtomicI64::new(offset),
         }
     }
 
-    /// The local clock's monotonic reading (to time a reading of the
-    /// reference).
     pub(crate) fn local_monotonic(&self) -> Duration {
         self.local.monotonic()
     }
@@ -64,18 +67,19 @@ impl SyncedClock {
                 "presence time moved to the store's clock"
             );
         }
-        *self.anchor.lock().unwrap_or_else(PoisonError::into_inner) = Anchor {
-            at,
-            monotonic: received,
-        };
+        self.offset_ns
+            .store(offset_ns(at, received), Ordering::Relaxed);
     }
 }
 
 impl Clock for SyncedClock {
     fn now(&self) -> DateTime<Utc> {
-        let anchor = *self.anchor.lock().unwrap_or_else(PoisonError::into_inner);
-        let since = self.local.monotonic().saturating_sub(anchor.monotonic);
-        truncate_to_millis(anchor.at + TimeDelta::from_std(since).unwrap_or(TimeDelta::MAX))
+        let monotonic = i64::try_from(self.local.monotonic().as_nanos()).unwrap_or(i64::MAX);
+        let now_ns = self
+            .offset_ns
+            .load(Ordering::Relaxed)
+            .saturating_add(monotonic);
+        truncate_to_millis(DateTime::from_timestamp_nanos(now_ns))
     }
 
     fn monotonic(&self) -> Duration {
