@@ -347,7 +347,19 @@ impl StoreCall {
     pub(crate) fn finish<T>(self, result: &Result<T, StoreError>) {
         #[cfg(feature = "metrics")]
         {
-            histogram!(STORE_CALL, "op" => self.op).record(self.started.elapsed().as_secs_f64());
+            let seconds = self.started.elapsed().as_secs_f64();
+            match op_labels(self.op) {
+                // A key of static parts: no allocation per call, recorder
+                // or not.
+                Some(labels) => {
+                    let key = ::metrics::Key::from_static_parts(STORE_CALL, labels);
+                    ::metrics::with_recorder(|recorder| {
+                        recorder.register_histogram(&key, &STORE_CALL_METADATA)
+                    })
+                    .record(seconds);
+                }
+                None => histogram!(STORE_CALL, "op" => self.op).record(seconds),
+            }
             if let Err(
                 StoreError::Unavailable(_)
                 | StoreError::Timeout(_)
@@ -361,6 +373,50 @@ impl StoreCall {
         #[cfg(not(feature = "metrics"))]
         let _ = result;
     }
+}
+
+/// Where [`STORE_CALL`] is recorded from, as its macro would say.
+#[cfg(feature = "metrics")]
+static STORE_CALL_METADATA: ::metrics::Metadata<'static> =
+    ::metrics::Metadata::new(module_path!(), ::metrics::Level::INFO, Some(module_path!()));
+
+/// The `op` label of the store calls the service times, as static parts
+/// (`None` for another name: it is then built per call).
+#[cfg(feature = "metrics")]
+fn op_labels(op: &str) -> Option<&'static [::metrics::Label]> {
+    macro_rules! labels {
+        ($($name:literal),* $(,)?) => {
+            match op {
+                $($name => {
+                    static LABELS: [::metrics::Label; 1] =
+                        [::metrics::Label::from_static_parts("op", $name)];
+                    Some(&LABELS)
+                })*
+                _ => None,
+            }
+        };
+    }
+    labels!(
+        "heartbeat",
+        "open",
+        "restore",
+        "activity",
+        "close",
+        "logout",
+        "logout_everywhere",
+        "set_status",
+        "clear_node",
+        "end_incarnation",
+        "refresh",
+        "load_many",
+        "scope_members",
+        "due",
+        "next_deadline",
+        "leases",
+        "end_lease",
+        "feed_join",
+        "reload_epoch",
+    )
 }
 
 /// A store wrote its buffered heartbeats in one call that took `elapsed`
