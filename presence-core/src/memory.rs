@@ -15,7 +15,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasher, Hash};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
@@ -343,15 +343,11 @@ impl MemoryStore {
                 &several
             }
         };
-        sync_index(
+        sync_node_index(
             &self.nodes,
             &slot.user,
             &mut state.indexed_nodes,
             wanted_nodes,
-            // Node names are few and come back: a node's set outlives its
-            // users, or every user's first and last session would rebuild
-            // it (and the map entry) when the node has no one else.
-            false,
         );
 
         if state.deadline != transition.next_deadline {
@@ -507,33 +503,31 @@ fn ttl_ms(config: &PresenceConfig) -> i64 {
     i64::try_from(config.session_ttl.as_millis()).unwrap_or(i64::MAX)
 }
 
-/// Makes `user` a member of exactly the keys in `wanted`, given that it is a
-/// member of those in `indexed` now. With `drop_empty`, empty sets are
-/// dropped so the index does not grow with keys nobody uses any more.
-fn sync_index<K: Eq + Hash + Clone>(
-    index: &DashMap<K, HashSet<UserId>>,
+/// Makes `user` a member of exactly the nodes in `wanted`, given that it is
+/// a member of those in `indexed` now. Node names are few and come back: a
+/// node's set outlives its users (kept empty), or every user's first and
+/// last session would rebuild it, and its map entry, when the node has no
+/// one else.
+fn sync_node_index(
+    index: &DashMap<NodeName, HashSet<UserId>>,
     user: &UserId,
-    indexed: &mut Vec<K>,
-    wanted: &[K],
-    drop_empty: bool,
+    indexed: &mut Vec<NodeName>,
+    wanted: &[NodeName],
 ) {
-    indexed.retain(|key| {
-        if wanted.contains(key) {
+    indexed.retain(|node| {
+        if wanted.contains(node) {
             return true;
         }
-        if let Some(mut members) = index.get_mut(key) {
+        if let Some(mut members) = index.get_mut(node) {
             members.remove(user);
-        }
-        if drop_empty {
-            index.remove_if(key, |_, members| members.is_empty());
         }
         false
     });
-    for key in wanted {
-        if !indexed.contains(key) {
-            index.entry(key.clone()).or_default().insert(user.clone());
+    for node in wanted {
+        if !indexed.contains(node) {
+            index.entry(node.clone()).or_default().insert(user.clone());
             indexed.reserve_exact(1);
-            indexed.push(key.clone());
+            indexed.push(node.clone());
         }
     }
 }
