@@ -83,10 +83,12 @@ struct LocalSession {
     generation: u64,
     ended: Arc<EndSignal>,
     /// How it was opened, to register it again after the store lost its
-    /// data (boxed: rarely read, and the map holding it has an entry per
-    /// socket).
+    /// data: its id is the map's key and its node this service's, so
+    /// only the rest is kept (the map has an entry per socket).
     user: UserId,
-    opened: Box<NewSession>,
+    login: LoginId,
+    scopes: Box<[ScopeId]>,
+    metadata: BTreeMap<String, String>,
     /// Its newest heartbeat or activity as this node heard it, in ms since
     /// the Unix epoch: what a registration after a data loss says, so a
     /// half-open socket still lapses on time.
@@ -278,7 +280,9 @@ impl Presence {
             generation,
             ended: ended.clone(),
             user: spec.user.clone(),
-            opened: Box::new(opened.clone()),
+            login: opened.login.clone(),
+            scopes: opened.scopes.as_slice().into(),
+            metadata: opened.metadata.clone(),
             heard_ms: AtomicI64::new(self.inner.clock.now().timestamp_millis()),
         };
         // Registered first, so an end that races the open is not missed.
@@ -587,7 +591,14 @@ impl Presence {
             .iter()
             .map(|entry| {
                 let heard = entry.heard_ms.load(Ordering::Relaxed);
-                (entry.user.clone(), NewSession::clone(&entry.opened), heard)
+                let session = NewSession {
+                    id: entry.key().clone(),
+                    login: entry.login.clone(),
+                    node: self.inner.node.clone(),
+                    scopes: entry.scopes.to_vec(),
+                    metadata: entry.metadata.clone(),
+                };
+                (entry.user.clone(), session, heard)
             })
             .collect();
         let count = sessions.len();
