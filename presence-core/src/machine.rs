@@ -149,11 +149,8 @@ pub fn apply(
                 scope_lingers,
                 ..
             } = record;
-            scopes.retain(|scope| {
-                !dropped.contains(scope)
-                    || sessions.iter().any(|s| s.scopes.contains(scope))
-                    || scope_lingers.iter().any(|l| l.scope == *scope)
-            });
+            scopes
+                .retain(|scope| !dropped.contains(scope) || keeps(sessions, scope_lingers, scope));
             // While the user stays present, what no session nor linger keeps
             // the user in is left at once; once absent, the scopes are kept
             // (the OFFLINE reaches them, and queries can still answer).
@@ -460,8 +457,7 @@ fn end_session(
         return;
     }
     for scope in &session.scopes {
-        let covered = record.sessions.iter().any(|s| s.scopes.contains(scope))
-            || record.scope_lingers.iter().any(|l| l.scope == *scope);
+        let covered = keeps(&record.sessions, &record.scope_lingers, scope);
         if covered {
             continue;
         }
@@ -509,10 +505,13 @@ fn keep_covered_scopes(record: &mut UserRecord) {
         scope_lingers,
         ..
     } = record;
-    scopes.retain(|scope| {
-        sessions.iter().any(|s| s.scopes.contains(scope))
-            || scope_lingers.iter().any(|l| l.scope == *scope)
-    });
+    scopes.retain(|scope| keeps(sessions, scope_lingers, scope));
+}
+
+/// Whether a session or a scope's linger keeps the user in `scope`.
+fn keeps(sessions: &[SessionRecord], scope_lingers: &[ScopeLinger], scope: &ScopeId) -> bool {
+    sessions.iter().any(|s| s.scopes.contains(scope))
+        || scope_lingers.iter().any(|l| l.scope == *scope)
 }
 
 /// SPEC §3, in order of precedence, for a settled record.
