@@ -43,7 +43,7 @@ pub struct MemoryStore {
     sessions: DashMap<SessionId, LiveSession>,
     /// Each scope's present members, with what observers see of each: a
     /// snapshot reads one map, not every member's record.
-    scopes: DashMap<ScopeId, HashMap<UserId, Shown>>,
+    scopes: DashMap<ScopeId, HashMap<UserId, MemberView>>,
     nodes: DashMap<NodeName, HashSet<UserId>>,
     deadlines: DeadlineIndex,
     feed: Arc<MemoryFeed>,
@@ -162,7 +162,7 @@ struct SlotState {
     deadline: Option<DateTime<Utc>>,
     indexed_scopes: Vec<ScopeId>,
     /// What the scope index holds of this user.
-    indexed_shown: Option<Shown>,
+    indexed_shown: Option<MemberView>,
     indexed_nodes: Vec<NodeName>,
     /// The sessions of `record` this user has in the session map.
     live: Vec<SessionId>,
@@ -309,7 +309,7 @@ impl MemoryStore {
         } else {
             &[]
         };
-        let shown = Shown::of(record);
+        let shown = MemberView::of(record);
         sync_scope_index(
             &self.scopes,
             &slot.user,
@@ -534,13 +534,13 @@ fn sync_node_index(
 
 /// What observers see of a scope member, as the scope index keeps it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shown {
+struct MemberView {
     status: Status,
     last_seen: Option<DateTime<Utc>>,
     v: u64,
 }
 
-impl Shown {
+impl MemberView {
     fn of(record: &UserRecord) -> Self {
         Self {
             status: record.shown.status,
@@ -563,12 +563,12 @@ impl Shown {
 /// `shown`, given that it is a member of those in `indexed` now (seen as
 /// before unless `changed`). Empty scopes are dropped.
 fn sync_scope_index(
-    index: &DashMap<ScopeId, HashMap<UserId, Shown>>,
+    index: &DashMap<ScopeId, HashMap<UserId, MemberView>>,
     user: &UserId,
     indexed: &mut Vec<ScopeId>,
     wanted: &[ScopeId],
     changed: bool,
-    shown: Shown,
+    shown: MemberView,
 ) {
     indexed.retain(|scope| {
         if wanted.contains(scope) {
