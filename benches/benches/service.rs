@@ -16,12 +16,16 @@
 //! tasks for a few seconds), and change → watcher latency, one change at a
 //! time, with batching off and with the default batching (50 changes a
 //! second, unevenly spaced, as a scope at the batching rate changes). The store alone
-//! (`MemoryStore::apply`, no service) runs beside it for the gap.
+//! (`MemoryStore::apply`, no service) runs beside it for the gap, and each
+//! churn and latency row has a floor measured in the same run: a cycle that
+//! only mints an id and inserts and removes it in a shared map, and a bare
+//! channel hop to a parked task.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use dashmap::DashMap;
 use hdrhistogram::Histogram;
 use presence_core::record::NewSession;
 use presence_core::{
@@ -213,35 +217,116 @@ async fn service_path(users: usize) {
     let took = started.elapsed();
     println!("untrack (close):        {} ({took:.2?})", rate(users, took));
 
-    let deadline = Instant::now() + CHURN;
-    let started = Instant::now();
-    let cycles: Vec<u64> = in_flight(IN_FLIGHT, {
+    let per_second = churn({
         let presence = presence.clone();
         move |lane| {
             let presence = presence.clone();
-            async move {
-                let mut cycles = 0;
-                let user = UserId::from(format!("churn-{lane}"));
-                let login = LoginId::from(format!("churn-login-{lane}"));
-                while Instant::now() < deadline {
-                    let handle = presence
-                        .open_session(SessionSpec::new(user.clone(), login.clone()).scope("org"))
-                        .await
-                        .expect("open");
+            let user = UserId::from(format!("churn-{lane}"));
+            let login = LoginId::from(format!("churn-login-{lane}"));
+            move || {
+                let presence = presence.clone();
+                let spec = SessionSpec::new(user.clone(), login.clone()).scope("org");
+                async move {
+                    let handle = presence.open_session(spec).await.expect("open");
                     handle.close().await.expect("close");
-                    cycles += 1;
                 }
-                cycles
             }
         }
     })
     .await;
-    let took = started.elapsed();
+    println!("churn (open+close, {IN_FLIGHT} in flight): {per_second:.0}k cycles/s");
+
+    // Baselines in the same run, through the same lanes: the store's own
+    // open and close, and the least a cycle can do (mint a session id,
+    // insert it into a shared map, remove it), which is the harness's and
+    // the scheduler's ceiling on this machine.
+    let store = Arc::new(MemoryStore::new());
+    let config = Arc::new(PresenceConfig::default());
+    let node = NodeId::new("bench");
+    let per_second = churn(move |lane| {
+        let store = store.clone();
+        let config = config.clone();
+        let node = node.clone();
+        let user = UserId::from(format!("churn-{lane}"));
+        let login = LoginId::from(format!("churn-login-{lane}"));
+        move || {
+            let store = store.clone();
+            let config = config.clone();
+            let node = node.clone();
+            let user = user.clone();
+            let id = SessionId::random();
+            let open = UserOp::Open(NewSession {
+                id: id.clone(),
+                login: login.clone(),
+                node: node.clone(),
+                scopes: vec![ScopeId::from("org")],
+                metadata: Default::default(),
+            });
+            async move {
+                let close = UserOp::Close {
+                    session: id,
+                    held_by: None,
+                };
+                for op in [&open, &close] {
+                    store
+                        .apply(Update {
+                            user: &user,
+                            op,
+                            now: Utc::now(),
+                            node: &node,
+                            config: &config,
+                        })
+                        .await
+                        .expect("apply");
+                }
+            }
+        }
+    })
+    .await;
+    println!("  store alone (MemoryStore::apply open + close): {per_second:.0}k cycles/s");
+    let map: Arc<DashMap<SessionId, UserId>> = Arc::new(DashMap::new());
+    let per_second = churn(move |lane| {
+        let map = map.clone();
+        let user = UserId::from(format!("churn-{lane}"));
+        move || {
+            let map = map.clone();
+            let user = user.clone();
+            async move {
+                let id = SessionId::random();
+                map.insert(id.clone(), user);
+                map.remove(&id);
+            }
+        }
+    })
+    .await;
+    println!("  floor (mint an id, insert, remove in a shared map): {per_second:.0}k cycles/s");
+}
+
+/// Open+close cycles for `CHURN`, `IN_FLIGHT` lanes each running its own
+/// cycle (`lane(i)` makes lane `i`'s) back to back; thousands of cycles a
+/// second.
+async fn churn<L, C, Fut>(lane: L) -> f64
+where
+    L: Fn(usize) -> C + Send + Sync + Clone + 'static,
+    C: Fn() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let deadline = Instant::now() + CHURN;
+    let started = Instant::now();
+    let cycles: Vec<u64> = in_flight(IN_FLIGHT, move |i| {
+        let cycle = lane(i);
+        async move {
+            let mut cycles = 0;
+            while Instant::now() < deadline {
+                cycle().await;
+                cycles += 1;
+            }
+            cycles
+        }
+    })
+    .await;
     let total: u64 = cycles.iter().sum();
-    println!(
-        "churn (open+close, {IN_FLIGHT} in flight): {:.0}k cycles/s",
-        total as f64 / took.as_secs_f64() / 1000.0
-    );
+    total as f64 / started.elapsed().as_secs_f64() / 1000.0
 }
 
 /// The store alone, as the older benches measure it: one `apply` per
@@ -368,6 +453,7 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
         }
     }
     listener.abort();
+    let floor = hop_floor(samples, pace).await;
     println!(
         "\nchange → local watcher, batching {label}, {samples} changes{}: p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         if pace.is_zero() {
@@ -379,6 +465,41 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
         histogram.value_at_quantile(0.99) as f64 / 1000.0,
         histogram.max() as f64 / 1000.0
     );
+    println!(
+        "  floor (one channel hop to another task, same pacing): p50 {:.1} µs, p99 {:.1} µs",
+        floor.value_at_quantile(0.5) as f64 / 1000.0,
+        floor.value_at_quantile(0.99) as f64 / 1000.0
+    );
+}
+
+/// The least a change heard by a watcher in its own task can take on this
+/// machine: one unbounded channel send to a task parked on it, and that
+/// task's wake, measured as the latency above is.
+async fn hop_floor(samples: usize, pace: Duration) -> Histogram<u64> {
+    let (send, mut receive) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let (heard, mut heard_at) = tokio::sync::mpsc::unbounded_channel();
+    let listener = tokio::spawn(async move {
+        while receive.recv().await.is_some() {
+            if heard.send(Instant::now()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut histogram = Histogram::<u64>::new(3).expect("a histogram");
+    for i in 0..samples {
+        let started = Instant::now();
+        send.send(started).expect("the listener runs");
+        let at = heard_at.recv().await.expect("the listener heard it");
+        histogram
+            .record(at.saturating_duration_since(started).as_nanos() as u64)
+            .expect("in range");
+        if !pace.is_zero() {
+            let gap = if i % 2 == 0 { pace / 4 } else { pace * 7 / 4 };
+            tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
+        }
+    }
+    listener.abort();
+    histogram
 }
 
 async fn drain(watcher: &mut Subscription) {
