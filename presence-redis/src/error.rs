@@ -16,8 +16,3 @@ pub(crate) fn store_error(error: redis::RedisError, timeout: Duration) -> StoreE
         StoreError::Backend(Box::new(error))
     }
 }
-
-/// Stored data that does not decode.
-pub(crate) fn corrupt(error: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(Box::new(error))
-}

@@ -14,56 +14,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::StreamExt;
-use presence_core::{
-    ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, PresenceEvent, ScopeId, SessionEnd,
-    SessionId, StoreError,
-};
-use serde::{Deserialize, Serialize};
+use presence_core::store::kit::{EndedMessage, EventMessage, LocalSessions};
+use presence_core::{ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, ScopeId, StoreError};
 use tokio::sync::mpsc;
 
-use crate::heartbeats::LocalSessions;
 use crate::keys::Keys;
 use crate::topology::FeedNodes;
-
-/// An event as published: who made it, and the event.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct EventMessage {
-    /// The node that made the change (kept for operators; every node,
-    /// the origin too, delivers the event, and fan-out drops duplicates).
-    pub(crate) o: String,
-    pub(crate) e: PresenceEvent,
-}
-
-/// Sessions of one node ended by another process.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct EndedMessage {
-    pub(crate) s: Vec<SessionId>,
-    /// `logout`, `closed` or `lapsed`.
-    pub(crate) r: String,
-    /// The process that ended them (`name#incarnation`): it has told its
-    /// own holders, and ignores the message (another process of the same
-    /// node does not).
-    #[serde(default)]
-    pub(crate) o: String,
-}
-
-pub(crate) fn reason_name(reason: SessionEnd) -> &'static str {
-    match reason {
-        SessionEnd::LoggedOut => "logout",
-        SessionEnd::Closed => "closed",
-        SessionEnd::Replaced => "replaced",
-        _ => "lapsed",
-    }
-}
-
-fn reason_of(name: &str) -> SessionEnd {
-    match name {
-        "logout" => SessionEnd::LoggedOut,
-        "closed" => SessionEnd::Closed,
-        "replaced" => SessionEnd::Replaced,
-        _ => SessionEnd::Lapsed,
-    }
-}
 
 /// The nodes of this process that joined, and what they watch.
 #[derive(Default)]
@@ -83,7 +39,7 @@ pub(crate) struct RedisFeed {
     /// Where it may listen (taken by the listener task when it starts).
     nodes: Mutex<Option<FeedNodes>>,
     keys: Keys,
-    local: Arc<LocalSessions>,
+    local: Arc<LocalSessions<Box<str>>>,
     joined: Arc<Mutex<Joined>>,
     commands: Mutex<Option<mpsc::UnboundedSender<Command>>>,
 }
@@ -95,7 +51,7 @@ impl std::fmt::Debug for RedisFeed {
 }
 
 impl RedisFeed {
-    pub(crate) fn new(nodes: FeedNodes, keys: Keys, local: Arc<LocalSessions>) -> Self {
+    pub(crate) fn new(nodes: FeedNodes, keys: Keys, local: Arc<LocalSessions<Box<str>>>) -> Self {
         Self {
             nodes: Mutex::new(Some(nodes)),
             keys,
@@ -197,7 +153,7 @@ impl ClusterFeed for RedisFeed {
 struct Listener {
     nodes: FeedNodes,
     keys: Keys,
-    local: Arc<LocalSessions>,
+    local: Arc<LocalSessions<Box<str>>>,
     joined: Arc<Mutex<Joined>>,
 }
 
@@ -353,19 +309,15 @@ impl Listener {
             // another node of this very process); and what this process
             // ended, it has forgotten already (a late echo must not end a
             // session reopened since).
+            let reason = ended.reason();
             if !from_here {
-                for session in &ended.s {
-                    if ended.r == "replaced" {
-                        self.local.taken_from(session, &NodeName::from(node));
-                    } else {
-                        self.local.ended(session);
-                    }
-                }
+                self.local
+                    .ended_elsewhere(&ended.s, reason, &NodeName::from(node));
             }
             for sink in sinks {
                 sink.deliver(FeedMessage::SessionsEnded {
                     sessions: ended.s.clone(),
-                    reason: reason_of(&ended.r),
+                    reason,
                 });
             }
         }

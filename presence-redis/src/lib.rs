@@ -76,7 +76,6 @@ mod config;
 mod connection;
 mod error;
 mod feed;
-mod heartbeats;
 mod keys;
 mod scripts;
 mod store;

@@ -14,6 +14,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::machine;
+use presence_core::store::kit::{
+    self, EndedMessage, EventMessage, Flushes, HeartbeatWriter, KnownEpoch, LocalSessions,
+    PendingBeat, UserLocks, merge_heartbeats,
+};
 use presence_core::{
     Broadcast, ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId,
     SessionEnd, SessionId, StoreError, Transition, Update, UserId, UserOp, UserPresence,
@@ -25,9 +29,8 @@ use crate::connection::Connection;
 use serde_json::json;
 
 use crate::config::RedisConfig;
-use crate::error::{corrupt, store_error};
-use crate::feed::{EndedMessage, EventMessage, RedisFeed, reason_name};
-use crate::heartbeats::{LocalSessions, PendingBeat};
+use crate::error::store_error;
+use crate::feed::RedisFeed;
 use crate::keys::Keys;
 use crate::scripts;
 use crate::topology::FeedNodes;
@@ -43,32 +46,12 @@ struct Shared {
     connection: Connection,
     keys: Keys,
     config: RedisConfig,
-    local: Arc<LocalSessions>,
+    /// This process's sessions; each keeps its user's heartbeat key.
+    local: Arc<LocalSessions<Box<str>>>,
     feed: Arc<RedisFeed>,
     user_locks: UserLocks,
     /// The epoch this store last read (see [`read_epoch`]).
-    epoch: std::sync::Mutex<Epoch>,
-}
-
-/// Striped per-user locks of this process.
-struct UserLocks {
-    stripes: Box<[tokio::sync::Mutex<()>]>,
-    hasher: std::collections::hash_map::RandomState,
-}
-
-impl UserLocks {
-    fn new() -> Self {
-        Self {
-            stripes: (0..1024).map(|_| tokio::sync::Mutex::new(())).collect(),
-            hasher: Default::default(),
-        }
-    }
-
-    async fn lock(&self, user: &UserId) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::BuildHasher;
-        let stripe = self.hasher.hash_one(user) as usize % self.stripes.len();
-        self.stripes[stripe].lock().await
-    }
+    epoch: KnownEpoch,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -109,10 +92,10 @@ impl RedisStore {
             config,
             local,
             feed,
-            user_locks: UserLocks::new(),
-            epoch: std::sync::Mutex::new(epoch),
+            user_locks: UserLocks::default(),
+            epoch: KnownEpoch::new(epoch),
         });
-        tokio::spawn(flush_heartbeats(Arc::downgrade(&shared)));
+        kit::spawn_flusher(&shared, shared.config.flush_interval);
         Ok(Self { shared })
     }
 
@@ -199,10 +182,13 @@ impl RedisStore {
                 let data = fields.next().flatten();
                 let revision = fields.next().flatten().unwrap_or_else(|| "0".into());
                 let mut record: UserRecord = match data {
-                    Some(json) => serde_json::from_str(&json).map_err(corrupt)?,
+                    Some(json) => serde_json::from_str(&json).map_err(StoreError::corrupt)?,
                     None => UserRecord::default(),
                 };
-                merge_heartbeats(&mut record, &heartbeats);
+                merge_heartbeats(
+                    &mut record,
+                    heartbeats.iter().map(|(id, ms)| (id.as_str(), *ms)),
+                );
                 Ok(Loaded { record, revision })
             })
             .collect()
@@ -219,13 +205,7 @@ impl RedisStore {
             .ok_or_else(|| StoreError::Backend("no reply for the user's record".into()))?;
         let mut record = loaded.record;
         // Heartbeats of this process not written yet count too.
-        for session in &mut record.sessions {
-            if let Some(at) = self.shared.local.newest_heartbeat(&session.id)
-                && at > session.last_heartbeat
-            {
-                session.last_heartbeat = at;
-            }
-        }
+        self.shared.local.freshen(&mut record);
         let before = Indexed::of(&record, keys);
         let transition = machine::apply(user, &mut record, update.op, update.now, update.config)?;
         let after = Indexed::of_after(&record, &transition, keys);
@@ -240,22 +220,15 @@ impl RedisStore {
         let broadcast = Broadcast::of(&transition, update.op);
         let mut publish = Vec::new();
         for event in &broadcast.events {
-            let message = EventMessage {
-                o: update.node.name.to_string(),
-                e: event.clone(),
-            };
-            let payload = serde_json::to_string(&message).map_err(corrupt)?;
+            let message = EventMessage::new(&update.node.name, event.clone());
+            let payload = serde_json::to_string(&message).map_err(StoreError::corrupt)?;
             publish.push(json!([keys.scope_channel(&event.scope), payload]));
         }
         let ended = broadcast.ended.iter().map(|e| (e, broadcast.reason));
         let replaced = broadcast.replaced.iter().map(|e| (e, SessionEnd::Replaced));
         for ((holder, sessions), reason) in ended.chain(replaced) {
-            let message = EndedMessage {
-                s: sessions.clone(),
-                r: reason_name(reason).into(),
-                o: update.node.to_string(),
-            };
-            let payload = serde_json::to_string(&message).map_err(corrupt)?;
+            let message = EndedMessage::new(sessions.clone(), reason, update.node);
+            let payload = serde_json::to_string(&message).map_err(StoreError::corrupt)?;
             publish.push(json!([keys.node_channel(holder), payload]));
         }
         let plan = json!({
@@ -271,7 +244,7 @@ impl RedisStore {
             "srem": before.keys.iter().filter(|k| !after.keys.contains(k)).collect::<Vec<_>>(),
             "pub": publish,
         });
-        let data = serde_json::to_string(&record).map_err(corrupt)?;
+        let data = serde_json::to_string(&record).map_err(StoreError::corrupt)?;
         let deadline = transition
             .next_deadline
             .map_or(String::new(), |at| at.timestamp_millis().to_string());
@@ -290,35 +263,12 @@ impl RedisStore {
         if written == 0 {
             return Ok(None);
         }
-        self.track_local(update, &transition);
-        Ok(Some(transition))
-    }
-
-    fn opened_here(&self, update: &Update<'_>, session: &SessionId, heard_at: DateTime<Utc>) {
-        let keys = &self.shared.keys;
-        let key = || keys.heartbeats(update.user);
         self.shared
             .local
-            .opened(update.user, session, &update.node.name, heard_at, key);
-    }
-
-    /// Keeps the in-memory view of this process's sessions in line.
-    fn track_local(&self, update: &Update<'_>, transition: &Transition) {
-        // Ended first: a lapsed session reopened under its id lives on.
-        for session in &transition.ended_sessions {
-            self.shared.local.ended(session);
-        }
-        match update.op {
-            UserOp::Open(new) => self.opened_here(update, &new.id, update.now),
-            // Never fresher than the holder heard it.
-            UserOp::Restore {
-                session,
-                last_heartbeat,
-            } => self.opened_here(update, &session.id, *last_heartbeat),
-            // Activity proves the session live as a heartbeat does.
-            UserOp::Activity { session } => self.shared.local.touched(session, update.now),
-            _ => {}
-        }
+            .after_change(update, &transition, &record, || {
+                keys.heartbeats(user).into_boxed_str()
+            });
+        Ok(Some(transition))
     }
 }
 
@@ -397,75 +347,26 @@ impl Indexed {
     }
 }
 
-fn merge_heartbeats(record: &mut UserRecord, heartbeats: &[(String, i64)]) {
-    for (session, ms) in heartbeats {
-        let Some(at) = DateTime::<Utc>::from_timestamp_millis(*ms) else {
-            continue;
-        };
-        if let Some(stored) = record
-            .sessions
-            .iter_mut()
-            .find(|s| s.id.as_str() == session.as_str())
-            && at > stored.last_heartbeat
-        {
-            stored.last_heartbeat = at;
-        }
-    }
-}
-
-/// Writes buffered heartbeats once per flush interval.
-async fn flush_heartbeats(shared: std::sync::Weak<Shared>) {
-    loop {
-        let interval = match shared.upgrade() {
-            Some(shared) => shared.config.flush_interval,
-            None => return,
-        };
-        tokio::time::sleep(interval).await;
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        let started = std::time::Instant::now();
-        match shared.flush().await {
-            Ok(0) => {}
-            Ok(_) => presence_core::metrics::heartbeat_flush(started.elapsed(), false),
-            Err(error) => {
-                presence_core::metrics::heartbeat_flush(started.elapsed(), true);
-                // The beats stay queued for the next flush; records lapse
-                // only if Redis stays away past the TTL.
-                tracing::warn!(%error, "writing heartbeats to Redis failed");
-            }
-        }
-    }
-}
-
-/// Heartbeats per script call: big enough to amortise the round trip,
-/// small enough not to stall Redis.
+/// Heartbeats per pipeline: big enough to amortise the round trip, small
+/// enough not to stall Redis.
 const HEARTBEAT_BATCH: usize = 1000;
 
-impl Shared {
-    /// Writes every buffered heartbeat in pipelined batches; sessions
-    /// Redis no longer holds are marked gone, so their next heartbeat fails
-    /// and their holder learns the session ended.
+impl Flushes for Shared {
     async fn flush(&self) -> Result<usize, StoreError> {
-        let beats = self.local.take_pending();
-        for (n, batch) in beats.chunks(HEARTBEAT_BATCH).enumerate() {
-            if let Err(error) = self.flush_batch(batch).await {
-                // Kept for the next flush: a short outage loses nothing.
-                self.local.requeue(&beats[n * HEARTBEAT_BATCH..]);
-                return Err(error);
-            }
-        }
-        Ok(beats.len())
+        kit::flush(&self.local, self, HEARTBEAT_BATCH).await
     }
+}
 
-    /// Writes one batch; marks the sessions Redis no longer holds gone.
-    async fn flush_batch(&self, batch: &[PendingBeat]) -> Result<(), StoreError> {
+impl HeartbeatWriter<Box<str>> for Shared {
+    /// One pipeline of `ZADD XX GT`, then, for the beats it did not change,
+    /// which of them Redis no longer holds.
+    async fn write(&self, batch: &[PendingBeat<Box<str>>]) -> Result<Vec<SessionId>, StoreError> {
         let fail = |e| store_error(e, self.config.response_timeout);
         // XX: never revives an ended session; GT: never moves one back.
         let mut pipe = redis::Pipeline::with_capacity(batch.len());
         for beat in batch {
             pipe.cmd("ZADD")
-                .arg(beat.heartbeats_key())
+                .arg(&**beat.key())
                 .arg("XX")
                 .arg("GT")
                 .arg("CH")
@@ -477,60 +378,47 @@ impl Shared {
             .await
             .map_err(fail)?;
         // Unchanged: gone, or a heartbeat no newer than the stored one.
-        let unchanged: Vec<&PendingBeat> = batch
+        let unchanged: Vec<&PendingBeat<Box<str>>> = batch
             .iter()
             .zip(&changed)
             .filter(|(_, changed)| **changed == 0)
             .map(|(beat, _)| beat)
             .collect();
         if unchanged.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for beat in &unchanged {
             pipe.cmd("ZSCORE")
-                .arg(beat.heartbeats_key())
+                .arg(&**beat.key())
                 .arg(beat.session.as_str());
         }
         let scores: Vec<Option<f64>> = pipe
             .query_async(&mut self.connection.clone())
             .await
             .map_err(fail)?;
-        let gone: Vec<&PendingBeat> = unchanged
+        Ok(unchanged
             .into_iter()
             .zip(scores)
             .filter(|(_, score)| score.is_none())
-            .map(|(beat, _)| beat)
-            .collect();
-        if gone.is_empty() {
-            return Ok(());
-        }
-        if self.lost_its_data().await? {
-            // Not ended: Redis forgot them. The resync registers this
-            // node's live sessions again (and watchers re-read snapshots).
-            tracing::warn!(
-                sessions = gone.len(),
-                "Redis lost its presence data (restarted empty?); registering live sessions again"
-            );
-            self.feed.resync();
-            return Ok(());
-        }
-        for beat in gone {
-            self.local.ended(&beat.session);
-        }
-        Ok(())
+            .map(|(beat, _)| beat.session.clone())
+            .collect())
     }
 
+    async fn lost_its_data(&self) -> Result<bool, StoreError> {
+        Shared::lost_its_data(self).await
+    }
+
+    fn resync(&self) {
+        self.feed.resync();
+    }
+}
+
+impl Shared {
     /// Reads the epoch again; whether Redis lost its data since this store
     /// last looked (the epoch changed).
     async fn lost_its_data(&self) -> Result<bool, StoreError> {
-        let current = self.read_epoch().await?;
-        let mut seen = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
-        if *seen == current {
-            return Ok(false);
-        }
-        *seen = current;
-        Ok(true)
+        Ok(self.epoch.observe(self.read_epoch().await?))
     }
 
     async fn read_epoch(&self) -> Result<Epoch, StoreError> {
@@ -736,11 +624,7 @@ impl PresenceStore for RedisStore {
     }
 
     fn epoch(&self) -> Epoch {
-        self.shared
-            .epoch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.epoch.get()
     }
 
     async fn reload_epoch(&self) -> Result<Epoch, StoreError> {

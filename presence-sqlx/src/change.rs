@@ -8,14 +8,12 @@
 //! record into rows: the user's columns, the sessions to write and delete,
 //! and the scope memberships to add and remove.
 
-use chrono::{DateTime, Utc};
 use presence_core::machine;
 use presence_core::{
     ManualStatus, SessionId, StoreError, Transition, Update, UserPresence, UserRecord,
 };
 
-use crate::error::corrupt;
-use crate::heartbeats::LocalSessions;
+use presence_core::store::kit::{LocalSessions, merge_heartbeats};
 
 /// A user as the database holds them.
 pub(crate) struct Stored {
@@ -32,7 +30,7 @@ impl Stored {
         heartbeats: Vec<(String, i64)>,
     ) -> Result<Self, StoreError> {
         let record = match record {
-            Some(json) => serde_json::from_str(json).map_err(corrupt)?,
+            Some(json) => serde_json::from_str(json).map_err(StoreError::corrupt)?,
             None => UserRecord::default(),
         };
         Ok(Self { record, heartbeats })
@@ -118,15 +116,12 @@ pub(crate) fn compute(
     update: &Update<'_>,
 ) -> Result<Change, StoreError> {
     let mut record = std::mem::take(&mut stored.record);
-    for session in &mut record.sessions {
-        let flushed = stored
-            .heartbeat_of(&session.id)
-            .and_then(DateTime::<Utc>::from_timestamp_millis);
-        let unflushed = local.newest_heartbeat(&session.id);
-        if let Some(newest) = flushed.max(unflushed) {
-            session.last_heartbeat = session.last_heartbeat.max(newest);
-        }
-    }
+    merge_heartbeats(
+        &mut record,
+        stored.heartbeats.iter().map(|(id, ms)| (id.as_str(), *ms)),
+    );
+    // Heartbeats of this process not written yet count too.
+    local.freshen(&mut record);
     let scopes_before = memberships(&record, record.is_present());
     let transition = machine::apply(
         update.user,
@@ -162,7 +157,7 @@ pub(crate) fn compute(
         .collect();
 
     let row = user_row(update.user, &record, &transition);
-    let record_json = serde_json::to_string(&record).map_err(corrupt)?;
+    let record_json = serde_json::to_string(&record).map_err(StoreError::corrupt)?;
     Ok(Change {
         scopes_joined: difference(&scopes_after, &scopes_before),
         scopes_left: difference(&scopes_before, &scopes_after),

@@ -37,8 +37,3 @@ fn connection_lost(code: &str) -> bool {
 fn busy(code: &str) -> bool {
     matches!(code, "5" | "6" | "261" | "262" | "517" | "773")
 }
-
-/// Stored data that does not decode.
-pub(crate) fn corrupt(error: serde_json::Error) -> StoreError {
-    StoreError::Corrupt(Box::new(error))
-}

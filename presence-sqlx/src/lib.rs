@@ -148,11 +148,8 @@ mod config;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod error;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod flusher;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod heartbeats;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
-mod locks;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -1,9 +1,10 @@
 //! Rows read back as the core's types.
 
-use chrono::{DateTime, Utc};
-use presence_core::{Status, StoreError, UserId, UserPresence, UserRecord, UserView};
+use std::collections::HashSet;
 
-use crate::error::corrupt;
+use chrono::{DateTime, Utc};
+use presence_core::store::kit::PendingBeat;
+use presence_core::{SessionId, Status, StoreError, UserId, UserPresence, UserRecord, UserView};
 
 /// A stored `status` column back as a status (an unknown name reads as
 /// `OFFLINE`).
@@ -39,7 +40,7 @@ pub(crate) fn views_in_order(
 ) -> Result<Vec<UserView>, StoreError> {
     let mut records = std::collections::HashMap::with_capacity(rows.len());
     for (user, json) in rows {
-        let record: UserRecord = serde_json::from_str(&json).map_err(corrupt)?;
+        let record: UserRecord = serde_json::from_str(&json).map_err(StoreError::corrupt)?;
         records.insert(user, record);
     }
     Ok(users
@@ -62,5 +63,28 @@ pub(crate) fn leases(rows: Vec<(String, i64)>) -> Result<Vec<(u64, DateTime<Utc>
                 .ok_or_else(|| StoreError::Corrupt("a lease's expiry is out of range".into()))?;
             Ok((incarnation, until))
         })
+        .collect()
+}
+
+/// The sessions of a heartbeat batch (`batch`, in order) that a flush did
+/// not write (`written`: the ids it did): gone, or already holding a newer
+/// heartbeat (an activity wrote one).
+pub(crate) fn unwritten<'a>(batch: &'a [PendingBeat], written: &[String]) -> Vec<&'a str> {
+    let written: HashSet<&str> = written.iter().map(String::as_str).collect();
+    batch
+        .iter()
+        .map(|beat| beat.session.as_str())
+        .filter(|id| !written.contains(id))
+        .collect()
+}
+
+/// Of the `unwritten` sessions, those the database holds no row for
+/// (`existing`: the ids it does): the sessions that ended.
+pub(crate) fn gone(unwritten: &[&str], existing: &[String]) -> Vec<SessionId> {
+    let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
+    unwritten
+        .iter()
+        .filter(|id| !existing.contains(*id))
+        .map(|id| SessionId::from(*id))
         .collect()
 }

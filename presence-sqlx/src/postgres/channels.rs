@@ -7,7 +7,8 @@
 //! another node ended. The hash is 64-bit FNV-1a, fixed forever, so every
 //! node (whatever its build) derives the same names.
 
-use presence_core::{NodeName, PresenceEvent, ScopeId, SessionEnd, SessionId};
+use presence_core::store::kit::{EndedMessage, EventMessage};
+use presence_core::{NodeId, NodeName, PresenceEvent, ScopeId, SessionEnd, SessionId};
 use serde::{Deserialize, Serialize};
 
 /// The channel names of one store (one schema).
@@ -49,28 +50,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// An event as notified: who made it, and the event.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct EventMessage {
-    /// The node that made the change (it already told its own watchers).
-    pub(crate) o: String,
-    pub(crate) e: PresenceEvent,
-}
-
-/// Sessions of one node ended by another.
-#[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct EndedMessage {
-    pub(crate) s: Vec<SessionId>,
-    /// `logout`, `closed`, `lapsed` or `replaced` (taken over by another
-    /// node: the session lives on there).
-    pub(crate) r: String,
-    /// The process that ended them (`name#incarnation`): it has told its
-    /// own holders, and ignores the message (another process of the same
-    /// node does not).
-    #[serde(default)]
-    pub(crate) o: String,
-}
-
 /// The longest `NOTIFY` payload PostgreSQL accepts is 7999 bytes.
 pub(crate) const MAX_PAYLOAD: usize = 7999;
 
@@ -103,10 +82,7 @@ pub(crate) enum EventsMessage {
 pub(crate) fn event_payload(origin: &NodeName, event: PresenceEvent) -> serde_json::Result<String> {
     let o = origin.to_string();
     let scope = event.scope.clone();
-    let whole = serde_json::to_string(&EventsMessage::Event(EventMessage {
-        o: o.clone(),
-        e: event,
-    }))?;
+    let whole = serde_json::to_string(&EventsMessage::Event(EventMessage::new(origin, event)))?;
     if whole.len() <= MAX_PAYLOAD {
         return Ok(whole);
     }
@@ -126,13 +102,9 @@ pub(crate) fn event_payload(origin: &NodeName, event: PresenceEvent) -> serde_js
 pub(crate) fn ended_payloads(
     sessions: &[SessionId],
     reason: SessionEnd,
-    origin: &str,
+    origin: &NodeId,
 ) -> serde_json::Result<Vec<String>> {
-    let empty = EndedMessage {
-        s: Vec::new(),
-        r: reason_name(reason).into(),
-        o: origin.to_owned(),
-    };
+    let empty = EndedMessage::new(Vec::new(), reason, origin);
     let overhead = serde_json::to_string(&empty)?.len();
     let mut payloads = Vec::new();
     let mut message = empty;
@@ -156,24 +128,6 @@ pub(crate) fn ended_payloads(
         payloads.push(serde_json::to_string(&message)?);
     }
     Ok(payloads)
-}
-
-pub(crate) fn reason_name(reason: SessionEnd) -> &'static str {
-    match reason {
-        SessionEnd::LoggedOut => "logout",
-        SessionEnd::Closed => "closed",
-        SessionEnd::Replaced => "replaced",
-        _ => "lapsed",
-    }
-}
-
-pub(crate) fn reason_of(name: &str) -> SessionEnd {
-    match name {
-        "logout" => SessionEnd::LoggedOut,
-        "closed" => SessionEnd::Closed,
-        "replaced" => SessionEnd::Replaced,
-        _ => SessionEnd::Lapsed,
-    }
 }
 
 #[cfg(test)]
@@ -235,8 +189,12 @@ mod tests {
             .collect();
         let mut with_a_monster = sessions.clone();
         with_a_monster.push(long(8_000, "y").into());
-        let payloads =
-            ended_payloads(&with_a_monster, SessionEnd::LoggedOut, "node-b#1").expect("json");
+        let payloads = ended_payloads(
+            &with_a_monster,
+            SessionEnd::LoggedOut,
+            &NodeId::new("node-b"),
+        )
+        .expect("json");
         let mut told = Vec::new();
         for payload in &payloads {
             assert!(payload.len() <= MAX_PAYLOAD, "{} bytes", payload.len());

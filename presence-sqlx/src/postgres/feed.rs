@@ -20,15 +20,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use presence_core::{
-    ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, ScopeId, SessionEnd, StoreError,
-};
+use presence_core::store::kit::{EndedMessage, LocalSessions};
+use presence_core::{ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, ScopeId, StoreError};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::task::JoinHandle;
 
-use super::channels::{Channels, EndedMessage, EventsMessage, reason_of};
+use super::channels::{Channels, EventsMessage};
 use crate::error::store_error;
-use crate::heartbeats::LocalSessions;
 
 /// The longest pause between two reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -291,14 +289,8 @@ impl Listening {
             }
             // A replaced session lives on, held elsewhere (perhaps by
             // another node of this very process).
-            let reason = reason_of(&ended.r);
-            for session in &ended.s {
-                if reason == SessionEnd::Replaced {
-                    self.local.taken_from(session, &self.node);
-                } else {
-                    self.local.ended(session);
-                }
-            }
+            let reason = ended.reason();
+            self.local.ended_elsewhere(&ended.s, reason, &self.node);
             self.sink.deliver(FeedMessage::SessionsEnded {
                 sessions: ended.s,
                 reason,

@@ -1,37 +1,27 @@
 //! Buffered heartbeats to PostgreSQL: one `UPDATE … FROM unnest(…)` per
 //! flush, whatever the number of sessions (in batches of
-//! [`FLUSH_BATCH`]).
+//! [`FLUSH_BATCH`]); the rest of the flush is the core's
+//! [`kit::flush`](presence_core::store::kit::flush).
 
-use std::collections::HashSet;
-
+use presence_core::store::kit::{self, Flushes, HeartbeatWriter, PendingBeat};
 use presence_core::{SessionId, StoreError};
 
 use super::{Shared, sql};
 use crate::error::store_error;
-use crate::flusher::Flush;
-use crate::heartbeats::PendingBeat;
+use crate::rows;
 
 /// Sessions per statement: one statement for any realistic node, and a
 /// bound on the statement's size beyond that.
 const FLUSH_BATCH: usize = 10_000;
 
-impl Flush for Shared {
+impl Flushes for Shared {
     async fn flush(&self) -> Result<usize, StoreError> {
-        let beats = self.local.take_pending();
-        for (index, batch) in beats.chunks(FLUSH_BATCH).enumerate() {
-            if let Err(error) = self.flush_batch(batch).await {
-                self.local.requeue(&beats[index * FLUSH_BATCH..]);
-                return Err(error);
-            }
-        }
-        Ok(beats.len())
+        kit::flush(&self.local, self, FLUSH_BATCH).await
     }
 }
 
-impl Shared {
-    /// Writes one batch; sessions the database no longer holds (another
-    /// node ended them) are marked gone, so their next heartbeat fails.
-    async fn flush_batch(&self, batch: &[PendingBeat]) -> Result<(), StoreError> {
+impl HeartbeatWriter for Shared {
+    async fn write(&self, batch: &[PendingBeat]) -> Result<Vec<SessionId>, StoreError> {
         let fail = |e| store_error(e, self.config.acquire_timeout);
         let ids: Vec<&str> = batch.iter().map(|beat| beat.session.as_str()).collect();
         let heartbeats: Vec<i64> = batch.iter().map(|beat| beat.at_ms).collect();
@@ -54,40 +44,23 @@ impl Shared {
             .map_err(fail)?;
         tx.commit().await.map_err(fail)?;
         if written.len() == ids.len() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        // Not written: gone, or already holding a newer heartbeat (an
-        // activity wrote one). Only the gone ones matter.
-        let written: HashSet<&str> = written.iter().map(String::as_str).collect();
-        let unwritten: Vec<&str> = ids.into_iter().filter(|id| !written.contains(id)).collect();
+        let unwritten = rows::unwritten(batch, &written);
         let existing: Vec<String> = sqlx::query_scalar(sql::EXISTING_SESSIONS)
             .bind(&unwritten)
             .fetch_all(&self.pool)
             .await
             .map_err(fail)?;
-        let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
-        let gone: Vec<&str> = unwritten
-            .into_iter()
-            .filter(|id| !existing.contains(id))
-            .collect();
-        if gone.is_empty() {
-            return Ok(());
-        }
-        // Not ended, if the database lost its data (its tables emptied,
-        // though no connection dropped): the nodes register their live
-        // sessions again (and their watchers resnapshot).
-        let (_, lost) = self.read_epoch().await?;
-        if lost {
-            tracing::warn!(
-                sessions = gone.len(),
-                "the presence database lost its data (a new epoch); registering live sessions again"
-            );
-            self.feed.resync();
-            return Ok(());
-        }
-        for gone in gone {
-            self.local.ended(&SessionId::from(gone));
-        }
-        Ok(())
+        Ok(rows::gone(&unwritten, &existing))
+    }
+
+    /// Its tables emptied though no connection dropped: a new epoch.
+    async fn lost_its_data(&self) -> Result<bool, StoreError> {
+        Ok(self.read_epoch().await?.1)
+    }
+
+    fn resync(&self) {
+        self.feed.resync();
     }
 }

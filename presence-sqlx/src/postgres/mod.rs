@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use presence_core::store::kit::{self, Flushes, KnownEpoch, LocalSessions, UserLocks};
 use presence_core::{
     Broadcast, ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId,
     SessionEnd, SessionId, StoreError, Transition, Update, UserId, UserPresence, UserRecord,
@@ -28,10 +29,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 
 use crate::change::{self, Change, Stored};
 use crate::config::PgConfig;
-use crate::error::{corrupt, store_error};
-use crate::flusher;
-use crate::heartbeats::LocalSessions;
-use crate::locks::UserLocks;
+use crate::error::store_error;
 use crate::rows;
 
 use channels::{Channels, ended_payloads, event_payload};
@@ -55,7 +53,7 @@ struct Shared {
     channels: Channels,
     locks: UserLocks,
     /// The epoch this store last read (see [`PgStore::read_epoch`]).
-    epoch: std::sync::Mutex<Epoch>,
+    epoch: KnownEpoch,
 }
 
 impl Shared {
@@ -68,9 +66,7 @@ impl Shared {
             .await
             .map_err(|e| store_error(e, self.config.acquire_timeout))?;
         let epoch = Epoch::from(epoch);
-        let mut known = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = *known != epoch;
-        *known = epoch.clone();
+        let changed = self.epoch.observe(epoch.clone());
         Ok((epoch, changed))
     }
 }
@@ -118,15 +114,15 @@ impl PgStore {
             local,
             feed,
             channels,
-            locks: UserLocks::new(),
-            epoch: std::sync::Mutex::new(Epoch::from("")),
+            locks: UserLocks::default(),
+            epoch: KnownEpoch::new(Epoch::from("")),
         });
         let store = Self { shared };
         if store.shared.config.migrate {
             store.migrate().await?;
         }
         store.read_epoch().await?;
-        flusher::spawn(&store.shared, store.shared.config.flush_interval);
+        kit::spawn_flusher(&store.shared, store.shared.config.flush_interval);
         Ok(store)
     }
 
@@ -169,7 +165,7 @@ impl PgStore {
     /// flush interval (e.g. before a graceful shutdown, or to measure);
     /// returns how many.
     pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
-        flusher::Flush::flush(&*self.shared).await
+        Flushes::flush(&*self.shared).await
     }
 
     /// Reads the store's epoch (writing a fresh one if its data was wiped)
@@ -196,7 +192,8 @@ impl PgStore {
     ) -> Result<Stored, StoreError> {
         let mut record = self.read_locked(tx, user).await?;
         if record.is_none() {
-            let empty = serde_json::to_string(&UserRecord::default()).map_err(corrupt)?;
+            let empty =
+                serde_json::to_string(&UserRecord::default()).map_err(StoreError::corrupt)?;
             sqlx::query(sql::CREATE_USER)
                 .bind(user.as_str())
                 .bind(empty)
@@ -278,13 +275,14 @@ impl PgStore {
         let mut payloads = Vec::new();
         for event in broadcast.events {
             channels.push(self.shared.channels.events().to_owned());
-            payloads.push(event_payload(&update.node.name, event).map_err(corrupt)?);
+            payloads.push(event_payload(&update.node.name, event).map_err(StoreError::corrupt)?);
         }
         let ended = broadcast.ended.iter().map(|e| (e, broadcast.reason));
         let replaced = broadcast.replaced.iter().map(|e| (e, SessionEnd::Replaced));
-        let origin = update.node.to_string();
         for ((holder, sessions), reason) in ended.chain(replaced) {
-            for payload in ended_payloads(sessions, reason, &origin).map_err(corrupt)? {
+            let told =
+                ended_payloads(sessions, reason, update.node).map_err(StoreError::corrupt)?;
+            for payload in told {
                 channels.push(self.shared.channels.ended(holder));
                 payloads.push(payload);
             }
@@ -332,7 +330,7 @@ impl PresenceStore for PgStore {
         tx.commit().await.map_err(|e| self.fail(e))?;
         self.shared
             .local
-            .after_change(&update, &change.transition, &change.record);
+            .after_change(&update, &change.transition, &change.record, || ());
         Ok(change.transition)
     }
 
@@ -447,11 +445,7 @@ impl PresenceStore for PgStore {
     }
 
     fn epoch(&self) -> Epoch {
-        self.shared
-            .epoch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.epoch.get()
     }
 
     async fn reload_epoch(&self) -> Result<Epoch, StoreError> {

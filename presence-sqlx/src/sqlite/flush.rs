@@ -1,54 +1,53 @@
 //! Buffered heartbeats to SQLite: one `UPDATE … FROM json_each(…)` per
-//! flush, on the writer connection.
+//! batch, on the writer connection; the rest of the flush is the core's
+//! [`kit::flush`](presence_core::store::kit::flush).
 
-use std::collections::HashSet;
-
+use presence_core::store::kit::{self, Flushes, HeartbeatWriter, PendingBeat};
 use presence_core::{SessionId, StoreError};
 
 use super::{Shared, sql};
 use crate::error::store_error;
-use crate::flusher::Flush;
+use crate::rows;
 
-impl Flush for Shared {
+/// Sessions per statement.
+const FLUSH_BATCH: usize = 10_000;
+
+impl Flushes for Shared {
     async fn flush(&self) -> Result<usize, StoreError> {
-        let beats = self.local.take_pending();
-        if beats.is_empty() {
-            return Ok(0);
-        }
+        kit::flush(&self.local, self, FLUSH_BATCH).await
+    }
+}
+
+impl HeartbeatWriter for Shared {
+    async fn write(&self, batch: &[PendingBeat]) -> Result<Vec<SessionId>, StoreError> {
         let fail = |e| store_error(e, self.config.acquire_timeout);
-        let batch: Vec<serde_json::Value> = beats
+        let rows: Vec<serde_json::Value> = batch
             .iter()
             .map(|beat| serde_json::json!([beat.session, beat.at_ms, beat.expires_ms]))
             .collect();
-        let written: Result<Vec<String>, _> = sqlx::query_scalar(sql::FLUSH_HEARTBEATS)
-            .bind(serde_json::Value::Array(batch).to_string())
+        let written: Vec<String> = sqlx::query_scalar(sql::FLUSH_HEARTBEATS)
+            .bind(serde_json::Value::Array(rows).to_string())
             .fetch_all(&self.writer)
-            .await;
-        let written = match written {
-            Ok(written) => written,
-            Err(error) => {
-                self.local.requeue(&beats);
-                return Err(fail(error));
-            }
-        };
-        if written.len() < beats.len() {
-            // Not written: gone, or already holding a newer heartbeat.
-            let written: HashSet<&str> = written.iter().map(String::as_str).collect();
-            let unwritten: Vec<&str> = beats
-                .iter()
-                .map(|beat| beat.session.as_str())
-                .filter(|id| !written.contains(id))
-                .collect();
-            let existing: Vec<String> = sqlx::query_scalar(sql::EXISTING_SESSIONS)
-                .bind(serde_json::Value::from(unwritten.clone()).to_string())
-                .fetch_all(&self.readers)
-                .await
-                .map_err(fail)?;
-            let existing: HashSet<&str> = existing.iter().map(String::as_str).collect();
-            for gone in unwritten.into_iter().filter(|id| !existing.contains(id)) {
-                self.local.ended(&SessionId::from(gone));
-            }
+            .await
+            .map_err(fail)?;
+        if written.len() == batch.len() {
+            return Ok(Vec::new());
         }
-        Ok(beats.len())
+        let unwritten = rows::unwritten(batch, &written);
+        let existing: Vec<String> = sqlx::query_scalar(sql::EXISTING_SESSIONS)
+            .bind(serde_json::Value::from(unwritten.clone()).to_string())
+            .fetch_all(&self.readers)
+            .await
+            .map_err(fail)?;
+        Ok(rows::gone(&unwritten, &existing))
     }
+
+    /// One process owns the file: nothing else can empty it under this
+    /// store, so a session it no longer holds has ended.
+    async fn lost_its_data(&self) -> Result<bool, StoreError> {
+        Ok(false)
+    }
+
+    /// No cluster feed: nothing to resync.
+    fn resync(&self) {}
 }

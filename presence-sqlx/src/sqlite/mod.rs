@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use presence_core::store::kit::{self, Flushes, KnownEpoch, LocalSessions, UserLocks};
 use presence_core::{
     Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
     Transition, Update, UserId, UserPresence, UserView,
@@ -26,9 +27,6 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::change::{self, Change, Stored};
 use crate::config::SqliteConfig;
 use crate::error::store_error;
-use crate::flusher;
-use crate::heartbeats::LocalSessions;
-use crate::locks::UserLocks;
 use crate::rows;
 
 /// The embedded migrations (`migrations/sqlite`).
@@ -50,7 +48,7 @@ struct Shared {
     local: LocalSessions,
     locks: UserLocks,
     /// The database file's epoch, read at connect.
-    epoch: std::sync::Mutex<Epoch>,
+    epoch: KnownEpoch,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -95,15 +93,15 @@ impl SqliteStore {
             readers,
             config,
             local: LocalSessions::default(),
-            locks: UserLocks::new(),
-            epoch: std::sync::Mutex::new(Epoch::from("")),
+            locks: UserLocks::default(),
+            epoch: KnownEpoch::new(Epoch::from("")),
         });
         let store = Self { shared };
         if store.shared.config.migrate {
             store.migrate().await?;
         }
         store.read_epoch().await?;
-        flusher::spawn(&store.shared, store.shared.config.flush_interval);
+        kit::spawn_flusher(&store.shared, store.shared.config.flush_interval);
         Ok(store)
     }
 
@@ -120,7 +118,7 @@ impl SqliteStore {
             .await
             .map_err(|e| self.fail(e))?;
         let epoch = Epoch::from(epoch);
-        *self.shared.epoch.lock().unwrap_or_else(|e| e.into_inner()) = epoch.clone();
+        self.shared.epoch.observe(epoch.clone());
         Ok(epoch)
     }
 
@@ -142,7 +140,7 @@ impl SqliteStore {
     /// Writes the heartbeats buffered so far now, rather than at the next
     /// flush interval; returns how many.
     pub async fn flush_heartbeats(&self) -> Result<usize, StoreError> {
-        flusher::Flush::flush(&*self.shared).await
+        Flushes::flush(&*self.shared).await
     }
 
     fn fail(&self, error: sqlx::Error) -> StoreError {
@@ -236,7 +234,7 @@ impl PresenceStore for SqliteStore {
         tx.commit().await.map_err(|e| self.fail(e))?;
         self.shared
             .local
-            .after_change(&update, &change.transition, &change.record);
+            .after_change(&update, &change.transition, &change.record, || ());
         Ok(change.transition)
     }
 
@@ -344,10 +342,6 @@ impl PresenceStore for SqliteStore {
     }
 
     fn epoch(&self) -> Epoch {
-        self.shared
-            .epoch
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.shared.epoch.get()
     }
 }

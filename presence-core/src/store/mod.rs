@@ -19,6 +19,11 @@
 //!   [`PresenceStore::users_on_node`] when a node restarts.
 //!
 //! Every store runs the shared conformance suite (`presence-store-tests`).
+//! A store whose data lives outside this process builds on [`kit`]: local
+//! sessions and batched heartbeats, striped user locks and the feed's wire
+//! messages, written once for every backend.
+
+pub mod kit;
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -121,6 +126,14 @@ pub enum StoreError {
     /// Any other backend failure.
     #[error("the presence store failed")]
     Backend(#[source] BoxError),
+}
+
+impl StoreError {
+    /// Stored data that did not decode (a record, a message), as
+    /// [`StoreError::Corrupt`].
+    pub fn corrupt(error: impl Into<BoxError>) -> Self {
+        StoreError::Corrupt(error.into())
+    }
 }
 
 impl From<OpError> for StoreError {
