@@ -42,6 +42,7 @@ pub use crate::delivery::{Delivery, EncodingCache, EventBatch, SharedEvent};
 use crate::event::PresenceEvent;
 use crate::feed::ClusterFeed;
 use crate::ids::{NodeId, ScopeId, UserId};
+use crate::scope_views::ScopeViews;
 use crate::store::Transition;
 pub use crate::subscription::Subscription;
 use crate::subscription::{Mailbox, Queued, SubscriberId, Watch};
@@ -216,10 +217,14 @@ pub(crate) struct Hub {
     dropped: AtomicU64,
     /// The store's cluster feed, told which scopes this node watches.
     feed: OnceLock<(Arc<dyn ClusterFeed>, NodeId)>,
+    /// The watched scopes' members as this node last heard, for a store
+    /// whose reads cost I/O (see [`crate::scope_views`]).
+    views: Option<ScopeViews>,
 }
 
 impl Hub {
-    pub(crate) fn new(capacity: usize, batching: Batching) -> Arc<Self> {
+    /// A hub; with `keep_views`, it keeps the view of each watched scope.
+    pub(crate) fn new(capacity: usize, batching: Batching, keep_views: bool) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             this: this.clone(),
             scopes: DashMap::new(),
@@ -232,7 +237,15 @@ impl Hub {
             delivered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             feed: OnceLock::new(),
+            views: keep_views.then(ScopeViews::default),
         })
+    }
+
+    /// The scope views, if this hub keeps them and `scope` is watched here
+    /// (only then does every event of the scope reach this node).
+    pub(crate) fn views_for(&self, scope: &ScopeId) -> Option<&ScopeViews> {
+        let views = self.views.as_ref()?;
+        self.scopes.contains_key(scope).then_some(views)
     }
 
     /// Tells `feed` which scopes this node watches, from now on (scopes
@@ -283,6 +296,9 @@ impl Hub {
         let Some(entry) = self.scopes.get(&event.scope) else {
             return;
         };
+        if let Some(views) = &self.views {
+            views.note(&event);
+        }
         let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
         let by_user = watchers.watchers_of(&event.user_id);
         if watchers.whole.is_empty() && by_user.is_none() {
@@ -401,6 +417,9 @@ impl Hub {
     /// (and re-reads its snapshots). With `new_epoch`, versions started
     /// again: the versions delivered so far are forgotten.
     pub(crate) fn resync(&self, new_epoch: bool) {
+        if let Some(views) = &self.views {
+            views.all_stale();
+        }
         for entry in self.scopes.iter() {
             Self::lag_all(&entry, new_epoch);
         }
@@ -408,6 +427,9 @@ impl Hub {
 
     /// The watchers of `scope` may have missed events.
     pub(crate) fn resync_scope(&self, scope: &ScopeId) {
+        if let Some(views) = &self.views {
+            views.stale(scope);
+        }
         if let Some(entry) = self.scopes.get(scope) {
             Self::lag_all(&entry, false);
         }
@@ -446,6 +468,11 @@ impl Hub {
             dashmap::Entry::Vacant(entry) => {
                 if let Some((feed, node)) = self.feed.get() {
                     feed.watch(node, scope);
+                }
+                // A view a snapshot left after the scope's last watcher went
+                // missed the events since.
+                if let Some(views) = &self.views {
+                    views.forget(scope);
                 }
                 entry.insert(RwLock::default())
             }
@@ -487,6 +514,9 @@ impl Hub {
                 .is_empty();
             if empty && let Some((feed, node)) = self.feed.get() {
                 feed.unwatch(node, scope);
+            }
+            if empty && let Some(views) = &self.views {
+                views.forget(scope);
             }
             empty
         });
@@ -544,7 +574,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_a_feed_duplicates_and_stragglers_are_dropped() {
-        let hub = Hub::new(16, Batching::OFF);
+        let hub = Hub::new(16, Batching::OFF, false);
         hub.attach_feed(Arc::new(SilentFeed), NodeId::new("a"));
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
@@ -567,7 +597,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_resync_wakes_a_waiting_subscriber_with_lagged() {
-        let hub = Hub::new(16, EAGER);
+        let hub = Hub::new(16, EAGER, false);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         let waiting = tokio::spawn(async move { subscription.recv().await });
@@ -582,7 +612,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_scopes_event_goes_out_at_once() {
-        let hub = Hub::new(16, EAGER);
+        let hub = Hub::new(16, EAGER, false);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         hub.deliver(event("alice", 1));
@@ -597,7 +627,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_reaches_scope_watchers_in_one_batch_per_tick_in_order() {
-        let hub = Hub::new(16, EAGER);
+        let hub = Hub::new(16, EAGER, false);
         let mut batched = hub.subscribe();
         batched.accept_batches();
         batched.watch_scope("acme".into());
@@ -648,7 +678,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_batch_task_ends_once_the_scope_is_quiet() {
-        let hub = Hub::new(16, EAGER);
+        let hub = Hub::new(16, EAGER, false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -678,7 +708,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_goes_out_without_waiting_for_the_tick() {
-        let hub = Hub::new(16, EAGER);
+        let hub = Hub::new(16, EAGER, false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -694,7 +724,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_subscriber_whose_queue_fills_with_batches_lags_and_others_do_not() {
-        let hub = Hub::new(2, EAGER);
+        let hub = Hub::new(2, EAGER, false);
         let mut slow = hub.subscribe();
         slow.accept_batches();
         slow.watch_scope("acme".into());
@@ -727,7 +757,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn paced_changes_at_the_rate_never_wait_for_a_batch() {
-        let hub = Hub::new(16, Batching::default());
+        let hub = Hub::new(16, Batching::default(), false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -743,7 +773,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_scope_above_the_rate_is_batched_after_its_burst() {
-        let hub = Hub::new(16, Batching::default());
+        let hub = Hub::new(16, Batching::default(), false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());

@@ -147,6 +147,7 @@ pub mod machine;
 pub mod memory;
 pub mod metrics;
 pub mod record;
+mod scope_views;
 mod service;
 mod session;
 pub mod status;

@@ -34,6 +34,8 @@ use presence_core::{
 };
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::counting::CountingReads;
+
 /// Longest a scenario waits (real time) for a delivery it expects.
 pub const WAIT: Duration = Duration::from_secs(5);
 
@@ -1015,4 +1017,84 @@ pub async fn a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle
         .heartbeat()
         .expect("the resumed session on node B is live");
     assert_eq!(resumed.has_ended(), None);
+}
+
+/// Fifty snapshots of one scope on node A, taken at once, read the scope
+/// from the store once between them (node A keeps its view of the scope it
+/// watches); changes made on node B then keep that view current, so a later
+/// snapshot on node A reads nothing and agrees with node B's read of the
+/// store.
+pub async fn the_watchers_of_a_scope_on_one_node_read_it_from_the_store_once(
+    store: Arc<dyn PresenceStore>,
+) {
+    let counted = CountingReads::new(store);
+    let c = Cluster::start(counted.clone()).await;
+    let linger = cluster_config().linger.as_secs();
+    let mut on_a = c.watch(c.a(), "hall").await;
+    let mut sessions = Vec::new();
+    for user in ["alice", "bob", "carol"] {
+        sessions.push(open(c.b(), user, &format!("{user}-laptop"), "hall").await);
+    }
+    on_a.expect_unordered(&[
+        ev("alice", Status::Online, 1),
+        ev("bob", Status::Online, 1),
+        ev("carol", Status::Online, 1),
+    ])
+    .await;
+    let before = counted.scope_reads();
+    let snapshots: Vec<_> = (0..50)
+        .map(|_| {
+            let a = c.a().clone();
+            tokio::spawn(async move { a.snapshot(&ScopeId::from("hall")).await })
+        })
+        .collect();
+    let everyone = vec![
+        ("alice".to_owned(), Status::Online, 1),
+        ("bob".to_owned(), Status::Online, 1),
+        ("carol".to_owned(), Status::Online, 1),
+    ];
+    for snapshot in snapshots {
+        let snapshot = snapshot.await.expect("ran").expect("snapshot");
+        let mut seen: Vec<Seen> = snapshot
+            .users
+            .iter()
+            .filter(|user| !is_probe(&user.user_id))
+            .map(|user| (user.user_id.to_string(), user.status, user.v))
+            .collect();
+        seen.sort_by(|x, y| (&x.0, x.2).cmp(&(&y.0, y.2)));
+        assert_eq!(seen, everyone);
+    }
+    assert_eq!(
+        counted.scope_reads(),
+        before + 1,
+        "fifty snapshots of one watched scope read the store once"
+    );
+
+    c.b()
+        .set_status(&UserId::from("bob"), RequestedStatus::Busy, None)
+        .await
+        .expect("bob is busy");
+    on_a.expect(&[ev("bob", Status::Busy, 2)]).await;
+    let _dave = open(c.b(), "dave", "dave-laptop", "hall").await;
+    on_a.expect(&[ev("dave", Status::Online, 1)]).await;
+    let carol = sessions.pop().expect("carol's session");
+    carol.close().await.expect("carol closes");
+    c.advance_to(linger + 1);
+    c.run_due_on_both().await;
+    on_a.expect(&[ev("carol", Status::Offline, 2)]).await;
+
+    let reads = counted.scope_reads();
+    let now = vec![
+        ("alice".to_owned(), Status::Online, 1),
+        ("bob".to_owned(), Status::Busy, 2),
+        ("dave".to_owned(), Status::Online, 1),
+    ];
+    assert_eq!(c.members_on(c.a(), "hall").await, now);
+    assert_eq!(
+        counted.scope_reads(),
+        reads,
+        "node A answered from its view"
+    );
+    // Node B watches nothing there: it reads the store, and agrees.
+    assert_eq!(c.members_on(c.b(), "hall").await, now);
 }

@@ -46,7 +46,10 @@
 //! - an HTTP request that raced a logout on node B does not bring the
 //!   login back on node A;
 //! - a session resumed on node B (same session id) is not closed when node
-//!   A drops its old handle.
+//!   A drops its old handle;
+//! - fifty snapshots of a scope node A watches read the store once between
+//!   them, and node A's view of the scope stays current with node B's
+//!   changes (no read) and agrees with node B's read of the store.
 //!
 //! Run them with one macro call in an integration test, the same way:
 //!
@@ -100,6 +103,7 @@
 
 pub mod cases;
 pub mod cluster;
+pub mod counting;
 mod harness;
 #[cfg(feature = "redis")]
 pub mod redis_keys;
@@ -174,6 +178,7 @@ macro_rules! cluster_tests {
             a_node_shut_down_gracefully_hands_its_users_over_without_a_flicker,
             an_http_request_that_raced_a_logout_on_the_other_node_does_not_bring_the_login_back,
             a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle,
+            the_watchers_of_a_scope_on_one_node_read_it_from_the_store_once,
         );
     };
     (@scenarios $make:expr; $($scenario:ident),* $(,)?) => {

@@ -192,12 +192,19 @@ impl Presence {
             .await?;
         let sweeper = SweeperControl::new();
         let epoch = settings.store.epoch();
+        // Scope views spare a store whose reads cost I/O one scope read per
+        // watcher; the memory store keeps a scope index of its own.
+        let keep_views = !settings.store.completes_without_io();
         let inner = Arc::new(Inner {
             store: settings.store,
             clock: time.clock.clone(),
             config: settings.config,
             node: settings.node,
-            hub: Hub::new(settings.subscriber_capacity, settings.batching),
+            hub: Hub::new(
+                settings.subscriber_capacity,
+                settings.batching,
+                keep_views,
+            ),
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),

@@ -31,11 +31,20 @@ impl Presence {
         Ok(views.into_iter().map(|view| view.presence).collect())
     }
 
-    /// Every member of `scope` who is not `OFFLINE`.
+    /// Every member of `scope` who is not `OFFLINE`. For a scope watched
+    /// on this node, from the node's view of it (see
+    /// [`crate::scope_views`]) when the store is not in memory: the
+    /// sockets watching one scope read it from the store once between them.
     pub async fn snapshot(&self, scope: &ScopeId) -> Result<Snapshot, Error> {
-        let members = self
-            .timed("scope_members", self.inner.store.scope_members(scope))
-            .await?;
+        let read = || self.timed("scope_members", self.inner.store.scope_members(scope));
+        let members = match self.inner.hub.views_for(scope) {
+            Some(views) => {
+                views
+                    .snapshot(scope, || self.inner.store.epoch(), read)
+                    .await?
+            }
+            None => read().await?,
+        };
         Ok(Snapshot {
             scope: scope.clone(),
             users: members
