@@ -200,11 +200,7 @@ impl Presence {
             clock: time.clock.clone(),
             config: settings.config,
             node: settings.node,
-            hub: Hub::new(
-                settings.subscriber_capacity,
-                settings.batching,
-                keep_views,
-            ),
+            hub: Hub::new(settings.subscriber_capacity, settings.batching, keep_views),
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),
