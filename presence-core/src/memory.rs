@@ -439,6 +439,32 @@ impl PresenceStore for MemoryStore {
         Ok(self.deadlines.due(now, limit))
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let mut claimed = Vec::new();
+        for user in self.deadlines.due(now, limit) {
+            let Some(slot) = self.users.get(&user).map(|slot| slot.clone()) else {
+                continue;
+            };
+            let mut state = slot.lock();
+            // Under the user's lock: another sweep may have claimed it, or a
+            // change moved its deadline, since the index was read.
+            if let Some(deadline) = state.deadline
+                && deadline <= now
+            {
+                self.deadlines
+                    .replace(&slot.user, Some(deadline), Some(hold_until));
+                state.deadline = Some(hold_until);
+                claimed.push(user);
+            }
+        }
+        Ok(claimed)
+    }
+
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(self.deadlines.earliest())
     }

@@ -47,3 +47,22 @@ return 1
 "#,
     )
 });
+
+/// Claims due users for one sweep.
+///
+/// KEYS: due. ARGV: now (ms), limit, hold until (ms).
+///
+/// Returns up to `limit` users whose deadline is at or before now, oldest
+/// first, each moved to the hold in the same step: the other nodes' sweeps
+/// pass them by.
+pub(crate) static CLAIM_DUE: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local users = redis.call('ZRANGE', KEYS[1], '-inf', ARGV[1], 'BYSCORE', 'LIMIT', 0, ARGV[2])
+for _, user in ipairs(users) do
+  redis.call('ZADD', KEYS[1], 'XX', ARGV[3], user)
+end
+return users
+"#,
+    )
+});

@@ -550,6 +550,23 @@ impl PresenceStore for RedisStore {
         Ok(users.into_iter().map(UserId::from).collect())
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> = scripts::CLAIM_DUE
+            .key(self.shared.keys.due())
+            .arg(now.timestamp_millis())
+            .arg(limit)
+            .arg(hold_until.timestamp_millis())
+            .invoke_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let first: Vec<(String, i64)> = redis::cmd("ZRANGE")
             .arg(self.shared.keys.due())

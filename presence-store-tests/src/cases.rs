@@ -680,6 +680,86 @@ pub async fn deadlines_are_indexed_and_move_on_after_refresh(store: Arc<dyn Pres
     assert!(h.due(10_000.0).await.is_empty());
 }
 
+/// A sweep's claim hides the users it took from every other sweep until
+/// its hold (nodes split the due work); the claimant's refresh moves a
+/// user on, and a user whose claimant never refreshed it (it died) is due
+/// again at the hold.
+pub async fn a_claimed_user_is_passed_by_until_its_hold(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    h.open("bob", "b1", 10.0).await;
+    let claim = |now: f64, hold: f64| {
+        let h = &h;
+        async move {
+            let mut users: Vec<String> = h
+                .store
+                .claim_due(h.at(now), 1000, h.at(hold))
+                .await
+                .expect("claim_due")
+                .into_iter()
+                .map(|user| user.to_string())
+                .collect();
+            users.sort();
+            users
+        }
+    };
+    assert_eq!(claim(35.0, 45.0).await, ["alice"], "bob is not due yet");
+    assert!(
+        claim(36.0, 46.0).await.is_empty(),
+        "alice is claimed by the first sweep"
+    );
+    assert_eq!(h.due(44.0).await, ["bob"], "alice is hidden until 45");
+    assert_eq!(
+        h.store.next_deadline().await.expect("next"),
+        Some(h.at(40.0))
+    );
+    assert_eq!(
+        claim(45.0, 55.0).await,
+        ["alice", "bob"],
+        "the hold ran out"
+    );
+    // The claimant refreshes alice: her session lapsed at 30, her linger
+    // ended at 35, and nothing will change her again.
+    let t = h.refresh("alice", 45.0).await;
+    assert_eq!((t.to, t.next_deadline), (Status::Offline, None));
+    assert_eq!(h.due(60.0).await, ["bob"]);
+}
+
+/// Sweeps racing to claim the same due users take each user once between
+/// them.
+pub async fn racing_sweeps_claim_each_due_user_once(store: Arc<dyn PresenceStore>) {
+    let h = Arc::new(Harness::new(store));
+    let users: Vec<String> = (0..40).map(|i| format!("user-{i:02}")).collect();
+    for user in &users {
+        h.open(user, &format!("{user}-s"), 0.0).await;
+    }
+    let sweeps: Vec<_> = (0..8)
+        .map(|_| {
+            let h = h.clone();
+            tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                loop {
+                    let batch = h
+                        .store
+                        .claim_due(h.at(31.0), 3, h.at(60.0))
+                        .await
+                        .expect("claim_due");
+                    if batch.is_empty() {
+                        return claimed;
+                    }
+                    claimed.extend(batch.into_iter().map(|user| user.to_string()));
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for sweep in sweeps {
+        claimed.extend(sweep.await.expect("a sweep"));
+    }
+    claimed.sort();
+    assert_eq!(claimed, users, "every due user, each once");
+}
+
 /// Sessions left by an earlier incarnation of a node are found by name and
 /// cleared; the current incarnation's and other nodes' sessions stay.
 pub async fn a_restarted_node_clears_its_previous_incarnation(store: Arc<dyn PresenceStore>) {

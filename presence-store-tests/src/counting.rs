@@ -72,6 +72,15 @@ impl PresenceStore for CountingReads {
         self.inner.due(now, limit).await
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        self.inner.claim_due(now, limit, hold_until).await
+    }
+
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.inner.next_deadline().await
     }

@@ -143,6 +143,8 @@ macro_rules! conformance_tests {
             a_reconnect_keeps_each_scope_lingering_for_its_own_login,
             unknown_users_read_as_offline_version_zero,
             deadlines_are_indexed_and_move_on_after_refresh,
+            a_claimed_user_is_passed_by_until_its_hold,
+            racing_sweeps_claim_each_due_user_once,
             a_restarted_node_clears_its_previous_incarnation,
             node_leases_are_kept_per_incarnation,
             versions_survive_going_offline_and_coming_back,

@@ -39,6 +39,10 @@ const USER_LOCK_STRIPES: usize = 1024;
 const SWEEP_BATCH: usize = 512;
 /// Batches one sweep processes before it yields to the next round.
 const MAX_SWEEP_BATCHES: usize = 64;
+/// How long the users a sweep claimed are hidden from the other nodes'
+/// sweeps: longer than refreshing a batch takes on a remote store (about a
+/// millisecond each); a user whose refresh failed is retried after it.
+const SWEEP_CLAIM: Duration = Duration::from_secs(5);
 
 /// The presence service. Cheap to clone; every clone is the same service.
 ///
@@ -76,6 +80,11 @@ pub(crate) struct Inner {
     /// How long this process's lease lasts once renewed.
     lease: Duration,
     lease_state: std::sync::Mutex<incarnations::LeaseState>,
+    /// Held by the one sweep of this process running: a sweep claims the
+    /// users it refreshes from the others (see
+    /// [`PresenceStore::claim_due`]), so a second sweep here waits for the
+    /// first rather than pass its users by.
+    sweeping: tokio::sync::Mutex<()>,
 }
 
 /// The holder of a session opened through this service.
@@ -213,6 +222,7 @@ impl Presence {
             epoch: std::sync::Mutex::new(epoch),
             lease: settings.lease,
             lease_state: std::sync::Mutex::default(),
+            sweeping: tokio::sync::Mutex::new(()),
         });
         let presence = Presence { inner };
         time.keep_in_step(Arc::downgrade(&presence.inner));
@@ -639,12 +649,18 @@ impl Presence {
     /// Refreshes every user whose deadline is at or before `now`; returns
     /// how many changed what observers see.
     async fn refresh_due(&self, now: DateTime<Utc>) -> Result<usize, Error> {
+        let _sweeping = self.inner.sweeping.lock().await;
         let (mut refreshed, mut changed) = (0, 0);
         // Bounded, so a clock set backwards mid-sweep cannot spin forever;
         // what is left is due at once and swept next round.
         for _ in 0..MAX_SWEEP_BATCHES {
             let due = self
-                .timed("due", self.inner.store.due(now, SWEEP_BATCH))
+                .timed(
+                    "due",
+                    self.inner
+                        .store
+                        .claim_due(now, SWEEP_BATCH, later(now, SWEEP_CLAIM)),
+                )
                 .await?;
             let mut failed = 0;
             for user in &due {

@@ -14,7 +14,9 @@
 //!   [`Transition::scopes`] while [`Transition::present`] is true, and of no
 //!   scope otherwise;
 //! - **deadlines**: one entry per user at [`Transition::next_deadline`]
-//!   (none when it is `None`), read by [`PresenceStore::due`];
+//!   (none when it is `None`), read by [`PresenceStore::due`] and taken by
+//!   a sweep with [`PresenceStore::claim_due`] (which moves it to the
+//!   claim's hold, so the nodes sharing the store split the due users);
 //! - **nodes**: which users hold sessions opened on a node name, read by
 //!   [`PresenceStore::users_on_node`] when a node restarts.
 //!
@@ -225,6 +227,27 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// Up to `limit` users whose next deadline is at or before `now`, oldest
     /// first. Applying [`UserOp::Refresh`] to each moves its deadline on.
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError>;
+
+    /// Takes up to `limit` users due at `now` for this process's sweep, as
+    /// [`PresenceStore::due`] finds them, and moves each one's deadline to
+    /// `hold_until`, atomically: the sweeps of the other nodes sharing the
+    /// store pass them by, so nodes split the due work instead of each
+    /// refreshing every user. The [`UserOp::Refresh`] that follows moves the
+    /// deadline on; a process that dies mid-sweep leaves its users due
+    /// again at `hold_until`. A user whose deadline moved since it fell due
+    /// (another sweep claimed it, or a change) is not taken.
+    ///
+    /// The default is [`PresenceStore::due`] with no claim, which is right
+    /// for a store only one process uses (one sweeper).
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let _ = hold_until;
+        self.due(now, limit).await
+    }
 
     /// The earliest deadline of any user, if one is set.
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError>;

@@ -389,6 +389,22 @@ impl PresenceStore for PgStore {
         Ok(users.into_iter().map(UserId::from).collect())
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> = sqlx::query_scalar(sql::CLAIM_DUE)
+            .bind(now.timestamp_millis())
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(hold_until.timestamp_millis())
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(users.into_iter().map(UserId::from).collect())
+    }
+
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         let first: Option<i64> = sqlx::query_scalar(sql::NEXT_DEADLINE)
             .fetch_one(&self.shared.pool)

@@ -92,6 +92,19 @@ WHERE next_deadline <= $1
 ORDER BY next_deadline, user_id
 LIMIT $2";
 
+/// Claims due users for one sweep, moving their deadline to the hold;
+/// rows a change holds locked are skipped (the change moves their deadline
+/// itself). $1 now, $2 limit, $3 hold until.
+pub(crate) const CLAIM_DUE: &str = "\
+UPDATE users SET next_deadline = $3
+WHERE user_id IN (
+    SELECT user_id FROM users
+    WHERE next_deadline <= $1
+    ORDER BY next_deadline, user_id
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED)
+RETURNING user_id";
+
 /// The earliest deadline.
 pub(crate) const NEXT_DEADLINE: &str = "SELECT min(next_deadline) FROM users";
 

@@ -166,6 +166,15 @@ impl PresenceStore for FaultyMemory {
         self.store().due(now, limit).await
     }
 
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+        hold_until: DateTime<Utc>,
+    ) -> Result<Vec<UserId>, StoreError> {
+        self.store().claim_due(now, limit, hold_until).await
+    }
+
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.store().next_deadline().await
     }
