@@ -18,12 +18,13 @@ use crate::config::{ConfigError, PresenceConfig};
 use crate::error::Error;
 use crate::fanout::{Batching, FanoutStats, Hub};
 use crate::feed::{FeedMessage, FeedSink};
-use crate::ids::{Epoch, LoginId, NodeId, ScopeId, SessionId, UserId};
+use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
 use crate::metrics;
 use crate::record::{NewSession, UserOp, UserPresence};
 use crate::session::{EndSignal, SessionEnd, SessionHandle, SessionSpec};
 use crate::status::{ManualChoice, RequestedStatus};
+use crate::store::kit::KnownEpoch;
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
 mod incarnations;
@@ -76,7 +77,7 @@ pub(crate) struct Inner {
     shut_down: AtomicBool,
     /// The store's epoch as this node last saw it: a resync that finds
     /// another one means the store lost its data.
-    epoch: std::sync::Mutex<Epoch>,
+    epoch: KnownEpoch,
     /// How long this process's lease lasts once renewed.
     lease: Duration,
     lease_state: std::sync::Mutex<incarnations::LeaseState>,
@@ -219,7 +220,7 @@ impl Presence {
             store_timeout: settings.store_timeout,
             sweeper: sweeper.clone(),
             shut_down: AtomicBool::new(false),
-            epoch: std::sync::Mutex::new(epoch),
+            epoch: KnownEpoch::new(epoch),
             lease: settings.lease,
             lease_state: std::sync::Mutex::default(),
             sweeping: tokio::sync::Mutex::new(()),
@@ -577,12 +578,7 @@ impl Presence {
                 }
             }
         };
-        let changed = {
-            let mut known = self.inner.epoch.lock().unwrap_or_else(|e| e.into_inner());
-            let changed = *known != epoch;
-            *known = epoch.clone();
-            changed
-        };
+        let changed = self.inner.epoch.observe(epoch.clone());
         if changed {
             tracing::warn!(node = %self.inner.node, %epoch, "the presence store lost its data (a new epoch); registering live sessions again");
             self.inner.hub.resync(true);
