@@ -31,10 +31,15 @@ impl Presence {
         Ok(views.into_iter().map(|view| view.presence).collect())
     }
 
-    /// Every member of `scope` who is not `OFFLINE`. For a scope watched
-    /// on this node, from the node's view of it (see
-    /// [`crate::scope_views`]) when the store is not in memory: the
-    /// sockets watching one scope read it from the store once between them.
+    /// Every member of `scope` who is not `OFFLINE`.
+    ///
+    /// When the store's calls cost I/O and `scope` is watched on this node,
+    /// the answer comes from the node's view of the scope, kept from the
+    /// events the node hears: the sockets watching one scope read it from
+    /// the store once between them (concurrent first snapshots share that
+    /// read), and again only after the feed may have lost events or the
+    /// store's epoch changed. A member's `last_seen` is then the one their
+    /// last event carried.
     pub async fn snapshot(&self, scope: &ScopeId) -> Result<Snapshot, Error> {
         let read = || self.timed("scope_members", self.inner.store.scope_members(scope));
         let members = match self.inner.hub.views_for(scope) {
