@@ -97,6 +97,11 @@ step "$bin/socket-memory" 2000
 step "$bin/socket-memory" 5000
 step "$bin/redis-throughput" "$REDIS_URL"
 step "$bin/pg-throughput" "$PG_URL"
+# Issue 17: store operations per second at steady state, idle sessions on
+# two nodes (a redis-server of its own on port 6391; a schema of its own).
+step "$bin/store-ops" redis 10000
+step "$bin/store-ops" redis 100000
+step "$bin/store-ops" postgres 10000
 
 # P5: idle sockets on the demo, at the open-files limit and at 5000.
 step "$load" idle --sockets 19000
