@@ -446,11 +446,7 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
         histogram
             .record(at.saturating_duration_since(started).as_nanos() as u64)
             .expect("in range");
-        if !pace.is_zero() {
-            // Gaps of a quarter and of 1¾ of the pace in turn.
-            let gap = if i % 2 == 0 { pace / 4 } else { pace * 7 / 4 };
-            tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
-        }
+        pause(i, pace, started).await;
     }
     listener.abort();
     let floor = hop_floor(samples, pace).await;
@@ -470,6 +466,20 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
         floor.value_at_quantile(0.5) as f64 / 1000.0,
         floor.value_at_quantile(0.99) as f64 / 1000.0
     );
+}
+
+/// With a `pace`, waits out the gap after change `i` (started at
+/// `started`): gaps of a quarter and of 1¾ of the pace in turn, so the
+/// changes come at the pace on average but unevenly spaced.
+async fn pause(i: usize, pace: Duration, started: Instant) {
+    if !pace.is_zero() {
+        let gap = if i.is_multiple_of(2) {
+            pace / 4
+        } else {
+            pace * 7 / 4
+        };
+        tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
+    }
 }
 
 /// The least a change heard by a watcher in its own task can take on this
@@ -493,10 +503,7 @@ async fn hop_floor(samples: usize, pace: Duration) -> Histogram<u64> {
         histogram
             .record(at.saturating_duration_since(started).as_nanos() as u64)
             .expect("in range");
-        if !pace.is_zero() {
-            let gap = if i % 2 == 0 { pace / 4 } else { pace * 7 / 4 };
-            tokio::time::sleep(gap.saturating_sub(started.elapsed())).await;
-        }
+        pause(i, pace, started).await;
     }
     listener.abort();
     histogram
