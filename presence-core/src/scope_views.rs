@@ -72,6 +72,13 @@ impl ViewState {
         }
     }
 
+    /// Events may have been missed: the view is not current, and a read
+    /// already under way cannot make it so.
+    fn missed_events(&mut self) {
+        self.read_under = None;
+        self.generation += 1;
+    }
+
     fn current(&self, epoch: &Epoch) -> bool {
         self.read_under.as_ref() == Some(epoch)
     }
@@ -147,18 +154,14 @@ impl ScopeViews {
     /// its next snapshot.
     pub(crate) fn stale(&self, scope: &ScopeId) {
         if let Some(view) = self.views.get(scope) {
-            let mut state = view.state();
-            state.read_under = None;
-            state.generation += 1;
+            view.state().missed_events();
         }
     }
 
     /// Events of every scope may have been missed.
     pub(crate) fn all_stale(&self) {
         for view in self.views.iter() {
-            let mut state = view.state();
-            state.read_under = None;
-            state.generation += 1;
+            view.state().missed_events();
         }
     }
 

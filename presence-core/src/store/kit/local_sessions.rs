@@ -131,26 +131,19 @@ impl<K> LocalSessions<K> {
         for session in &transition.ended_sessions {
             self.ended(session);
         }
-        let (session, heard_at) = match update.op {
-            UserOp::Open(new) => (&new.id, update.now),
+        let opened = match update.op {
+            UserOp::Open(new) => Some((&new.id, update.now)),
             // Never fresher than the holder heard it.
             UserOp::Restore {
                 session,
                 last_heartbeat,
-            } => (&session.id, *last_heartbeat),
-            _ => {
-                self.saw(record);
-                return;
-            }
+            } => Some((&session.id, *last_heartbeat)),
+            _ => None,
         };
-        self.opened(
-            update.user,
-            session,
-            &update.node.name,
-            heard_at,
-            update.config,
-            key,
-        );
+        if let Some((session, heard_at)) = opened {
+            let holder = &update.node.name;
+            self.opened(update.user, session, holder, heard_at, update.config, key);
+        }
         self.saw(record);
     }
 
