@@ -261,6 +261,7 @@ async fn service_path(users: usize) {
                 node: node.clone(),
                 scopes: vec![ScopeId::from("org")],
                 metadata: Default::default(),
+                liveness: Default::default(),
             });
             async move {
                 let close = UserOp::Close {
@@ -352,6 +353,7 @@ async fn store_path(users: usize, measure_memory: bool) {
                         node: node.clone(),
                         scopes: vec![ScopeId::from("org")],
                         metadata: Default::default(),
+                        liveness: Default::default(),
                     })
                 } else {
                     UserOp::Close {

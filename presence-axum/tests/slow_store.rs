@@ -117,6 +117,13 @@ impl PresenceStore for GatedStore {
         self.inner.end_lease(node).await
     }
 
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+        self.inner.expired_leases(now).await
+    }
+
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
         self.inner.leases(name).await
     }

@@ -13,7 +13,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use crate::config::PresenceConfig;
 use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
 use crate::record::{
-    Linger, NewSession, RetiredLogin, ScopeLinger, SessionRecord, Shown, UserOp, UserRecord,
+    Linger, Liveness, NewSession, RetiredLogin, ScopeLinger, SessionRecord, Shown, UserOp,
+    UserRecord,
 };
 use crate::status::{ManualStatus, Status};
 use crate::store::Transition;
@@ -44,10 +45,20 @@ pub fn later(time: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-/// Whether a session is live at `now`: its newest heartbeat is younger than
+/// Whether a session is live at `now`: its node holds it
+/// ([`Liveness::HeldByNode`]), or its newest heartbeat is younger than
 /// `session_ttl`.
 pub fn is_live(session: &SessionRecord, now: DateTime<Utc>, config: &PresenceConfig) -> bool {
-    later(session.last_heartbeat, config.session_ttl) > now
+    lapses_at(session, config).is_none_or(|at| at > now)
+}
+
+/// When a session lapses if no heartbeat comes: never by time while its
+/// node holds it.
+fn lapses_at(session: &SessionRecord, config: &PresenceConfig) -> Option<DateTime<Utc>> {
+    match session.liveness {
+        Liveness::Heartbeats => Some(later(session.last_heartbeat, config.session_ttl)),
+        Liveness::HeldByNode => None,
+    }
 }
 
 /// The effective status observers see at `now` (SPEC §3), for a record
@@ -84,6 +95,13 @@ pub fn apply(
         Vec::new()
     };
     let sessions_before = record.sessions.len();
+    if let UserOp::Lapse { sessions, held_by } = op {
+        // Released before settling, so that they lapse in order with the
+        // others (the linger goes to the session that ended last).
+        for (session, heard_at) in sessions {
+            release(record, session, *heard_at, held_by);
+        }
+    }
     let mut ended_sessions = settle(record, now, config);
     let mut moved_sessions = Vec::new();
     let open_before_op = record.sessions.len();
@@ -185,16 +203,13 @@ pub fn apply(
             };
             end_where(record, &mut ended_sessions, stale, now, config);
         }
-        UserOp::EndIncarnation { node } => {
-            end_where(
-                record,
-                &mut ended_sessions,
-                |s| s.node == *node,
-                now,
-                config,
-            );
+        UserOp::EndIncarnation { node, at } => {
+            let at = at.map_or(now, |at| at.min(now));
+            end_where(record, &mut ended_sessions, |s| s.node == *node, at, config);
+            // Ended in the past: a linger from then may be over.
+            end_lingers(record, now);
         }
-        UserOp::Refresh => {}
+        UserOp::Refresh | UserOp::Lapse { .. } => {}
     }
 
     let to = evaluate(record, now, config);
@@ -271,6 +286,7 @@ fn open(
             moved_sessions.push((session.id.clone(), session.node.name.clone()));
         }
         session.node = new.node.clone();
+        session.liveness = new.liveness;
     } else {
         // Settled already: a user whose linger ran out just now (before any
         // sweep saw it) is absent too, and starts with this session's
@@ -290,6 +306,7 @@ fn open(
             metadata: new.metadata.clone(),
             opened_at: now,
             last_heartbeat: heard_at,
+            liveness: new.liveness,
         });
     }
     if let Some(linger) = record.linger.take() {
@@ -311,6 +328,25 @@ fn open(
         .scope_lingers
         .retain(|linger| !new.scopes.contains(&linger.scope));
     union_into(&mut record.scopes, &new.scopes);
+}
+
+/// The holder of a [`Liveness::HeldByNode`] session lets go of it: it
+/// lives by its heartbeats from now on, the newest being `heard_at` (or the
+/// stored one, if newer).
+fn release(
+    record: &mut UserRecord,
+    session: &SessionId,
+    heard_at: DateTime<Utc>,
+    held_by: &crate::ids::NodeId,
+) {
+    if let Some(session) = record
+        .sessions
+        .iter_mut()
+        .find(|s| s.id == *session && s.node == *held_by)
+    {
+        session.liveness = Liveness::Heartbeats;
+        session.last_heartbeat = session.last_heartbeat.max(heard_at);
+    }
 }
 
 /// Records a heartbeat of a live session: it proves liveness, never
@@ -400,11 +436,12 @@ fn settle(record: &mut UserRecord, now: DateTime<Utc>, config: &PresenceConfig) 
             .sessions
             .iter()
             .enumerate()
-            .filter(|(_, s)| !is_live(s, now, config))
-            .min_by(|(_, a), (_, b)| {
-                (a.last_heartbeat, &a.login, &a.id).cmp(&(b.last_heartbeat, &b.login, &b.id))
+            .filter_map(|(index, s)| {
+                let at = lapses_at(s, config).filter(|at| *at <= now)?;
+                Some((at, &s.login, &s.id, index))
             })
-            .map(|(index, s)| (index, later(s.last_heartbeat, config.session_ttl)));
+            .min()
+            .map(|(at, _, _, index)| (index, at));
         let Some((index, lapsed_at)) = next else {
             break;
         };
@@ -543,10 +580,7 @@ fn next_deadline(
     if !record.is_present() {
         return None;
     }
-    let lapses = record
-        .sessions
-        .iter()
-        .map(|s| later(s.last_heartbeat, config.session_ttl));
+    let lapses = record.sessions.iter().filter_map(|s| lapses_at(s, config));
     let linger_end = record.linger.as_ref().map(|l| l.until);
     let scope_linger_ends = record.scope_lingers.iter().map(|l| l.until);
     let manual_end = record.manual.and_then(|m| m.until);

@@ -205,7 +205,8 @@ impl MemoryStore {
             // Strictly: whole ms lose the record's sub-ms part, and a
             // session the machine still finds live must not be dead here
             // (one it finds lapsed is removed from the map all the same).
-            if newest.saturating_add(ttl) < now_ms {
+            // A session its node holds lapses only when the node says so.
+            if session.liveness.is_heartbeats() && newest.saturating_add(ttl) < now_ms {
                 live.heartbeat_ms = DEAD;
             }
             drop(live);
@@ -497,6 +498,31 @@ impl PresenceStore for MemoryStore {
         Ok(())
     }
 
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+        let leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut expired: Vec<(NodeId, DateTime<Utc>)> = leases
+            .iter()
+            .flat_map(|(name, incarnations)| {
+                incarnations.iter().filter(|(_, until)| **until <= now).map(
+                    |(incarnation, until)| {
+                        let node = NodeId {
+                            name: name.clone(),
+                            incarnation: *incarnation,
+                        };
+                        (node, *until)
+                    },
+                )
+            })
+            .collect();
+        expired.sort_unstable_by(|(a, _), (b, _)| {
+            (&a.name, a.incarnation).cmp(&(&b.name, b.incarnation))
+        });
+        Ok(expired)
+    }
+
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
         let leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         let mut found: Vec<(u64, DateTime<Utc>)> = leases
@@ -725,6 +751,7 @@ mod tests {
             node: NodeId::new("n"),
             scopes: vec!["org".into()],
             metadata: BTreeMap::new(),
+            liveness: Default::default(),
         });
         change(&store, &open, at(0)).await.expect("opens");
         store

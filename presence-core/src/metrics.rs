@@ -305,6 +305,7 @@ pub(crate) fn apply_op(op: &UserOp) -> &'static str {
             UserOp::SetManual(_) => "set_status",
             UserOp::ClearNode { .. } => "clear_node",
             UserOp::EndIncarnation { .. } => "end_incarnation",
+            UserOp::Lapse { .. } => "lapse",
             UserOp::Refresh => "refresh",
         }
     }

@@ -127,9 +127,38 @@ pub struct SessionRecord {
     pub metadata: BTreeMap<String, String>,
     /// When it was opened.
     pub opened_at: DateTime<Utc>,
-    /// Its newest heartbeat; it is live while this is younger than
-    /// `session_ttl`.
+    /// Its newest heartbeat as stored; a [`Liveness::Heartbeats`] session
+    /// is live while this is younger than `session_ttl`.
     pub last_heartbeat: DateTime<Utc>,
+    /// What keeps it live.
+    #[serde(default, skip_serializing_if = "Liveness::is_heartbeats")]
+    pub liveness: Liveness,
+}
+
+/// What keeps a session live, and so who ends it when its client goes
+/// silent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Liveness {
+    /// Its heartbeats, written to the store: live while the newest is
+    /// younger than `session_ttl`, lapsed by whichever node sweeps it
+    /// then. For sessions any node may prove live (a login's HTTP
+    /// session, whose requests reach any node).
+    #[default]
+    Heartbeats,
+    /// The node holding it: its heartbeats stay in that node's memory
+    /// (they cost the store nothing), and the node ends it as a lapse
+    /// ([`UserOp::Lapse`]) once its client is silent for `session_ttl`.
+    /// While the node's lease lives the store never lapses it by time;
+    /// once the lease runs out (the node died), any node ends it. For a
+    /// socket, which only its node hears.
+    HeldByNode,
+}
+
+impl Liveness {
+    /// Whether this is [`Liveness::Heartbeats`] (the stored default).
+    pub fn is_heartbeats(&self) -> bool {
+        *self == Liveness::Heartbeats
+    }
 }
 
 /// The grace period after a user's last session ended (SPEC §2).
@@ -154,6 +183,9 @@ pub struct NewSession {
     pub scopes: Vec<ScopeId>,
     /// Free-form facts to keep with it.
     pub metadata: BTreeMap<String, String>,
+    /// What keeps it live.
+    #[serde(default)]
+    pub liveness: Liveness,
 }
 
 /// One change to one user's presence. Stores apply it atomically with
@@ -209,11 +241,31 @@ pub enum UserOp {
         /// lease has not run out): their sessions stay.
         alive: Vec<u64>,
     },
-    /// End the sessions held by exactly this incarnation (it is shutting
-    /// down; another process of the same node may run beside it).
+    /// End the sessions held by exactly this incarnation: it is shutting
+    /// down (another process of the same node may run beside it), or its
+    /// lease ran out (it died).
     EndIncarnation {
         /// The incarnation.
         node: NodeId,
+        /// When they ended, if before now: the instant the process's
+        /// lease ran out, the last its sessions were vouched for. `None`
+        /// (or a time to come) is now.
+        #[serde(default)]
+        at: Option<DateTime<Utc>>,
+    },
+    /// The holder of [`Liveness::HeldByNode`] sessions of the user no
+    /// longer vouches for them (their clients went silent, or their handles
+    /// went away without a close reaching the store): from now on each
+    /// lives by its heartbeats, the newest being the one given, and so
+    /// lapses a `session_ttl` after it (at once, if that has passed; those
+    /// lapsing together end in one change, as lapses do). A session
+    /// `held_by` no longer holds (its client resumed it elsewhere) is left
+    /// alone.
+    Lapse {
+        /// Each session, with its newest heartbeat as its holder heard it.
+        sessions: Vec<(SessionId, DateTime<Utc>)>,
+        /// The process that held them.
+        held_by: NodeId,
     },
     /// Apply what time alone changed: lapsed sessions, a finished linger,
     /// an expired manual status, idleness.
@@ -262,6 +314,10 @@ pub struct UserView {
     pub presence: UserPresence,
     /// The user's scopes ([`UserRecord::scopes`]).
     pub scopes: Vec<ScopeId>,
+    /// The user's open sessions, each with the process that holds it: a
+    /// node checks the sessions it holds against them after its feed lost
+    /// messages.
+    pub sessions: Vec<(SessionId, NodeId)>,
 }
 
 impl UserView {
@@ -270,6 +326,11 @@ impl UserView {
         Self {
             presence: UserPresence::of(user_id, record),
             scopes: record.scopes.clone(),
+            sessions: record
+                .sessions
+                .iter()
+                .map(|s| (s.id.clone(), s.node.clone()))
+                .collect(),
         }
     }
 }

@@ -167,7 +167,12 @@ impl SessionHandle {
             return Ok(());
         }
         let result = self.presence.close_own_session(&self.user, &self.id).await;
-        self.presence.forget_local(&self.id, self.generation);
+        match &result {
+            Ok(()) => self.presence.forget_local(&self.id, self.generation),
+            // The store did not hear the close: the session lapses by its
+            // last heartbeat instead.
+            Err(_) => self.presence.abandon_local(&self.id, self.generation),
+        }
         result
     }
 }
@@ -183,16 +188,19 @@ impl Drop for SessionHandle {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    if let Err(error) = presence.close_own_session(&user, &id).await {
-                        tracing::warn!(%user, session = %id, %error, "closing a dropped session failed; it will lapse");
+                    match presence.close_own_session(&user, &id).await {
+                        Ok(()) => presence.forget_local(&id, generation),
+                        Err(error) => {
+                            tracing::warn!(%user, session = %id, %error, "closing a dropped session failed; it will lapse");
+                            presence.abandon_local(&id, generation);
+                        }
                     }
-                    presence.forget_local(&id, generation);
                 });
             }
             Err(_) => {
                 // No runtime to close it on: the session lapses after
                 // session_ttl like that of a crashed client.
-                presence.forget_local(&id, generation);
+                presence.abandon_local(&id, generation);
             }
         }
     }

@@ -43,6 +43,7 @@ fn heartbeats_allocate_nothing_and_change_nothing_visible() {
             node: node.clone(),
             scopes: vec!["org".into()],
             metadata: BTreeMap::new(),
+            liveness: Default::default(),
         });
         let update = Update {
             user,

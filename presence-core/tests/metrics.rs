@@ -294,6 +294,13 @@ impl PresenceStore for ReadsFail {
         self.0.end_lease(node).await
     }
 
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+        self.0.expired_leases(now).await
+    }
+
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
         self.0.leases(name).await
     }

@@ -58,7 +58,8 @@ async fn a_feed_reconnect_does_not_refresh_a_half_open_sockets_heartbeat() {
     store.restore_feed(a.node()).await;
     settle().await;
     clock.advance(Duration::from_secs(24));
-    b.run_due().await.expect("sweep at 45 s");
+    // Node A holds the socket's session: its sweep lapses it.
+    a.run_due().await.expect("sweep at 45 s");
     let alice = b.status(&"alice".into()).await.expect("status");
     assert_eq!(
         alice.status,

@@ -55,6 +55,12 @@ impl Keys {
         format!("{}:node:{}", self.prefix, node)
     }
 
+    /// Sorted set: every process's lease, `incarnation:name` → expiry
+    /// (ms), for finding the ones that ran out across node names.
+    pub(crate) fn all_leases(&self) -> String {
+        format!("{}:leases", self.prefix)
+    }
+
     /// Hash: incarnation (decimal) → lease expiry (ms) of a node's
     /// processes.
     pub(crate) fn leases(&self, node: &NodeName) -> String {

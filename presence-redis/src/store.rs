@@ -272,6 +272,12 @@ impl RedisStore {
     }
 }
 
+/// A process's member in [`Keys::all_leases`]: the incarnation first, as
+/// a node name may hold a colon.
+fn lease_member(node: &NodeId) -> String {
+    format!("{}:{}", node.incarnation, node.name)
+}
+
 /// Where the feed may listen first: the URL, and a cluster's other seeds.
 fn feed_seeds(config: &RedisConfig) -> Vec<String> {
     #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
@@ -591,22 +597,68 @@ impl PresenceStore for RedisStore {
     }
 
     async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {
-        redis::cmd("HSET")
-            .arg(self.shared.keys.leases(&node.name))
+        let keys = &self.shared.keys;
+        redis::pipe()
+            .atomic()
+            .cmd("HSET")
+            .arg(keys.leases(&node.name))
             .arg(node.incarnation.to_string())
             .arg(until.timestamp_millis())
+            .ignore()
+            .cmd("ZADD")
+            .arg(keys.all_leases())
+            .arg(until.timestamp_millis())
+            .arg(lease_member(node))
+            .ignore()
             .query_async::<()>(&mut self.connection())
             .await
             .map_err(|e| self.fail(e))
     }
 
     async fn end_lease(&self, node: &NodeId) -> Result<(), StoreError> {
-        redis::cmd("HDEL")
-            .arg(self.shared.keys.leases(&node.name))
+        let keys = &self.shared.keys;
+        redis::pipe()
+            .atomic()
+            .cmd("HDEL")
+            .arg(keys.leases(&node.name))
             .arg(node.incarnation.to_string())
+            .ignore()
+            .cmd("ZREM")
+            .arg(keys.all_leases())
+            .arg(lease_member(node))
+            .ignore()
             .query_async::<()>(&mut self.connection())
             .await
             .map_err(|e| self.fail(e))
+    }
+
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+        let members: Vec<(String, i64)> = redis::cmd("ZRANGEBYSCORE")
+            .arg(self.shared.keys.all_leases())
+            .arg("-inf")
+            .arg(now.timestamp_millis())
+            .arg("WITHSCORES")
+            .query_async(&mut self.connection())
+            .await
+            .map_err(|e| self.fail(e))?;
+        members
+            .iter()
+            .map(|(member, until)| {
+                let (incarnation, name) = member
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::corrupt("a lease without a node name"))?;
+                let node = NodeId {
+                    name: NodeName::from(name),
+                    incarnation: incarnation.parse().map_err(StoreError::corrupt)?,
+                };
+                let until = DateTime::<Utc>::from_timestamp_millis(*until)
+                    .ok_or_else(|| StoreError::corrupt("a lease's expiry is out of range"))?;
+                Ok((node, until))
+            })
+            .collect()
     }
 
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {

@@ -4,7 +4,9 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::PendingBeat;
-use presence_core::{SessionId, Status, StoreError, UserId, UserPresence, UserRecord, UserView};
+use presence_core::{
+    NodeId, NodeName, SessionId, Status, StoreError, UserId, UserPresence, UserRecord, UserView,
+};
 
 /// A stored `status` column back as a status (an unknown name reads as
 /// `OFFLINE`).
@@ -62,6 +64,23 @@ pub(crate) fn leases(rows: Vec<(String, i64)>) -> Result<Vec<(u64, DateTime<Utc>
             let until = DateTime::<Utc>::from_timestamp_millis(until)
                 .ok_or_else(|| StoreError::Corrupt("a lease's expiry is out of range".into()))?;
             Ok((incarnation, until))
+        })
+        .collect()
+}
+
+/// Leases as stored: node name, incarnation (decimal) and expiry (ms).
+pub(crate) fn node_leases(
+    rows: Vec<(String, String, i64)>,
+) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+    rows.into_iter()
+        .map(|(name, incarnation, until)| {
+            let node = NodeId {
+                name: NodeName::from(name),
+                incarnation: incarnation.parse().map_err(StoreError::corrupt)?,
+            };
+            let until = DateTime::<Utc>::from_timestamp_millis(until)
+                .ok_or_else(|| StoreError::corrupt("a lease's expiry is out of range"))?;
+            Ok((node, until))
         })
         .collect()
 }

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_core::{
-    Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, SessionEnd,
-    SessionHandle, SessionSpec, Status, Subscription,
+    Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, ScopeId,
+    SessionEnd, SessionId, SessionSpec, Status, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
 
@@ -108,16 +108,6 @@ fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
     (user.to_owned(), status, v)
 }
 
-/// Kills a node as a crash would: its handles are dropped where no runtime
-/// runs (so they close nothing), then the service itself (so it stops
-/// sweeping and listening).
-fn crash(node: Presence, sessions: Vec<SessionHandle>) {
-    std::thread::spawn(move || drop(sessions))
-        .join()
-        .expect("drop the handles");
-    drop(node);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
     let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
@@ -143,57 +133,6 @@ async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
     b.run_due().await.expect("sweep");
     assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
     quiet(&mut events, 300).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_dies_leaves_no_ghost() {
-    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
-    let dying = schema.node("node-a", &clock).await;
-    let b = schema.node("node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let alice = dying
-        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
-    let carol = b
-        .open_session(SessionSpec::new("carol", "phone").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
-    crash(dying, vec![alice]);
-
-    // Carol, on node B, keeps beating; alice's session lapses at 30 s and
-    // lingers until 35 s.
-    for _ in 0..3 {
-        clock.advance(Duration::from_secs(10));
-        carol.heartbeat().expect("carol is alive");
-        b.run_due().await.expect("sweep");
-    }
-    clock.advance(Duration::from_secs(4));
-    b.run_due().await.expect("sweep");
-    quiet(&mut events, 300).await;
-    assert_eq!(
-        b.status(&"alice".into()).await.expect("status").status,
-        Status::Online,
-        "lingering"
-    );
-    clock.advance(Duration::from_secs(1));
-    b.run_due().await.expect("sweep");
-    assert_eq!(
-        next(&mut events).await,
-        ev("alice", Status::Offline, 2),
-        "no ghost"
-    );
-    quiet(&mut events, 300).await;
-    let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
-    let online: Vec<String> = snapshot
-        .users
-        .iter()
-        .filter(|user| user.status != Status::Offline)
-        .map(|user| user.user_id.to_string())
-        .collect();
-    assert_eq!(online, vec!["carol"], "carol, beating on node B, stays");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,35 +194,53 @@ async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
     );
 }
 
+/// A socket's heartbeats stay on its node (its lease vouches for it); an
+/// HTTP session's, which any node may hear, reach the database in batches.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn heartbeats_reach_the_database_in_batches_and_keep_sessions_live_for_other_nodes() {
+async fn socket_heartbeats_cost_the_database_nothing_and_http_ones_are_batched() {
     let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
     let a_store = schema.store().await;
     let a = node_on(a_store.clone(), "node-a", &clock).await;
     let b = schema.node("node-b", &clock).await;
     let mut events = watch(&b).await;
     let mut tabs = Vec::new();
-    for n in 0..20 {
+    for n in 0..10 {
         tabs.push(
             a.open_session(SessionSpec::new(format!("user-{n}"), "l").scope("acme"))
                 .await
                 .expect("open"),
         );
     }
+    let browsing: Vec<UserId> = (10..20)
+        .map(|n| UserId::from(format!("user-{n}")))
+        .collect();
+    let scopes = [ScopeId::from("acme")];
+    for user in &browsing {
+        a.http_heartbeat(user, &LoginId::from(format!("{user}-l")), &scopes)
+            .await
+            .expect("opens the HTTP session");
+    }
     for _ in 0..20 {
         next(&mut events).await;
     }
-    // Three rounds past the TTL, each heartbeat written by one flush and
-    // swept by the other node only.
+    // Three rounds past the TTL; only node B sweeps the users.
     for _ in 0..6 {
         clock.advance(Duration::from_secs(10));
-        for tab in &tabs {
-            for _ in 0..5 {
+        for _ in 0..5 {
+            for tab in &tabs {
                 tab.heartbeat().expect("live");
+            }
+            for user in &browsing {
+                let login = LoginId::from(format!("{user}-l"));
+                a.http_heartbeat(user, &login, &scopes).await.expect("live");
             }
         }
         let written = a_store.flush_heartbeats().await.expect("flush");
-        assert!(written <= tabs.len(), "one write per session: {written}");
+        assert!(
+            written <= browsing.len(),
+            "one write per HTTP session, none per socket: {written}"
+        );
+        a.run_due().await.expect("node A renews its lease");
         b.run_due().await.expect("sweep on B");
     }
     quiet(&mut events, 300).await;
@@ -410,7 +367,8 @@ async fn a_change_whose_notification_would_be_too_long_applies_and_is_told() {
 /// rows: both take them in the same order (by session id), so they never
 /// deadlock. Here a node's flushes race its own changes (activity, which
 /// rewrites the sessions heard from) and another node's, on one user with
-/// many tabs; PostgreSQL would abort one side of a deadlock with 40P01.
+/// many HTTP sessions (whose heartbeats the database keeps);
+/// PostgreSQL would abort one side of a deadlock with 40P01.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn flushes_and_changes_on_one_user_never_deadlock() {
     let schema = Schema::new();
@@ -418,39 +376,43 @@ async fn flushes_and_changes_on_one_user_never_deadlock() {
     let store_a = schema.store().await;
     let a = node_on(store_a.clone(), "node-a", &clock).await;
     let b = schema.node("node-b", &clock).await;
-    let mut tabs = Vec::new();
+    let alice = UserId::from("alice");
+    let scopes = [ScopeId::from("acme")];
+    let mut logins = Vec::new();
     for n in 0..36 {
         // Ids whose order differs from the order they were opened in.
-        let id = format!("tab-{:02}", (n * 7) % 36);
-        tabs.push(
-            a.open_session(SessionSpec::new("alice", "laptop").scope("acme").id(id))
-                .await
-                .expect("open"),
-        );
+        let login = LoginId::from(format!("login-{:02}", (n * 7) % 36));
+        a.http_heartbeat(&alice, &login, &scopes)
+            .await
+            .expect("open");
+        logins.push(login);
     }
     // Closing some reorders the user's record (and frees table space), so
     // the record's order, the table's and the flush queue's all differ.
     let mut kept = Vec::new();
-    for (n, tab) in tabs.into_iter().enumerate() {
+    for (n, login) in logins.into_iter().enumerate() {
         if n % 3 == 0 {
-            tab.close().await.expect("close");
+            a.close_session(&alice, &SessionId::for_http_login(&login))
+                .await
+                .expect("close");
         } else {
-            kept.push(tab);
+            kept.push(login);
         }
     }
-    let tabs = Arc::new(kept);
+    let logins = Arc::new(kept);
     let until = tokio::time::Instant::now() + Duration::from_secs(6);
     let mut work = tokio::task::JoinSet::new();
     {
-        let (store, tabs, clock) = (store_a.clone(), tabs.clone(), clock.clone());
+        let (store, logins, clock, a) = (store_a.clone(), logins.clone(), clock.clone(), a.clone());
+        let alice = alice.clone();
         work.spawn(async move {
             let mut failures = Vec::new();
             while tokio::time::Instant::now() < until {
                 // Time passes (every heartbeat is news to the database).
                 clock.advance(Duration::from_millis(5));
                 // Queued for the flush in the reverse of the record's order.
-                for tab in tabs.iter().rev() {
-                    let _ = tab.heartbeat();
+                for login in logins.iter().rev() {
+                    let _ = a.heartbeat(&alice, &SessionId::for_http_login(login));
                 }
                 if let Err(e) = store.flush_heartbeats().await {
                     failures.push(format!("flush: {e:?}"));
@@ -460,13 +422,14 @@ async fn flushes_and_changes_on_one_user_never_deadlock() {
         });
     }
     for worker in 0..3 {
-        let (tabs, b) = (tabs.clone(), b.clone());
+        let (logins, b, alice) = (logins.clone(), b.clone(), alice.clone());
         work.spawn(async move {
             let mut failures = Vec::new();
             let mut n = worker;
             while tokio::time::Instant::now() < until {
                 n += 1;
-                if let Err(e) = tabs[n % tabs.len()].activity().await {
+                let session = SessionId::for_http_login(&logins[n % logins.len()]);
+                if let Err(e) = b.activity(&alice, &session).await {
                     failures.push(format!("activity: {e:?}"));
                 }
                 if let Err(e) = b.run_due().await {

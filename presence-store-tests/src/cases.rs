@@ -837,13 +837,21 @@ pub async fn a_restarted_node_clears_its_previous_incarnation(store: Arc<dyn Pre
             "carol",
             UserOp::EndIncarnation {
                 node: overlapping.clone(),
+                at: None,
             },
             9.0,
         )
         .await;
     assert!(t.ended_sessions.is_empty(), "carol is on incarnation 2");
     let t = h
-        .apply("dave", UserOp::EndIncarnation { node: overlapping }, 9.0)
+        .apply(
+            "dave",
+            UserOp::EndIncarnation {
+                node: overlapping,
+                at: None,
+            },
+            9.0,
+        )
         .await;
     assert_eq!(t.ended_sessions, vec!["d-3".into()]);
     assert!(!t.changed(), "dave lingers");

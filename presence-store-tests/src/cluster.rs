@@ -66,6 +66,10 @@ pub fn cluster_config() -> PresenceConfig {
     }
 }
 
+/// Each node's lease: shorter than `session_ttl`, so a dead node's
+/// sessions end sooner than they would lapse.
+pub const NODE_LEASE: Duration = Duration::from_secs(15);
+
 /// Two nodes sharing one store and one manual clock.
 pub struct Cluster {
     /// The shared store.
@@ -265,6 +269,7 @@ async fn node(store: &Arc<dyn PresenceStore>, clock: &Arc<ManualClock>, name: &s
         .shared_store(store.clone())
         .clock(clock.clone())
         .config(cluster_config())
+        .node_lease(NODE_LEASE)
         .node(NodeId::new(name))
         .build()
         .await
@@ -487,17 +492,16 @@ pub async fn a_close_on_one_node_is_offline_on_the_other_after_the_linger(
     on_b.quiet().await;
 }
 
-/// A node that dies without a word leaves no ghost: its users' sessions
-/// lapse after `session_ttl`, and after the linger node B's sweeper
-/// publishes exactly one OFFLINE per user. A user who also holds a live
-/// session on node B stays ONLINE, without any event.
-pub async fn a_dead_nodes_users_go_offline_once_after_ttl_and_linger(
+/// A node that dies without a word leaves no ghost: once its lease has run
+/// out, node B ends its sessions, and after the linger publishes exactly
+/// one OFFLINE per user. A user who also holds a live session on node B
+/// stays ONLINE, without any event.
+pub async fn a_dead_nodes_users_go_offline_once_after_its_lease_and_linger(
     store: Arc<dyn PresenceStore>,
 ) {
     let mut c = Cluster::start(store).await;
-    let config = cluster_config();
-    let (ttl, linger) = (config.session_ttl.as_secs(), config.linger.as_secs());
-    let heartbeat = config.heartbeat_interval.as_secs();
+    let linger = cluster_config().linger.as_secs();
+    let lease = NODE_LEASE.as_secs();
     let mut on_b = c.watch(c.b(), "acme").await;
     let mut on_dying_node = Vec::new();
     for user in ["alice", "bob", "carol"] {
@@ -511,40 +515,39 @@ pub async fn a_dead_nodes_users_go_offline_once_after_ttl_and_linger(
     ])
     .await;
 
+    // Node A renewed its lease at 0 and dies: its sockets' heartbeats
+    // never reached the store, so only the lease speaks for them.
     c.crash_a(on_dying_node);
-
-    // Carol's phone keeps proving itself live every heartbeat interval.
-    let mut second = 0;
-    while second + heartbeat < ttl {
-        second += heartbeat;
+    for second in [lease / 3, 2 * lease / 3, lease - 1] {
         c.advance_to(second);
         carol_phone.heartbeat().expect("carol's phone is live");
         c.b().run_due().await.expect("sweep on node B");
     }
-    c.advance_to(ttl - 1);
-    c.b().run_due().await.expect("sweep on node B");
     on_b.quiet().await;
     for user in ["alice", "bob"] {
         assert_eq!(
             c.status_on(c.b(), user).await,
             (Status::Online, 1),
-            "{user}'s session is live until session_ttl"
+            "{user}'s session is live while node A's lease lives"
         );
     }
 
-    c.advance_to(ttl);
+    // Node A's lease runs out at `lease`. Node B renews its own a third
+    // of a lease after the last time and then finds A's run out: A's
+    // sessions end as of the instant it ran out, and linger from then.
+    c.advance_to(lease + 1);
     carol_phone.heartbeat().expect("carol's phone is live");
     c.b().run_due().await.expect("sweep on node B");
-    c.advance_to(ttl + linger - 1);
+    c.advance_to(lease + linger - 1);
     c.b().run_due().await.expect("sweep on node B");
     on_b.quiet().await;
     assert_eq!(
         c.status_on(c.b(), "alice").await,
         (Status::Online, 1),
-        "the lapse lingers like a close"
+        "the end lingers like a close"
     );
 
-    c.advance_to(ttl + linger);
+    c.advance_to(lease + linger);
     c.b().run_due().await.expect("sweep on node B");
     let events = on_b
         .expect_unordered(&[
@@ -555,8 +558,8 @@ pub async fn a_dead_nodes_users_go_offline_once_after_ttl_and_linger(
     for event in &events {
         assert_eq!(
             event.last_seen,
-            Some(c.t0),
-            "last seen: the open, the last sign of life"
+            Some(c.at(lease)),
+            "last seen: when node A's lease ran out, the last instant anyone vouched for them"
         );
     }
     on_b.quiet().await;
@@ -565,6 +568,14 @@ pub async fn a_dead_nodes_users_go_offline_once_after_ttl_and_linger(
         c.members_on(c.b(), "acme").await,
         vec![("carol".to_owned(), Status::Online, 1)],
         "no ghost in the snapshot"
+    );
+    assert!(
+        c.store
+            .expired_leases(c.clock.now())
+            .await
+            .expect("leases")
+            .is_empty(),
+        "the dead process's lease is forgotten"
     );
 }
 

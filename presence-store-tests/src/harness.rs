@@ -92,6 +92,7 @@ impl Harness {
             node: node.clone(),
             scopes: scopes.iter().map(|s| ScopeId::from(*s)).collect(),
             metadata: BTreeMap::new(),
+            liveness: Default::default(),
         })
     }
 

@@ -172,7 +172,7 @@ macro_rules! cluster_tests {
         $crate::cluster_tests!(@scenarios $make;
             a_session_on_one_node_is_online_on_the_other,
             a_close_on_one_node_is_offline_on_the_other_after_the_linger,
-            a_dead_nodes_users_go_offline_once_after_ttl_and_linger,
+            a_dead_nodes_users_go_offline_once_after_its_lease_and_linger,
             racing_opens_and_closes_on_both_nodes_show_one_online_and_one_offline,
             a_logout_on_one_node_ends_the_session_held_on_the_other,
             a_watcher_of_some_users_gets_only_their_events_from_the_other_node,

@@ -66,6 +66,7 @@ fn main() {
                 node: node.clone(),
                 scopes: vec![scope.clone()],
                 metadata: Default::default(),
+                liveness: Default::default(),
             });
             store
                 .apply(Update {

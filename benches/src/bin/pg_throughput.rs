@@ -110,6 +110,7 @@ fn open(session: &SessionId) -> UserOp {
         node: NodeId::new("bench"),
         scopes: vec!["org".into()],
         metadata: BTreeMap::new(),
+        liveness: Default::default(),
     })
 }
 

@@ -142,6 +142,7 @@ fn open(session: &SessionId) -> UserOp {
         node: NodeId::new("bench"),
         scopes: vec!["org".into()],
         metadata: BTreeMap::new(),
+        liveness: Default::default(),
     })
 }
 

@@ -1,24 +1,37 @@
-//! The processes of one node: each holds a lease in the store while it
-//! runs, so that a process of the same node started beside it (a rolling
-//! deploy on one host) leaves its sessions alone, while one started after
-//! it died clears what it left.
+//! The processes of the cluster: each holds a lease in the store while it
+//! runs. The lease vouches for the sessions the process holds
+//! ([`Liveness::HeldByNode`]): the store never lapses them by time, so an
+//! idle cluster writes one lease per process per interval rather than a
+//! heartbeat per session. A process of the same node started beside
+//! another (a rolling deploy on one host) leaves its sessions alone, while
+//! one started after it died clears what it left.
 //!
 //! A process renews its lease (valid for [`PresenceBuilder::node_lease`],
 //! 15 s by default) every third of it as it sweeps, and ends it when it
 //! shuts down, after ending its own sessions (and only those: the sessions
 //! of a new process of the same node stay). A starting process ends the
 //! sessions of every other incarnation of its node that holds no live
-//! lease, and watches the leases of the others: once one runs out (that
-//! process died), it ends that incarnation's sessions too. So a node that
-//! dies and comes back leaves no ghost for longer than its lease. On a
-//! store without a cluster feed (one process only, as SQLite), every other
-//! incarnation is gone and is cleared at start.
+//! lease. As they sweep, all processes watch every lease: once one runs out
+//! (that process died, or could not reach the store for a whole lease), any
+//! of them ends that incarnation's sessions, as of then, and forgets the
+//! lease. So a dead process leaves no ghost for longer than its lease and
+//! a third. On a store without a cluster feed (one process only, as
+//! SQLite), every other incarnation is gone and is cleared at start.
+//!
+//! Leases are judged by presence time, which every process of a cluster
+//! keeps to the store's clock (see [`crate::clock`]).
+//!
+//! Renewing the lease also reads the store's epoch: a store that lost its
+//! data without dropping the feed is noticed within a third of a lease, and
+//! this process registers its sessions again.
 //!
 //! [`PresenceBuilder::node_lease`]: crate::PresenceBuilder::node_lease
+//! [`Liveness::HeldByNode`]: crate::record::Liveness::HeldByNode
 
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
+use crate::ids::NodeName;
 use crate::machine::later;
 use crate::record::UserOp;
 use crate::service::Presence;
@@ -36,7 +49,8 @@ impl Presence {
     pub(super) async fn take_lease(&self) -> Result<(), Error> {
         let now = self.inner.clock.now();
         self.renew_lease(now).await?;
-        self.clear_dead_siblings(now, true).await
+        self.clear_dead_processes(now).await?;
+        self.clear_dead_siblings(now).await
     }
 
     /// As the sweeper runs: renews the lease every third of its length, and
@@ -56,9 +70,37 @@ impl Presence {
             tracing::warn!(node = %self.inner.node, %error, "renewing the node's lease failed");
             return;
         }
-        if let Err(error) = self.clear_dead_siblings(now, false).await {
+        self.check_epoch().await;
+        if let Err(error) = self.clear_dead_processes(now).await {
             tracing::warn!(node = %self.inner.node, %error, "clearing a dead process's sessions failed");
         }
+    }
+
+    /// Ends the sessions of every process whose lease ran out by `now`, of
+    /// any node, as of the instant it ran out, and forgets the lease. Several processes may do this for
+    /// one dead process at once: ending an incarnation's sessions is
+    /// idempotent.
+    async fn clear_dead_processes(&self, now: DateTime<Utc>) -> Result<(), Error> {
+        let expired = self
+            .timed("expired_leases", self.inner.store.expired_leases(now))
+            .await?;
+        for (dead, until) in expired {
+            if dead == self.inner.node {
+                // Renewed a moment ago: another process's judgment.
+                continue;
+            }
+            let op = UserOp::EndIncarnation {
+                node: dead.clone(),
+                at: Some(until),
+            };
+            let users = self.end_sessions_on(&dead.name, op).await?;
+            if users > 0 {
+                tracing::info!(node = %dead, users, "ended the sessions of a process whose lease ran out");
+            }
+            self.timed("end_lease", self.inner.store.end_lease(&dead))
+                .await?;
+        }
+        Ok(())
     }
 
     /// Renews the lease now (the store lost it with its data).
@@ -87,12 +129,10 @@ impl Presence {
         Ok(())
     }
 
-    /// Reads the leases of this node's processes and ends the sessions of
-    /// every other incarnation without a live one: at start, any such
-    /// incarnation (one may have died before leases existed); later, only
-    /// when a lease ran out (its process died; nobody has cleared it yet).
-    /// The dead incarnations' leases are then forgotten.
-    async fn clear_dead_siblings(&self, now: DateTime<Utc>, starting: bool) -> Result<(), Error> {
+    /// At start: reads the leases of this node's processes and ends the
+    /// sessions of every other incarnation without a live one (one may have
+    /// died before leases existed), then forgets the dead ones' leases.
+    async fn clear_dead_siblings(&self, now: DateTime<Utc>) -> Result<(), Error> {
         let me = &self.inner.node;
         let leases = self
             .timed("leases", self.inner.store.leases(&me.name))
@@ -104,19 +144,15 @@ impl Presence {
             .into_iter()
             .filter(|(incarnation, _)| *incarnation != me.incarnation)
             .partition(|(_, until)| shared && *until > now);
-        if !starting && dead.is_empty() {
-            return Ok(());
-        }
         let alive: Vec<u64> = alive
             .into_iter()
             .map(|(incarnation, _)| incarnation)
             .collect();
-        let cleared = self
-            .end_sessions_on_node(UserOp::ClearNode {
-                node: me.clone(),
-                alive,
-            })
-            .await?;
+        let clear = UserOp::ClearNode {
+            node: me.clone(),
+            alive,
+        };
+        let cleared = self.end_sessions_on(&me.name, clear).await?;
         if cleared > 0 {
             tracing::info!(node = %me, users = cleared, "ended the sessions dead processes of this node left");
         }
@@ -134,8 +170,9 @@ impl Presence {
     pub(super) async fn end_own_sessions(&self) {
         let op = UserOp::EndIncarnation {
             node: self.inner.node.clone(),
+            at: None,
         };
-        if let Err(error) = self.end_sessions_on_node(op).await {
+        if let Err(error) = self.end_sessions_on(&self.inner.node.name, op).await {
             tracing::warn!(%error, "could not end this process's sessions at shutdown; they will lapse");
         }
         let ended = self
@@ -146,15 +183,12 @@ impl Presence {
         }
     }
 
-    /// Applies `op` to every user holding sessions on this node's name;
-    /// how many users it was applied to. One unreadable record does not
-    /// stop the others (its sessions lapse by themselves).
-    async fn end_sessions_on_node(&self, op: UserOp) -> Result<usize, Error> {
+    /// Applies `op` to every user holding sessions on node `name`; how
+    /// many users it was applied to. One unreadable record does not stop
+    /// the others.
+    async fn end_sessions_on(&self, name: &NodeName, op: UserOp) -> Result<usize, Error> {
         let users = self
-            .timed(
-                "users_on_node",
-                self.inner.store.users_on_node(&self.inner.node.name),
-            )
+            .timed("users_on_node", self.inner.store.users_on_node(name))
             .await?;
         for user in &users {
             match self.change_unchecked(user, op.clone()).await {

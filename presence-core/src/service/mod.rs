@@ -21,12 +21,13 @@ use crate::feed::{FeedMessage, FeedSink};
 use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::machine::later;
 use crate::metrics;
-use crate::record::{NewSession, UserOp, UserPresence};
+use crate::record::{Liveness, NewSession, UserOp, UserPresence};
 use crate::session::{EndSignal, SessionEnd, SessionHandle, SessionSpec};
 use crate::status::{ManualChoice, RequestedStatus};
 use crate::store::kit::KnownEpoch;
 use crate::store::{PresenceStore, StoreError, Transition, Update};
 
+mod held_sessions;
 mod incarnations;
 mod queries;
 mod time;
@@ -86,9 +87,16 @@ pub(crate) struct Inner {
     /// [`PresenceStore::claim_due`]), so a second sweep here waits for the
     /// first rather than pass its users by.
     sweeping: tokio::sync::Mutex<()>,
+    /// Held sessions let go of, for the store to lapse by their last
+    /// heartbeat (see `held_sessions`).
+    released: std::sync::Mutex<Vec<held_sessions::Released>>,
+    /// When a held session may lapse next (Unix ms): the sweep scans them
+    /// only from then on.
+    next_reap_ms: AtomicI64,
 }
 
-/// The holder of a session opened through this service.
+/// The holder of a session opened through this service: a
+/// [`Liveness::HeldByNode`] session, whose heartbeats this service keeps.
 struct LocalSession {
     generation: u64,
     ended: Arc<EndSignal>,
@@ -100,9 +108,13 @@ struct LocalSession {
     scopes: Box<[ScopeId]>,
     metadata: BTreeMap<String, String>,
     /// Its newest heartbeat or activity as this node heard it, in ms since
-    /// the Unix epoch: what a registration after a data loss says, so a
-    /// half-open socket still lapses on time.
+    /// the Unix epoch: it lapses a `session_ttl` later, and a registration
+    /// after a data loss says it, so a half-open socket still lapses on
+    /// time.
     heard_ms: AtomicI64,
+    /// Its open reached the store: from then on, a store without it means
+    /// another node ended it.
+    confirmed: AtomicBool,
 }
 
 impl LocalSession {
@@ -224,6 +236,8 @@ impl Presence {
             lease: settings.lease,
             lease_state: std::sync::Mutex::default(),
             sweeping: tokio::sync::Mutex::new(()),
+            released: std::sync::Mutex::default(),
+            next_reap_ms: AtomicI64::new(i64::MAX),
         });
         let presence = Presence { inner };
         time.keep_in_step(Arc::downgrade(&presence.inner));
@@ -289,7 +303,9 @@ impl Presence {
             node: self.inner.node.clone(),
             scopes: spec.scopes,
             metadata: spec.metadata,
+            liveness: Liveness::HeldByNode,
         };
+        let now = self.inner.clock.now();
         let local = LocalSession {
             generation,
             ended: ended.clone(),
@@ -297,8 +313,10 @@ impl Presence {
             login: opened.login.clone(),
             scopes: opened.scopes.as_slice().into(),
             metadata: opened.metadata.clone(),
-            heard_ms: AtomicI64::new(self.inner.clock.now().timestamp_millis()),
+            heard_ms: AtomicI64::new(now.timestamp_millis()),
+            confirmed: AtomicBool::new(false),
         };
+        self.held_from(now);
         // Registered first, so an end that races the open is not missed.
         let replaced = self.inner.local_sessions.insert(id.clone(), local);
         if replaced.is_none() {
@@ -314,6 +332,11 @@ impl Presence {
                 metrics::session_opened();
             }
             return Err(error);
+        }
+        if let Some(local) = self.inner.local_sessions.get(&id)
+            && local.generation == generation
+        {
+            local.confirmed.store(true, Ordering::Release);
         }
         if let Some(older) = replaced {
             // The session now belongs to the new handle: the old one must
@@ -333,20 +356,20 @@ impl Presence {
     }
 
     /// Proves a session live. Never changes what observers see, so it costs
-    /// no lock beyond the user's record and publishes nothing.
+    /// no lock beyond the user's record and publishes nothing; a session
+    /// this node holds (opened with [`Presence::open_session`] here) costs
+    /// the store nothing at all.
     pub fn heartbeat(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
         let now = self.inner.clock.now();
+        if let Some(held) = self.beat_held(user, session, now) {
+            return held;
+        }
         let call = metrics::store_call("heartbeat");
         let result = self
             .inner
             .store
             .heartbeat(user, session, now, &self.inner.config);
         call.finish(&result);
-        match result {
-            Ok(()) => self.heard_from(session, now),
-            Err(StoreError::SessionNotFound) => self.end_local(session, SessionEnd::Lapsed),
-            Err(_) => {}
-        }
         Ok(result?)
     }
 
@@ -364,7 +387,16 @@ impl Presence {
         };
         match self.change(user, activity).await {
             Err(error) if error.is_session_gone() => {
-                self.end_local(session, SessionEnd::Lapsed);
+                // Not another user's session of the same id.
+                let of_user = |local: &LocalSession| local.user == *user;
+                if self
+                    .inner
+                    .local_sessions
+                    .get(session)
+                    .is_some_and(|l| of_user(&l))
+                {
+                    self.end_local(session, SessionEnd::Lapsed);
+                }
                 Err(error)
             }
             Ok(transition) => {
@@ -434,6 +466,8 @@ impl Presence {
             node: self.inner.node.clone(),
             scopes: scopes.to_vec(),
             metadata: BTreeMap::from([("kind".to_owned(), "http".to_owned())]),
+            // Any node may hear the login's next request.
+            liveness: Liveness::Heartbeats,
         });
         match self.change(user, open).await {
             Ok(_) => Ok(true),
@@ -518,6 +552,7 @@ impl Presence {
     pub async fn run_due(&self) -> Result<usize, Error> {
         let now = self.inner.clock.now();
         self.tend_lease(now).await;
+        self.reap_held(now).await?;
         self.refresh_due(now).await
     }
 
@@ -578,15 +613,42 @@ impl Presence {
                 }
             }
         };
+        if !self.after_epoch(epoch).await {
+            // Nothing was lost but messages: among them, perhaps, that
+            // another node ended a session held here.
+            self.verify_held().await;
+        }
+    }
+
+    /// Reads the store's epoch and acts on a new one (see
+    /// [`Presence::after_epoch`]); a failure is logged, the next try is
+    /// at the next lease renewal.
+    pub(super) async fn check_epoch(&self) {
+        match self
+            .timed("reload_epoch", self.inner.store.reload_epoch())
+            .await
+        {
+            Ok(epoch) => {
+                self.after_epoch(epoch).await;
+            }
+            Err(error) => tracing::warn!(%error, "reading the store's epoch failed"),
+        }
+    }
+
+    /// If `epoch` is new, the store lost its data: every watcher forgets
+    /// the versions it was told and resnapshots, and this node takes its
+    /// lease and registers its live sessions again. Whether it was new.
+    async fn after_epoch(&self, epoch: crate::ids::Epoch) -> bool {
         let changed = self.inner.epoch.observe(epoch.clone());
         if changed {
             tracing::warn!(node = %self.inner.node, %epoch, "the presence store lost its data (a new epoch); registering live sessions again");
             self.inner.hub.resync(true);
-            // The lease was lost too: without it, a process of this node
-            // starting now would take this one for dead.
+            // The lease was lost too: without it, other processes would
+            // take this one for dead.
             self.retake_lease().await;
             self.register_local_sessions().await;
         }
+        changed
     }
 
     /// Registers again every session this node holds, with the newest
@@ -606,6 +668,7 @@ impl Presence {
                     node: self.inner.node.clone(),
                     scopes: entry.scopes.to_vec(),
                     metadata: entry.metadata.clone(),
+                    liveness: Liveness::HeldByNode,
                 };
                 (entry.user.clone(), session, heard)
             })
@@ -635,11 +698,13 @@ impl Presence {
     /// deadline.
     pub(crate) async fn sweep(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>, Error> {
         self.tend_lease(now).await;
+        let next_lapse = self.reap_held(now).await?;
         self.refresh_due(now).await?;
         self.prune_http_marks(now);
-        Ok(self
+        let next = self
             .timed("next_deadline", self.inner.store.next_deadline())
-            .await?)
+            .await?;
+        Ok(next.into_iter().chain(next_lapse).min())
     }
 
     /// Refreshes every user whose deadline is at or before `now`; returns

@@ -18,7 +18,12 @@
 //!   a sweep with [`PresenceStore::claim_due`] (which moves it to the
 //!   claim's hold, so the nodes sharing the store split the due users);
 //! - **nodes**: which users hold sessions opened on a node name, read by
-//!   [`PresenceStore::users_on_node`] when a node restarts.
+//!   [`PresenceStore::users_on_node`] when a node restarts or its lease
+//!   runs out;
+//! - **leases**: each running process's lease, renewed by the process
+//!   and read by all ([`PresenceStore::expired_leases`]): a session a node
+//!   holds ([`Liveness::HeldByNode`](crate::record::Liveness::HeldByNode))
+//!   has no deadline of its own while the lease lives.
 //!
 //! Every store runs the shared conformance suite (`presence-store-tests`).
 //! A store whose data lives outside this process builds on [`kit`]: local
@@ -268,6 +273,15 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// The leases of every process of node `name`: incarnation and
     /// expiry, expired ones included.
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError>;
+
+    /// Every process's lease that ran out at or before `now`, of any node
+    /// name, with the instant it ran out (expired leases nobody has ended
+    /// yet): those processes died, and the nodes sharing the store end
+    /// their sessions.
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError>;
 
     /// The store's clock, read now: every process of a cluster keeps to it
     /// (see [`crate::clock`]). `None` for a store without a clock of its

@@ -147,6 +147,11 @@ ON CONFLICT (node, incarnation) DO UPDATE SET until = excluded.until";
 pub(crate) const END_LEASE: &str = "\
 DELETE FROM node_leases WHERE node = $1 AND incarnation = $2";
 
+/// The processes whose lease ran out by $1 (ms); the table holds a row per
+/// running process, so it is read whole.
+pub(crate) const EXPIRED_LEASES: &str = "\
+SELECT node, incarnation, until FROM node_leases WHERE until <= $1";
+
 /// The leases of a node's processes. $1 node.
 pub(crate) const LEASES: &str = "\
 SELECT incarnation, until FROM node_leases WHERE node = $1";

@@ -348,6 +348,18 @@ impl PresenceStore for SqliteStore {
         Ok(())
     }
 
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(sql::EXPIRED_LEASES)
+            .bind(now.timestamp_millis())
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows::node_leases(rows)
+    }
+
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
         let rows: Vec<(String, i64)> = sqlx::query_as(sql::LEASES)
             .bind(name.as_str())

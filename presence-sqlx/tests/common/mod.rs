@@ -164,6 +164,13 @@ impl PresenceStore for CleanedUp {
         self.store().end_lease(node).await
     }
 
+    async fn expired_leases(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError> {
+        self.store().expired_leases(now).await
+    }
+
     async fn leases(&self, name: &NodeName) -> Result<Vec<(u64, DateTime<Utc>)>, StoreError> {
         self.store().leases(name).await
     }

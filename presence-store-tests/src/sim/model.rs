@@ -6,7 +6,8 @@
 //! choice to the implementation, the model keeps both answers and the
 //! checks accept either: a session whose process died may be ended by a
 //! node that notices the death at any time between the death and its
-//! lapse (see [`Model::doom`]).
+//! lapse (see [`Model::doom`]), and so may linger from any instant in
+//! between.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -30,6 +31,10 @@ pub struct Timing {
     pub offline: Ms,
     /// `linger`.
     pub linger: Ms,
+    /// How long after its process died a session has ended at the latest,
+    /// if it has not lapsed by then: the process's lease, and the time the
+    /// other processes take to find it ran out.
+    pub detection: Ms,
 }
 
 /// A session as the model sees it.
@@ -39,7 +44,8 @@ struct Session {
     scopes: Vec<&'static str>,
     last_heartbeat: Ms,
     /// Its process died at this instant: any node may end it from then on
-    /// (it must by its lapse).
+    /// (it must by its lapse, or by the death and [`Timing::detection`]
+    /// if that is later).
     doomed_since: Option<Ms>,
 }
 
@@ -47,6 +53,10 @@ struct Session {
 #[derive(Clone, Debug)]
 struct Lingering {
     until: Ms,
+    /// The earliest instant it may have ended: `until`, unless it is the
+    /// linger of a dead process's session, which another node may have
+    /// ended as early as the death.
+    ends_from: Ms,
     /// The login whose session ended there last: its logout ends the
     /// linger.
     login: String,
@@ -284,6 +294,14 @@ impl Model {
             .iter()
             .map(|user| {
                 let mut answers = vec![shown(user, now, &timing)];
+                if user.lingering.values().any(|l| l.ends_from <= now) {
+                    let mut ended = user.clone();
+                    ended.lingering.retain(|_, l| l.ends_from > now);
+                    let other = shown(&ended, now, &timing);
+                    if !answers.contains(&other) {
+                        answers.push(other);
+                    }
+                }
                 if user.sessions.values().any(|s| s.doomed_since.is_some()) {
                     let mut ended = user.clone();
                     end_doomed(&mut ended, now, &timing);
@@ -308,6 +326,17 @@ impl Model {
     }
 }
 
+/// When a session ends without a word: a TTL after its newest heartbeat,
+/// or, if its process died, when the others find that out, if that is
+/// later.
+fn lapse_at(session: &Session, timing: &Timing) -> Ms {
+    let lapse = session.last_heartbeat + timing.ttl;
+    match session.doomed_since {
+        Some(death) => lapse.max(death + timing.detection),
+        None => lapse,
+    }
+}
+
 fn settle(user: &mut User, now: Ms, timing: &Timing) {
     loop {
         // Lapses at one instant end in order of login, as sessions ending
@@ -315,13 +344,15 @@ fn settle(user: &mut User, now: Ms, timing: &Timing) {
         let lapse = user
             .sessions
             .iter()
-            .map(|(key, s)| (s.last_heartbeat + timing.ttl, s.login.clone(), *key))
+            .map(|(key, s)| (lapse_at(s, timing), s.login.clone(), *key))
             .filter(|(at, _, _)| *at <= now)
             .min();
         let Some((at, _, key)) = lapse else { break };
         // Lingers that ran out before this lapse are over by then.
         user.lingering.retain(|_, l| l.until > at);
-        end(user, key, at, timing.linger);
+        // A dead process's session may have ended as early as the death.
+        let ended_from = user.sessions[&key].doomed_since.unwrap_or(at);
+        end_from(user, key, at, ended_from, timing.linger);
     }
     user.lingering.retain(|_, l| l.until > now);
     if user
@@ -338,6 +369,12 @@ fn settle(user: &mut User, now: Ms, timing: &Timing) {
 /// Ends session `key` at `at`: each of its scopes that no other session
 /// covers lingers from then.
 fn end(user: &mut User, key: u64, at: Ms, linger: Ms) {
+    end_from(user, key, at, at, linger);
+}
+
+/// Ends session `key` at `at`, or, as far as anyone can tell, at any
+/// instant from `ended_from` on.
+fn end_from(user: &mut User, key: u64, at: Ms, ended_from: Ms, linger: Ms) {
     let Some(session) = user.sessions.remove(&key) else {
         return;
     };
@@ -348,6 +385,7 @@ fn end(user: &mut User, key: u64, at: Ms, linger: Ms) {
                 scope,
                 Lingering {
                     until: at + linger,
+                    ends_from: ended_from + linger,
                     login: session.login.clone(),
                 },
             );
@@ -410,6 +448,7 @@ mod tests {
         away: 20_250,
         offline: 60_250,
         linger: 3_250,
+        detection: 4_000,
     };
 
     fn status(model: &mut Model, now: Ms) -> Status {

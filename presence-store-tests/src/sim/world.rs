@@ -34,10 +34,16 @@ pub(crate) const TIMING: Timing = Timing {
     away: 20_250,
     offline: 60_250,
     linger: 3_250,
+    // The lease, a third of it (at the tick) for another process to renew
+    // its own and look, and a tick.
+    detection: NODE_LEASE + 1_000 + TICK,
 };
 
 /// The step of time.
 pub(crate) const TICK: Ms = 500;
+
+/// Each process's lease.
+const NODE_LEASE: Ms = 2_500;
 
 /// Why a run failed: the step, and what was wrong.
 #[derive(Clone, Debug)]
@@ -241,6 +247,10 @@ impl World {
             .node(node.clone())
             // Deliveries are judged as soon as the step settles.
             .batch_interval(Duration::ZERO)
+            // A dead process's sessions must end by their lapse (the
+            // model's rule): its lease and the third of it that others
+            // take to notice fit in a TTL less a heartbeat interval.
+            .node_lease(Duration::from_millis(NODE_LEASE as u64))
             .build()
             .await
             .map_err(|e| self.violation("api", format!("{name} did not start: {e}")))?;

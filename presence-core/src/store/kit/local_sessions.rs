@@ -1,7 +1,8 @@
 //! Heartbeats without a round trip each: the sessions this process opened,
 //! as far as it knows, with the newest heartbeat of each waiting for the
 //! next write. A backend thus sees at most one write per session per flush
-//! interval, however often clients beat.
+//! interval, however often clients beat, and none for a session its node
+//! holds ([`Liveness::HeldByNode`]): the node's lease vouches for it.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,7 @@ use dashmap::DashMap;
 
 use crate::config::PresenceConfig;
 use crate::ids::{NodeName, SessionId, UserId};
-use crate::record::{UserOp, UserRecord};
+use crate::record::{Liveness, UserOp, UserRecord};
 use crate::session::SessionEnd;
 use crate::store::{StoreError, Transition, Update};
 
@@ -32,6 +33,9 @@ struct LocalSession<K> {
     ttl_ms: AtomicI64,
     /// Waiting in the next batch.
     queued: AtomicBool,
+    /// Its node holds it ([`Liveness::HeldByNode`]), as of the newest
+    /// record this process stored: its heartbeats are not written.
+    held: AtomicBool,
     /// Another node (or the store) ended it.
     gone: AtomicBool,
 }
@@ -105,6 +109,7 @@ impl<K> LocalSessions<K> {
                     heartbeat_ms: AtomicI64::new(i64::MIN),
                     ttl_ms: AtomicI64::new(millis(config.session_ttl)),
                     queued: AtomicBool::new(false),
+                    held: AtomicBool::new(false),
                     gone: AtomicBool::new(false),
                 })
             })
@@ -153,6 +158,8 @@ impl<K> LocalSessions<K> {
                 local
                     .heartbeat_ms
                     .fetch_max(session.last_heartbeat.timestamp_millis(), Ordering::AcqRel);
+                let held = session.liveness == Liveness::HeldByNode;
+                local.held.store(held, Ordering::Release);
             }
         }
     }
@@ -205,16 +212,18 @@ impl<K> LocalSessions<K> {
     }
 
     /// Whether this process holds `session`, live as far as it knows: not
-    /// ended, and a heartbeat younger than the TTL at `now`.
+    /// ended, and its node holds it or a heartbeat is younger than the TTL
+    /// at `now`.
     pub fn holds(&self, session: &SessionId, now: DateTime<Utc>, config: &PresenceConfig) -> bool {
         let ttl_ms = millis(config.session_ttl);
         self.sessions.get(session).is_some_and(|local| {
             !local.gone.load(Ordering::Acquire)
-                && local
-                    .heartbeat_ms
-                    .load(Ordering::Acquire)
-                    .saturating_add(ttl_ms)
-                    > now.timestamp_millis()
+                && (local.held.load(Ordering::Acquire)
+                    || local
+                        .heartbeat_ms
+                        .load(Ordering::Acquire)
+                        .saturating_add(ttl_ms)
+                        > now.timestamp_millis())
         })
     }
 
@@ -224,8 +233,9 @@ impl<K> LocalSessions<K> {
         DateTime::<Utc>::from_timestamp_millis(local.heartbeat_ms.load(Ordering::Acquire))
     }
 
-    /// Records a heartbeat in memory, for the next write; fails when this
-    /// process holds no such live session (a heartbeat never revives one).
+    /// Records a heartbeat in memory, for the next write (none for a
+    /// session its node holds); fails when this process holds no such live
+    /// session (a heartbeat never revives one).
     pub fn beat(
         &self,
         user: &UserId,
@@ -249,7 +259,9 @@ impl<K> LocalSessions<K> {
         }
         local.ttl_ms.store(ttl_ms, Ordering::Release);
         local.heartbeat_ms.fetch_max(now_ms, Ordering::AcqRel);
-        self.queue(session, local);
+        if !local.held.load(Ordering::Acquire) {
+            self.queue(session, local);
+        }
         Ok(())
     }
 
@@ -324,6 +336,39 @@ mod tests {
         assert!(local.take_pending().is_empty());
         local.requeue(&pending);
         assert_eq!(local.take_pending().len(), 1);
+    }
+
+    #[test]
+    fn a_session_its_node_holds_writes_no_heartbeat() {
+        let local: LocalSessions = LocalSessions::default();
+        let (user, session) = (UserId::from("u"), SessionId::from("s"));
+        local.opened(&user, &session, &"n".into(), at(0), &config(), || ());
+        let mut record = UserRecord::default();
+        record.sessions.push(crate::record::SessionRecord {
+            id: session.clone(),
+            login: "l".into(),
+            node: crate::ids::NodeId::new("n"),
+            scopes: Vec::new(),
+            metadata: Default::default(),
+            opened_at: at(0),
+            last_heartbeat: at(0),
+            liveness: Liveness::HeldByNode,
+        });
+        local.saw(&record);
+        local
+            .beat(&user, &session, at(1_000), &config())
+            .expect("live");
+        assert!(local.take_pending().is_empty());
+        // Held: live past its TTL as far as this process knows.
+        assert!(local.holds(&session, at(60_000), &config()));
+        // Let go of (a lapse): its heartbeats are written again.
+        record.sessions[0].liveness = Liveness::Heartbeats;
+        local.saw(&record);
+        local
+            .beat(&user, &session, at(2_000), &config())
+            .expect("live");
+        assert_eq!(local.take_pending().len(), 1);
+        assert!(!local.holds(&session, at(60_000), &config()));
     }
 
     #[test]
