@@ -157,11 +157,16 @@ impl PresenceBuilder {
     }
 
     /// How long this process's lease in the store lasts (default 15 s); it
-    /// is renewed every third of it. A process of the same node started
-    /// beside this one (a rolling deploy) leaves this one's sessions alone
-    /// while the lease lives; once this process dies, the lease runs out
-    /// and another process of the node ends what it left. See
-    /// [`crate::Presence`]'s docs on processes of one node.
+    /// is renewed every third of it. The lease vouches for the sockets'
+    /// sessions this process holds: once this process dies, the lease runs
+    /// out and any other process ends them, as of then, within a third of
+    /// a lease. A shorter lease finds a dead process sooner for one store
+    /// write per process per third of it; keep it longer than a pause the
+    /// process may take (a process that cannot renew for a whole lease is
+    /// taken for dead and its sockets are closed). A process of the same
+    /// node started beside this one (a rolling deploy) leaves this one's
+    /// sessions alone while the lease lives. See the crate docs, "Sessions
+    /// that end".
     pub fn node_lease(mut self, lease: Duration) -> Self {
         self.lease = lease;
         self

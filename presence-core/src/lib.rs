@@ -87,10 +87,18 @@
 //! starts the linger, and a new session inside it cancels the `OFFLINE`. A
 //! session whose heartbeats stop lapses after `session_ttl`, also with the
 //! linger. [`Presence::logout`] ends one login's sessions at once with no
-//! linger. A node that dies leaves its sessions to lapse; each process
-//! holds a lease in the store, and another process of the same
-//! [`NodeName`] clears what a dead one left once its lease has run out,
-//! while one still serving beside it (a rolling deploy) is left alone.
+//! linger.
+//!
+//! A socket's session is held by its node: its heartbeats stay in that
+//! node's memory, and the node itself lapses it when its client goes
+//! silent. Each process holds a lease in the store
+//! ([`PresenceBuilder::node_lease`], 15 s), renewed every third of it; a
+//! process that dies stops renewing, and once its lease has run out any
+//! other process ends its sessions as of that instant (then the linger).
+//! A process of the same [`NodeName`] still serving beside it (a rolling
+//! deploy) is left alone. A login's HTTP session, which any node may hear,
+//! lives by heartbeats written to the store instead
+//! ([`record::Liveness`]).
 //!
 //! # Scopes
 //!

@@ -109,3 +109,42 @@ async fn a_store_that_loses_its_data_has_a_new_epoch_that_snapshots_tell() {
     );
     alice.heartbeat().expect("her socket lives on");
 }
+
+/// A socket's heartbeats never reach the store, so they cannot tell its
+/// node that another node ended the session. A logout on node B while node
+/// A's feed was down (the word lost) is found when the feed comes back:
+/// node A checks the sessions it holds against the store and ends them.
+#[tokio::test]
+async fn a_session_ended_elsewhere_while_the_feed_was_down_is_ended_on_its_return() {
+    let store = FaultyMemory::new();
+    let clock = Arc::new(ManualClock::default());
+    let a = node(&store, &clock, "node-a").await;
+    let b = node(&store, &clock, "node-b").await;
+    let tab = a
+        .open_session(SessionSpec::new("alice", "laptop").scope("acme"))
+        .await
+        .expect("open");
+    let kept = a
+        .open_session(SessionSpec::new("bob", "desk").scope("acme"))
+        .await
+        .expect("open");
+    store.drop_feed(a.node()).await;
+    b.logout(&"alice".into(), &"laptop".into())
+        .await
+        .expect("logout on node B");
+    settle().await;
+    assert!(tab.heartbeat().is_ok(), "node A has not heard yet");
+    store.restore_feed(a.node()).await;
+    let waited = std::time::Instant::now();
+    while tab.has_ended().is_none() {
+        assert!(
+            waited.elapsed() < Duration::from_secs(5),
+            "node A never found the session ended"
+        );
+        settle().await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(tab.heartbeat().is_err(), "the tab's session is gone");
+    assert!(kept.has_ended().is_none(), "bob's session is untouched");
+    kept.heartbeat().expect("bob is live");
+}

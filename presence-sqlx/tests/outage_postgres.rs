@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use presence_core::{
-    Delivery, Error, ManualClock, NodeId, Presence, RequestedStatus, SessionSpec, Status,
-    StoreError, Subscription,
+    Delivery, Error, LoginId, ManualClock, NodeId, Presence, RequestedStatus, SessionId,
+    SessionSpec, Status, StoreError, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
 use tokio::net::{TcpSocket, TcpStream};
@@ -136,6 +136,14 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
         .await
         .expect("open");
     assert_eq!(next(&mut on_b).await, ("alice".into(), Status::Online, 1));
+    // Bob browses without a socket: his HTTP session's heartbeats are the
+    // ones written to the database (alice's stay on node A).
+    let (bob, bob_login) = (UserId::from("bob"), LoginId::from("bob-l"));
+    let bob_session = SessionId::for_http_login(&bob_login);
+    a.mark_http_activity(&bob, &bob_login, &["acme".into()])
+        .await
+        .expect("bob's HTTP session");
+    assert_eq!(next(&mut on_b).await, ("bob".into(), Status::Online, 1));
 
     drop(proxy); // the database is gone, for node A
     let started = Instant::now();
@@ -155,6 +163,8 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
     alice
         .heartbeat()
         .expect("heartbeats are answered from memory meanwhile");
+    a.heartbeat(&bob, &bob_session)
+        .expect("an HTTP session's too, for the next flush");
     let flushed = store_a.flush_heartbeats().await;
     assert!(
         matches!(
@@ -181,6 +191,7 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
     let recovered = started.elapsed();
     assert_eq!(next(&mut on_b).await, ("alice".into(), Status::Busy, 2));
     alice.heartbeat().expect("still live");
+    a.heartbeat(&bob, &bob_session).expect("still live");
     store_a
         .flush_heartbeats()
         .await

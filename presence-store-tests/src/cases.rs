@@ -7,8 +7,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use presence_core::{
-    ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent, PresenceStore, Status, StoreError,
-    Transition, UserId, UserOp,
+    ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent, PresenceStore, SessionId, Status,
+    StoreError, Transition, UserId, UserOp,
 };
 
 use crate::harness::Harness;
@@ -899,6 +899,107 @@ pub async fn node_leases_are_kept_per_incarnation(store: Arc<dyn PresenceStore>)
     assert_eq!(
         h.store.leases(&"node-b".into()).await.expect("leases"),
         vec![(1, h.at(5.0))]
+    );
+}
+
+/// The leases that ran out are found across node names, with the instant
+/// each ran out, until they are ended.
+pub async fn expired_leases_are_found_across_node_names(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let node = |name: &str, incarnation| NodeId {
+        name: name.into(),
+        incarnation,
+    };
+    for (process, until) in [
+        (node("node-a", 1), 10.0),
+        (node("node:b", u64::MAX), 20.0),
+        (node("node-c", 3), 30.0),
+    ] {
+        h.store
+            .renew_lease(&process, h.at(until))
+            .await
+            .expect("renew");
+    }
+    let expired = |seconds: f64| {
+        let h = h.clone();
+        async move {
+            let mut found = h.store.expired_leases(h.at(seconds)).await.expect("read");
+            found.sort_by(|(a, _), (b, _)| a.name.cmp(&b.name));
+            found
+        }
+    };
+    assert!(expired(9.9).await.is_empty(), "no lease ran out yet");
+    assert_eq!(
+        expired(20.0).await,
+        vec![
+            (node("node-a", 1), h.at(10.0)),
+            (node("node:b", u64::MAX), h.at(20.0)),
+        ],
+        "a lease runs out at its expiry; a colon in a name is kept"
+    );
+    h.store
+        .renew_lease(&node("node-a", 1), h.at(40.0))
+        .await
+        .expect("renewed late");
+    h.store
+        .end_lease(&node("node:b", u64::MAX))
+        .await
+        .expect("end");
+    assert_eq!(expired(30.0).await, vec![(node("node-c", 3), h.at(30.0))]);
+}
+
+/// A session its node holds never lapses by time, and sets no deadline of
+/// its own: a user who is merely present costs no sweep. When its holder
+/// lets go of it ([`UserOp::Lapse`]), it lapses a TTL after the heartbeat
+/// the holder heard last, lingering from then; when the holder's lease
+/// runs out, [`UserOp::EndIncarnation`] ends it as of that instant.
+pub async fn a_held_session_lapses_only_when_its_holder_says(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let t = h
+        .apply("alice", h.open_held_op("a-tab", "login-1", &["acme"]), 0.0)
+        .await;
+    assert_eq!(
+        t.next_deadline,
+        Some(h.at(60.0)),
+        "away, not a lapse at 30 s"
+    );
+    let t = h.refresh("alice", 59.0).await;
+    assert_eq!((t.to, t.ended_sessions.len()), (Status::Online, 0));
+    let lapse = UserOp::Lapse {
+        sessions: vec![(SessionId::from("a-tab"), h.at(50.0))],
+        held_by: h.node.clone(),
+    };
+    let t = h.apply("alice", lapse, 59.0).await;
+    assert!(t.ended_sessions.is_empty(), "heard at 50 s: lapses at 80 s");
+    assert_eq!(t.next_deadline, Some(h.at(60.0)));
+    let t = h.refresh("alice", 81.0).await;
+    assert_eq!(t.ended_sessions, vec![SessionId::from("a-tab")]);
+    assert_eq!(t.to, Status::Away, "lingering from 80 s, idle since 0 s");
+    let t = h.refresh("alice", 85.0).await;
+    assert_eq!((t.to, t.last_seen), (Status::Offline, Some(h.at(50.0))));
+
+    // Another node's word is not the holder's: nothing happens.
+    h.apply("bob", h.open_held_op("b-tab", "login-1", &["acme"]), 100.0)
+        .await;
+    let foreign = UserOp::Lapse {
+        sessions: vec![(SessionId::from("b-tab"), h.at(100.0))],
+        held_by: NodeId {
+            name: "node-b".into(),
+            incarnation: 9,
+        },
+    };
+    let t = h.apply("bob", foreign, 200.0).await;
+    assert!(t.ended_sessions.is_empty() && t.present);
+    let dead = UserOp::EndIncarnation {
+        node: h.node.clone(),
+        at: Some(h.at(150.0)),
+    };
+    let t = h.apply("bob", dead, 200.0).await;
+    assert_eq!(t.ended_sessions, vec![SessionId::from("b-tab")]);
+    assert_eq!(
+        (t.to, t.last_seen),
+        (Status::Offline, Some(h.at(150.0))),
+        "ended at 150 s, when its holder's lease ran out: its linger is over"
     );
 }
 

@@ -96,6 +96,17 @@ impl Harness {
         })
     }
 
+    /// The operation that opens `session`, held by this harness's node
+    /// ([`Liveness::HeldByNode`](presence_core::record::Liveness::HeldByNode),
+    /// a socket's session).
+    pub fn open_held_op(&self, session: &str, login: &str, scopes: &[&str]) -> UserOp {
+        let mut op = self.open_op(session, login, scopes);
+        if let UserOp::Open(new) = &mut op {
+            new.liveness = presence_core::record::Liveness::HeldByNode;
+        }
+        op
+    }
+
     /// Opens a session in scope `acme` under login `login-1`.
     pub async fn open(&self, user: &str, session: &str, seconds: f64) -> Transition {
         self.apply(user, self.open_op(session, "login-1", &["acme"]), seconds)

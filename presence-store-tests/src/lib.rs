@@ -147,6 +147,8 @@ macro_rules! conformance_tests {
             racing_sweeps_claim_each_due_user_once,
             a_restarted_node_clears_its_previous_incarnation,
             node_leases_are_kept_per_incarnation,
+            expired_leases_are_found_across_node_names,
+            a_held_session_lapses_only_when_its_holder_says,
             versions_survive_going_offline_and_coming_back,
             concurrent_first_and_last_sessions_are_decided_once,
             concurrent_open_close_pairs_leave_no_ghost,

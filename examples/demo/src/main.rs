@@ -93,7 +93,10 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
         std::env::var("PRESENCE_NODE_NAME").unwrap_or_else(|_| format!("demo-{address}")),
     );
     let tokens = Tokens::new(&login_secret(settings.secret)?, settings.login_ttl);
-    let builder = Presence::builder().config(settings.presence).node(node);
+    let builder = Presence::builder()
+        .config(settings.presence)
+        .node(node)
+        .node_lease(settings.node_lease);
     // Stores that buffer heartbeats write them out on the way down.
     let mut flush: Option<FlushHeartbeats> = None;
     // Logouts are kept beside presence's state.

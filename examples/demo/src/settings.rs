@@ -27,6 +27,10 @@ pub(crate) struct Settings {
     pub(crate) secret: Option<SecretBytes>,
     /// `PRESENCE_DEMO_LOGIN_TTL`: how long a login's token is valid.
     pub(crate) login_ttl: Duration,
+    /// `PRESENCE_NODE_LEASE`: how long this process's lease in the store
+    /// lasts; a dead process's sockets' users go OFFLINE about this long
+    /// (and a third of it, and the linger) after it died.
+    pub(crate) node_lease: Duration,
 }
 
 /// The bytes of `PRESENCE_DEMO_SECRET`, at least [`MIN_SECRET_BYTES`]
@@ -132,6 +136,14 @@ impl Settings {
         let metrics = parse_switch("PRESENCE_METRICS", get("PRESENCE_METRICS"))?;
         let secret = get("PRESENCE_DEMO_SECRET").map(parse_secret).transpose()?;
         let login_ttl = duration("PRESENCE_DEMO_LOGIN_TTL", DEFAULT_LOGIN_TTL)?;
+        let node_lease = duration("PRESENCE_NODE_LEASE", DEFAULT_NODE_LEASE)?;
+        if node_lease < MIN_NODE_LEASE {
+            return Err(BadSetting {
+                variable: "PRESENCE_NODE_LEASE",
+                value: get("PRESENCE_NODE_LEASE").unwrap_or_default(),
+                why: format!("must be at least {MIN_NODE_LEASE:?}"),
+            });
+        }
         if login_ttl > MAX_LOGIN_TTL {
             return Err(BadSetting {
                 variable: "PRESENCE_DEMO_LOGIN_TTL",
@@ -148,6 +160,7 @@ impl Settings {
             metrics,
             secret,
             login_ttl,
+            node_lease,
         })
     }
 }
@@ -158,6 +171,14 @@ const MIN_ACTIVITY_THROTTLE: Duration = Duration::from_millis(50);
 
 /// How long a login lasts unless `PRESENCE_DEMO_LOGIN_TTL` says.
 const DEFAULT_LOGIN_TTL: Duration = Duration::from_secs(7 * 24 * 3_600);
+
+/// A process's lease unless `PRESENCE_NODE_LEASE` says (the library's
+/// default).
+const DEFAULT_NODE_LEASE: Duration = Duration::from_secs(15);
+
+/// The shortest lease: renewed every third of it, a shorter one would be
+/// renewed faster than a store answers.
+const MIN_NODE_LEASE: Duration = Duration::from_millis(300);
 
 /// The longest login: far beyond any use, and far from the calendar's end.
 const MAX_LOGIN_TTL: Duration = Duration::from_secs(3_650 * 24 * 3_600);
@@ -249,6 +270,15 @@ mod tests {
         assert!(!s.metrics, "no /metrics unless asked");
         assert!(s.secret.is_none(), "a random secret unless set");
         assert_eq!(s.login_ttl, Duration::from_secs(7 * 24 * 3_600));
+        assert_eq!(s.node_lease, Duration::from_secs(15));
+    }
+
+    #[test]
+    fn the_node_lease_is_read_and_a_tiny_one_refused() {
+        let s = settings(&[("PRESENCE_NODE_LEASE", "4s")]).expect("valid");
+        assert_eq!(s.node_lease, Duration::from_secs(4));
+        let error = settings(&[("PRESENCE_NODE_LEASE", "10ms")]).expect_err("too short");
+        assert_eq!(error.variable, "PRESENCE_NODE_LEASE");
     }
 
     #[test]

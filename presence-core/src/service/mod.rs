@@ -115,6 +115,9 @@ struct LocalSession {
     /// Its open reached the store: from then on, a store without it means
     /// another node ended it.
     confirmed: AtomicBool,
+    /// Its holder is closing it: registering it again after a data loss
+    /// would bring it back.
+    closing: AtomicBool,
 }
 
 impl LocalSession {
@@ -315,6 +318,7 @@ impl Presence {
             metadata: opened.metadata.clone(),
             heard_ms: AtomicI64::new(now.timestamp_millis()),
             confirmed: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
         };
         self.held_from(now);
         // Registered first, so an end that races the open is not missed.
@@ -324,7 +328,13 @@ impl Presence {
         }
         let op = UserOp::Open(opened);
         if let Err(error) = self.change(&spec.user, op).await {
-            self.forget_local(&id, generation);
+            if may_have_applied(&error) {
+                // The store may hold the session all the same: handed back,
+                // it lapses a TTL from now rather than stay for good.
+                self.abandon_local(&id, generation);
+            } else {
+                self.forget_local(&id, generation);
+            }
             if let Some(older) = replaced
                 && let dashmap::Entry::Vacant(slot) = self.inner.local_sessions.entry(id)
             {
@@ -423,6 +433,9 @@ impl Presence {
         user: &UserId,
         session: &SessionId,
     ) -> Result<(), Error> {
+        if let Some(local) = self.inner.local_sessions.get(session) {
+            local.closing.store(true, Ordering::Release);
+        }
         let close = UserOp::Close {
             session: session.clone(),
             held_by: Some(self.inner.node.name.clone()),
@@ -656,7 +669,7 @@ impl Presence {
     /// store lost its data. A session whose heartbeat has lapsed meanwhile
     /// stays dead, and its holder is told so.
     async fn register_local_sessions(&self) {
-        let sessions: Vec<(UserId, NewSession, i64)> = self
+        let sessions: Vec<(UserId, NewSession, i64, u64)> = self
             .inner
             .local_sessions
             .iter()
@@ -670,11 +683,14 @@ impl Presence {
                     metadata: entry.metadata.clone(),
                     liveness: Liveness::HeldByNode,
                 };
-                (entry.user.clone(), session, heard)
+                (entry.user.clone(), session, heard, entry.generation)
             })
             .collect();
         let count = sessions.len();
-        for (user, session, heard_ms) in sessions {
+        for (user, session, heard_ms, generation) in sessions {
+            if self.inner.is_shut_down() {
+                return;
+            }
             let id = session.id.clone();
             let last_heartbeat = DateTime::<Utc>::from_timestamp_millis(heard_ms)
                 .unwrap_or_else(|| self.inner.clock.now());
@@ -682,7 +698,16 @@ impl Presence {
                 session,
                 last_heartbeat,
             };
-            match self.change(&user, restore).await {
+            // Under the user's lock, so that a close either came first (and
+            // the session stays closed) or comes after the registration.
+            let _guard = self.lock_user(&user).await;
+            let still_held = self.inner.local_sessions.get(&id).is_some_and(|local| {
+                local.generation == generation && !local.closing.load(Ordering::Acquire)
+            });
+            if !still_held {
+                continue;
+            }
+            match self.change_locked(&user, restore).await {
                 Ok(_) => {}
                 Err(error) if error.is_session_gone() => self.end_local(&id, SessionEnd::Lapsed),
                 Err(error) if error.is_logged_out() => self.end_local(&id, SessionEnd::LoggedOut),
@@ -763,6 +788,12 @@ impl Presence {
     /// lock so that their events leave in order.
     async fn change_unchecked(&self, user: &UserId, op: UserOp) -> Result<Transition, Error> {
         let _guard = self.lock_user(user).await;
+        self.change_locked(user, op).await
+    }
+
+    /// [`Presence::change_unchecked`] for a caller that holds the user's
+    /// lock.
+    async fn change_locked(&self, user: &UserId, op: UserOp) -> Result<Transition, Error> {
         let now = self.inner.clock.now();
         let update = Update {
             user,
@@ -883,6 +914,15 @@ fn check_timing(settings: &Settings) -> Result<(), ConfigError> {
         }
     }
     Ok(())
+}
+
+/// Whether a failed change may have reached the store all the same (it
+/// timed out or failed in flight), rather than been refused.
+fn may_have_applied(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::Store(StoreError::Unavailable(_) | StoreError::Timeout(_) | StoreError::Backend(_))
+    )
 }
 
 fn presence_of(transition: &Transition) -> UserPresence {

@@ -2,7 +2,8 @@
 //!
 //! Node A holds `ann` and `art`, node B holds `bea`, `bob` and the watcher
 //! `wes`, and `dua` has a socket on each. After A is killed, B must show
-//! `ann` and `art` OFFLINE within `session_ttl` + linger + one sweep,
+//! `ann` and `art` OFFLINE within A's lease, the sweep that finds it run
+//! out, the linger and one sweep,
 //! say nothing about the others, and keep `dua` ONLINE. A restarted with
 //! the same node name must bring nobody back; and a user connected to A
 //! when it dies and restarts at once goes OFFLINE too (the restart clears
@@ -11,7 +12,9 @@
 use std::time::{Duration, Instant};
 
 use crate::client::{Client, mentions, says};
-use crate::nodes::{HEARTBEAT, LINGER, Node, ORG, SWEEP, scope_statuses, status_in, thresholds};
+use crate::nodes::{
+    HEARTBEAT, LINGER, NODE_LEASE, Node, ORG, SWEEP, scope_statuses, status_in, thresholds,
+};
 
 /// Long enough that a heartbeat flushed to the store once a second never
 /// looks lapsed to the other node, even on a loaded machine.
@@ -32,7 +35,7 @@ pub(crate) struct Figures {
 impl Figures {
     pub(crate) fn print(&self, store: &str) {
         eprintln!(
-            "chaos figure: {store} kill -9 (session_ttl {SESSION_TTL:?}, linger {LINGER:?}): \
+            "chaos figure: {store} kill -9 (node lease {NODE_LEASE:?}, session_ttl {SESSION_TTL:?}, linger {LINGER:?}): \
              A-only users OFFLINE on B after {:?}; a user of a node killed and \
              restarted at once OFFLINE {:?} after the restart",
             self.offline_after_kill, self.offline_after_restart
@@ -74,7 +77,8 @@ pub(crate) async fn kill_one_of_two_nodes(store: &[(&'static str, String)]) -> F
 
     a.kill();
     let killed = Instant::now();
-    let bound = SESSION_TTL + LINGER + SWEEP + SLACK;
+    // A's sockets' heartbeats stayed on A: its lease speaks for them.
+    let bound = NODE_LEASE + SWEEP + LINGER + SWEEP + SLACK;
     let mut offline_after_kill = Vec::new();
     // In whichever order B's sweep finds them.
     let mut pending = vec!["ann", "art"];

@@ -20,6 +20,11 @@ pub(crate) const LINGER: Duration = Duration::from_millis(300);
 /// other nodes set.
 pub(crate) const SWEEP: Duration = Duration::from_secs(1);
 
+/// Each process's lease: renewed about every second (at the sweep after
+/// a third of it has passed), so two seconds of scheduling delay on a busy
+/// machine never take a live process for dead.
+pub(crate) const NODE_LEASE: Duration = Duration::from_secs(3);
+
 /// The thresholds every scenario runs with, for a `session_ttl`.
 pub(crate) fn thresholds(session_ttl: Duration) -> Vec<(&'static str, String)> {
     let millis = |d: Duration| format!("{}ms", d.as_millis());
@@ -27,6 +32,7 @@ pub(crate) fn thresholds(session_ttl: Duration) -> Vec<(&'static str, String)> {
         ("PRESENCE_HEARTBEAT_INTERVAL", millis(HEARTBEAT)),
         ("PRESENCE_SESSION_TTL", millis(session_ttl)),
         ("PRESENCE_LINGER", millis(LINGER)),
+        ("PRESENCE_NODE_LEASE", millis(NODE_LEASE)),
     ]
 }
 
