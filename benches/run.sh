@@ -102,6 +102,9 @@ step "$bin/pg-throughput" "$PG_URL"
 step "$bin/store-ops" redis 10000
 step "$bin/store-ops" redis 100000
 step "$bin/store-ops" postgres 10000
+# Issue 17, Redis Cluster shards: transitions/s on a 3-master cluster (16
+# shards) against one Redis, same run (servers of its own on 6392-6395).
+step "$bin/cluster-throughput" 3
 
 # P5: idle sockets on the demo, at the open-files limit and at 5000.
 step "$load" idle --sockets 19000

@@ -34,8 +34,8 @@
 //!   batch (or told at once through the feed), and its next heartbeat fails.
 //! - **Liveness.** Heartbeats are scores in a per-user sorted set; every
 //!   user's next deadline (lapse, linger end, away, offline, manual expiry)
-//!   is a score in one global sorted set. Any live node's sweeper takes the
-//!   due users from it, so a node killed with `kill -9` has its users
+//!   is a score in a sorted set (one per shard). Any live node's sweeper
+//!   takes the due users from it, so a node killed with `kill -9` has its users
 //!   OFFLINE after `session_ttl` plus the linger and one sweep; only the node
 //!   whose compare-and-set wins publishes each change. A restarted node
 //!   clears what its previous incarnation left (through the node's user
@@ -62,22 +62,37 @@
 //! are presence time, which is Redis's clock (`TIME`) as every node keeps to
 //! it: keep the Redis servers' clocks in sync (NTP); the nodes' need not be.
 //!
-//! The change script touches the scope and node sets without declaring them
-//! as keys, which a standalone Redis (or a primary with replicas) allows.
+//! With [`RedisConfig::shards`] above 1, users are split into that many
+//! virtual shards by a fixed hash of their id: a user's record and
+//! heartbeats, and its share of the due set and of the scope and node sets,
+//! live under the shard's hash tag (`{PREFIX:7}:{USER}:rec`,
+//! `{PREFIX:7}:due`, `{PREFIX:7}:scope:SCOPE`, …), and each shard has an
+//! epoch token of its own. The change script touches the scope and node
+//! sets without declaring them as keys, which a standalone Redis allows,
+//! and which a Redis Cluster allows within one slot: one shard's.
+//!
 //! For Redis Cluster, enable the `cluster` feature and use
-//! [`RedisConfig::cluster`]: every key then carries the prefix as its hash
-//! tag, so all of the store's keys share one slot and each change stays one
-//! atomic script (the cluster brings failover, not sharding of presence).
+//! [`RedisConfig::cluster`]: 16 shards by default, each in a slot of its
+//! own, spread evenly over the masters, so the masters share the changes
+//! and each change stays one atomic script. Reads across users (a scope's
+//! members, due users, a node's users) read each shard once, concurrently,
+//! and merge. The leases, the global epoch token and the feed's channels
+//! stay under `{PREFIX}`, one fixed slot. The epoch covers every shard's
+//! master: one that fails over or restarts empty is noticed (see
+//! [`RedisConfig::epoch_check_interval`]).
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
 mod config;
 mod connection;
+mod epoch;
 mod error;
 mod feed;
 mod keys;
+mod pipelines;
 mod scripts;
+mod shards;
 mod store;
 mod topology;
 

@@ -1,12 +1,13 @@
-//! The Lua script of a change. It decides no status: the core's state machine
-//! computes every change in Rust; the script only makes its write atomic
-//! and check that nothing changed since it was read.
+//! The Lua scripts: a change, sweeps claiming users, the epoch. They decide
+//! no status: the core's state machine computes every change in Rust; a
+//! change's script only makes its write atomic and checks that nothing
+//! changed since it was read.
 
 use std::sync::LazyLock;
 
 /// Compare-and-set of one user's change.
 ///
-/// KEYS: record, heartbeats, due. ARGV: expected revision, record JSON,
+/// KEYS: record, heartbeats, due (the user's shard's). ARGV: expected revision, record JSON,
 /// user, next deadline (ms, or empty for none), plan JSON:
 /// `{"hb_add": [[ms, session]], "hb_rem": [session], "sadd": [key],
 /// "srem": [key], "pub": [[channel, payload]]}`.
@@ -48,7 +49,7 @@ return 1
     )
 });
 
-/// Claims due users for one sweep.
+/// Claims due users for one sweep, on a store of one shard.
 ///
 /// KEYS: due. ARGV: now (ms), limit, hold until (ms).
 ///
@@ -63,6 +64,52 @@ for _, user in ipairs(users) do
   redis.call('ZADD', KEYS[1], 'XX', ARGV[3], user)
 end
 return users
+"#,
+    )
+});
+
+/// Claims, of the users a sweep picked (oldest first across the shards),
+/// those still due, in one shard.
+///
+/// KEYS: the shard's due set. ARGV: now (ms), hold until (ms), then the
+/// users.
+///
+/// Returns the users whose deadline is still at or before now, each moved
+/// to the hold in the same step; a user another sweep claimed meanwhile
+/// (or a change moved on) is passed by.
+pub(crate) static CLAIM_USERS: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+local taken = {}
+local now = tonumber(ARGV[1])
+for i = 3, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) <= now then
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], ARGV[i])
+    taken[#taken + 1] = ARGV[i]
+  end
+end
+return taken
+"#,
+    )
+});
+
+/// Reads one epoch token, and which history of writes its master holds.
+///
+/// KEYS: an epoch token key. ARGV: a fresh token.
+///
+/// Writes the fresh token if there is none, and returns the token and the
+/// replication id of the server running the script: the master of the
+/// key's slot. A master that restarted without its data has neither the
+/// token nor its replication id; a replica promoted has the token but a
+/// new replication id (it may have missed writes).
+pub(crate) static EPOCH: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX')
+local token = redis.call('GET', KEYS[1])
+local info = redis.call('INFO', 'replication')
+return {token, string.match(info, 'master_replid:(%w+)') or ''}
 "#,
     )
 });

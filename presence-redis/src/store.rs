@@ -7,12 +7,18 @@
 //! node changed the user in between, the change is computed again from the
 //! fresh record. The first and last session of a user are thereby decided
 //! exactly once, whichever nodes race.
+//!
+//! A user's keys and index entries live in the user's shard (see
+//! [`crate::keys`]), so the script touches one shard; reads that span users
+//! read every shard (see [`crate::pipelines`]) and merge.
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::future::try_join_all;
 use presence_core::machine;
 use presence_core::store::kit::{
     self, EndedMessage, EventMessage, Flushes, HeartbeatWriter, KnownEpoch, LocalSessions,
@@ -24,15 +30,17 @@ use presence_core::{
     UserRecord, UserView,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-
-use crate::connection::Connection;
 use serde_json::json;
 
 use crate::config::RedisConfig;
+use crate::connection::Connection;
+use crate::epoch::{self, read_epoch};
 use crate::error::store_error;
 use crate::feed::RedisFeed;
 use crate::keys::Keys;
+use crate::pipelines::query_grouped;
 use crate::scripts;
+use crate::shards::{MAX_SHARDS, Shard};
 use crate::topology::FeedNodes;
 
 /// A [`PresenceStore`] on Redis; several services (nodes) pointed at one
@@ -73,17 +81,26 @@ impl RedisStore {
     /// Connects (failing at once if Redis cannot be reached) and starts the
     /// heartbeat flusher. Must run inside a tokio runtime.
     pub async fn connect(config: RedisConfig) -> Result<Self, StoreError> {
+        if !(1..=MAX_SHARDS).contains(&config.shards) {
+            return Err(StoreError::Backend(
+                format!(
+                    "RedisConfig::shards is {}; it must be 1 to {MAX_SHARDS}",
+                    config.shards
+                )
+                .into(),
+            ));
+        }
         let client = redis::Client::open(config.url.as_str())
             .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        let (connection, one_slot) = open_connection(&client, &config).await?;
-        let keys = Keys::new(&config.prefix, one_slot);
+        let (connection, cluster) = open_connection(&client, &config).await?;
+        let keys = Keys::new(&config.prefix, cluster, config.shards);
         let local = Arc::new(LocalSessions::default());
         let feed = Arc::new(RedisFeed::new(
-            FeedNodes::new(feed_seeds(&config), one_slot),
+            FeedNodes::new(feed_seeds(&config), cluster),
             keys.clone(),
             local.clone(),
         ));
-        let epoch = read_epoch(&mut connection.clone(), &keys)
+        let epoch = read_epoch(&connection, &keys)
             .await
             .map_err(|e| store_error(e, config.response_timeout))?;
         let shared = Arc::new(Shared {
@@ -96,6 +113,9 @@ impl RedisStore {
             epoch: KnownEpoch::new(epoch),
         });
         kit::spawn_flusher(&shared, shared.config.flush_interval);
+        if let Some(interval) = shared.config.epoch_check_interval {
+            epoch::spawn_check(&shared, interval);
+        }
         Ok(Self { shared })
     }
 
@@ -145,28 +165,88 @@ impl RedisStore {
         store_error(error, self.shared.config.response_timeout)
     }
 
+    /// Runs the command `command` builds for each shard, all at once (one
+    /// pipeline on a single Redis); each shard's reply, in shard order.
+    async fn per_shard<T: redis::FromRedisValue>(
+        &self,
+        command: impl Fn(Shard) -> redis::Cmd,
+    ) -> Result<Vec<T>, StoreError> {
+        let keys = &self.shared.keys;
+        let shards: Vec<Shard> = keys.shards().collect();
+        let replies = query_grouped(
+            &self.shared.connection,
+            &shards,
+            |shard| keys.group_of_shard(*shard),
+            1,
+            |pipe, shard| {
+                pipe.add_command(command(*shard));
+            },
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        replies
+            .into_iter()
+            .map(|reply| {
+                redis::from_redis_value(reply).map_err(|e| StoreError::Corrupt(Box::new(e)))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` users due at `now` with their deadlines (ms), oldest
+    /// first across the shards: each shard's oldest `limit`, merged.
+    async fn due_with_deadlines(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        let keys = &self.shared.keys;
+        let per_shard: Vec<Vec<(String, i64)>> = self
+            .per_shard(|shard| {
+                let mut range = redis::cmd("ZRANGE");
+                range
+                    .arg(keys.due(shard))
+                    .arg("-inf")
+                    .arg(now.timestamp_millis())
+                    .arg("BYSCORE")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .arg("WITHSCORES");
+                range
+            })
+            .await?;
+        let mut due: Vec<(String, i64)> = per_shard.into_iter().flatten().collect();
+        // As Redis orders one sorted set: by deadline, then by member.
+        due.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        due.truncate(limit);
+        Ok(due)
+    }
+
     /// Reads users' records with their heartbeats merged in.
     async fn load(&self, users: &[UserId]) -> Result<Vec<Loaded>, StoreError> {
         if users.is_empty() {
             return Ok(Vec::new());
         }
         let keys = &self.shared.keys;
-        let mut pipe = redis::pipe();
-        for user in users {
-            pipe.cmd("HMGET")
-                .arg(keys.record(user))
-                .arg("data")
-                .arg("rev");
-            pipe.cmd("ZRANGE")
-                .arg(keys.heartbeats(user))
-                .arg(0)
-                .arg(-1)
-                .arg("WITHSCORES");
-        }
-        let replies: Vec<redis::Value> = pipe
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|e| self.fail(e))?;
+        let replies = query_grouped(
+            &self.shared.connection,
+            users,
+            |user| keys.group_of_user(user),
+            2,
+            |pipe, user| {
+                pipe.cmd("HMGET")
+                    .arg(keys.record(user))
+                    .arg("data")
+                    .arg("rev");
+                pipe.cmd("ZRANGE")
+                    .arg(keys.heartbeats(user))
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES");
+            },
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
         let unexpected = |e: redis::ParsingError| StoreError::Corrupt(Box::new(e));
         replies
             .chunks(2)
@@ -198,6 +278,7 @@ impl RedisStore {
     async fn try_apply(&self, update: &Update<'_>) -> Result<Option<Transition>, StoreError> {
         let keys = &self.shared.keys;
         let user = update.user;
+        let shard = keys.shard_of(user);
         let loaded = self
             .load(std::slice::from_ref(user))
             .await?
@@ -206,9 +287,9 @@ impl RedisStore {
         let mut record = loaded.record;
         // Heartbeats of this process not written yet count too.
         self.shared.local.freshen(&mut record);
-        let before = Indexed::of(&record, keys);
+        let before = Indexed::of(&record, keys, shard);
         let transition = machine::apply(user, &mut record, update.op, update.now, update.config)?;
-        let after = Indexed::of_after(&record, &transition, keys);
+        let after = Indexed::of_after(&record, &transition, keys, shard);
 
         let mut hb_add = Vec::new();
         for session in &record.sessions {
@@ -251,7 +332,7 @@ impl RedisStore {
         let written: i64 = scripts::APPLY
             .key(keys.record(user))
             .key(keys.heartbeats(user))
-            .key(keys.due())
+            .key(keys.due(shard))
             .arg(&loaded.revision)
             .arg(data)
             .arg(user.as_str())
@@ -291,8 +372,8 @@ fn feed_seeds(config: &RedisConfig) -> Vec<String> {
     seeds
 }
 
-/// Connects to a single Redis, or to a cluster; says whether every key must
-/// share one slot.
+/// Connects to a single Redis, or to a cluster; says whether it is a
+/// cluster (a pipeline then stays within one slot).
 async fn open_connection(
     client: &redis::Client,
     config: &RedisConfig,
@@ -322,29 +403,30 @@ async fn open_connection(
     Ok((Connection::Single(connection), false))
 }
 
-/// The scope and node sets a record puts its user in.
+/// The scope and node sets (the user's shard's share of each) a record
+/// puts its user in.
 struct Indexed {
     keys: Vec<String>,
 }
 
 impl Indexed {
     /// Before a change: the record as stored says where its user is.
-    fn of(record: &UserRecord, keys: &Keys) -> Self {
+    fn of(record: &UserRecord, keys: &Keys, shard: Shard) -> Self {
         let present = record.is_present();
-        Self::build(record, present, keys)
+        Self::build(record, present, keys, shard)
     }
 
-    fn of_after(record: &UserRecord, transition: &Transition, keys: &Keys) -> Self {
-        Self::build(record, transition.present, keys)
+    fn of_after(record: &UserRecord, transition: &Transition, keys: &Keys, shard: Shard) -> Self {
+        Self::build(record, transition.present, keys, shard)
     }
 
-    fn build(record: &UserRecord, present: bool, keys: &Keys) -> Self {
+    fn build(record: &UserRecord, present: bool, keys: &Keys, shard: Shard) -> Self {
         let mut all: Vec<String> = Vec::new();
         if present {
-            all.extend(record.scopes.iter().map(|scope| keys.scope(scope)));
+            all.extend(record.scopes.iter().map(|scope| keys.scope(shard, scope)));
         }
         for session in &record.sessions {
-            let key = keys.node(&session.node.name);
+            let key = keys.node(shard, &session.node.name);
             if !all.contains(&key) {
                 all.push(key);
             }
@@ -368,9 +450,11 @@ impl HeartbeatWriter<Box<str>> for Shared {
     /// which of them Redis no longer holds.
     async fn write(&self, batch: &[PendingBeat<Box<str>>]) -> Result<Vec<SessionId>, StoreError> {
         let fail = |e| store_error(e, self.config.response_timeout);
+        let unexpected = |e: redis::ParsingError| StoreError::Corrupt(Box::new(e));
+        let group_of = |beat: &&PendingBeat<Box<str>>| self.keys.group_of_user(beat.user());
         // XX: never revives an ended session; GT: never moves one back.
-        let mut pipe = redis::Pipeline::with_capacity(batch.len());
-        for beat in batch {
+        let batch: Vec<&PendingBeat<Box<str>>> = batch.iter().collect();
+        let changed = query_grouped(&self.connection, &batch, group_of, 1, |pipe, beat| {
             pipe.cmd("ZADD")
                 .arg(&**beat.key())
                 .arg("XX")
@@ -378,31 +462,30 @@ impl HeartbeatWriter<Box<str>> for Shared {
                 .arg("CH")
                 .arg(beat.at_ms)
                 .arg(beat.session.as_str());
-        }
-        let changed: Vec<i64> = pipe
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(fail)?;
+        })
+        .await
+        .map_err(fail)?;
+        let changed: Vec<i64> =
+            redis::from_redis_value(redis::Value::Array(changed)).map_err(unexpected)?;
         // Unchanged: gone, or a heartbeat no newer than the stored one.
         let unchanged: Vec<&PendingBeat<Box<str>>> = batch
             .iter()
             .zip(&changed)
             .filter(|(_, changed)| **changed == 0)
-            .map(|(beat, _)| beat)
+            .map(|(beat, _)| *beat)
             .collect();
         if unchanged.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for beat in &unchanged {
+        let scores = query_grouped(&self.connection, &unchanged, group_of, 1, |pipe, beat| {
             pipe.cmd("ZSCORE")
                 .arg(&**beat.key())
                 .arg(beat.session.as_str());
-        }
-        let scores: Vec<Option<f64>> = pipe
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(fail)?;
+        })
+        .await
+        .map_err(fail)?;
+        let scores: Vec<Option<f64>> =
+            redis::from_redis_value(redis::Value::Array(scores)).map_err(unexpected)?;
         Ok(unchanged
             .into_iter()
             .zip(scores)
@@ -428,45 +511,10 @@ impl Shared {
     }
 
     async fn read_epoch(&self) -> Result<Epoch, StoreError> {
-        read_epoch(&mut self.connection.clone(), &self.keys)
+        read_epoch(&self.connection, &self.keys)
             .await
             .map_err(|e| store_error(e, self.config.response_timeout))
     }
-}
-
-/// The store's epoch: the token under [`Keys::epoch`] (written first if
-/// there is none, so a Redis that lost its data gets a new one), and, on a
-/// single Redis, its replication id (new after a restart without data, and
-/// after a replica, which may not have seen every write, is promoted).
-async fn read_epoch(connection: &mut Connection, keys: &Keys) -> redis::RedisResult<Epoch> {
-    let fresh = SessionId::random();
-    let (token,): (String,) = redis::pipe()
-        .cmd("SET")
-        .arg(keys.epoch())
-        .arg(fresh.as_str())
-        .arg("NX")
-        .ignore()
-        .cmd("GET")
-        .arg(keys.epoch())
-        .query_async(connection)
-        .await?;
-    let replication = match connection {
-        Connection::Single(_) => {
-            let info: String = redis::cmd("INFO")
-                .arg("replication")
-                .query_async(connection)
-                .await?;
-            info.lines()
-                .find_map(|line| line.strip_prefix("master_replid:"))
-                .map(|id| id.trim().to_owned())
-        }
-        #[cfg(feature = "cluster")]
-        Connection::Cluster(_) => None,
-    };
-    Ok(Epoch::from(match replication {
-        Some(id) => format!("{token}.{id}"),
-        None => token,
-    }))
 }
 
 #[async_trait]
@@ -526,12 +574,15 @@ impl PresenceStore for RedisStore {
     }
 
     async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
-        let members: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.shared.keys.scope(scope))
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|e| self.fail(e))?;
-        let mut users: Vec<UserId> = members.into_iter().map(UserId::from).collect();
+        let keys = &self.shared.keys;
+        let members: Vec<Vec<String>> = self
+            .per_shard(|shard| {
+                let mut smembers = redis::cmd("SMEMBERS");
+                smembers.arg(keys.scope(shard, scope));
+                smembers
+            })
+            .await?;
+        let mut users: Vec<UserId> = members.into_iter().flatten().map(UserId::from).collect();
         users.sort();
         Ok(self
             .load_many(&users)
@@ -542,18 +593,11 @@ impl PresenceStore for RedisStore {
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
-        let users: Vec<String> = redis::cmd("ZRANGE")
-            .arg(self.shared.keys.due())
-            .arg("-inf")
-            .arg(now.timestamp_millis())
-            .arg("BYSCORE")
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|e| self.fail(e))?;
-        Ok(users.into_iter().map(UserId::from).collect())
+        let due = self.due_with_deadlines(now, limit).await?;
+        Ok(due
+            .into_iter()
+            .map(|(user, _)| UserId::from(user))
+            .collect())
     }
 
     async fn claim_due(
@@ -562,38 +606,75 @@ impl PresenceStore for RedisStore {
         limit: usize,
         hold_until: DateTime<Utc>,
     ) -> Result<Vec<UserId>, StoreError> {
-        let users: Vec<String> = scripts::CLAIM_DUE
-            .key(self.shared.keys.due())
-            .arg(now.timestamp_millis())
-            .arg(limit)
-            .arg(hold_until.timestamp_millis())
-            .invoke_async(&mut self.connection())
-            .await
-            .map_err(|e| self.fail(e))?;
-        Ok(users.into_iter().map(UserId::from).collect())
+        let keys = &self.shared.keys;
+        if keys.shard_count() == 1 {
+            // One shard: find and claim in one script, one round trip.
+            let users: Vec<String> = scripts::CLAIM_DUE
+                .key(keys.due(Shard(0)))
+                .arg(now.timestamp_millis())
+                .arg(limit)
+                .arg(hold_until.timestamp_millis())
+                .invoke_async(&mut self.connection())
+                .await
+                .map_err(|e| self.fail(e))?;
+            return Ok(users.into_iter().map(UserId::from).collect());
+        }
+        // The oldest across the shards, then each shard claims its own
+        // among them (still due) atomically.
+        let picked = self.due_with_deadlines(now, limit).await?;
+        let mut by_shard: BTreeMap<Shard, Vec<&str>> = BTreeMap::new();
+        for (user, _) in &picked {
+            by_shard
+                .entry(keys.shard_of(&UserId::from(user.as_str())))
+                .or_default()
+                .push(user);
+        }
+        let taken: Vec<Vec<String>> = try_join_all(by_shard.into_iter().map(|(shard, users)| {
+            let mut connection = self.connection();
+            let mut claim = scripts::CLAIM_USERS.key(keys.due(shard));
+            claim
+                .arg(now.timestamp_millis())
+                .arg(hold_until.timestamp_millis())
+                .arg(users);
+            async move { claim.invoke_async::<Vec<String>>(&mut connection).await }
+        }))
+        .await
+        .map_err(|e| self.fail(e))?;
+        let taken: HashSet<String> = taken.into_iter().flatten().collect();
+        Ok(picked
+            .into_iter()
+            .filter(|(user, _)| taken.contains(user))
+            .map(|(user, _)| UserId::from(user))
+            .collect())
     }
 
     async fn next_deadline(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let first: Vec<(String, i64)> = redis::cmd("ZRANGE")
-            .arg(self.shared.keys.due())
-            .arg(0)
-            .arg(0)
-            .arg("WITHSCORES")
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|e| self.fail(e))?;
-        Ok(first
-            .first()
-            .and_then(|(_, ms)| DateTime::<Utc>::from_timestamp_millis(*ms)))
+        let keys = &self.shared.keys;
+        let firsts: Vec<Vec<(String, i64)>> = self
+            .per_shard(|shard| {
+                let mut first = redis::cmd("ZRANGE");
+                first.arg(keys.due(shard)).arg(0).arg(0).arg("WITHSCORES");
+                first
+            })
+            .await?;
+        Ok(firsts
+            .into_iter()
+            .flatten()
+            .map(|(_, ms)| ms)
+            .min()
+            .and_then(DateTime::<Utc>::from_timestamp_millis))
     }
 
     async fn users_on_node(&self, node: &NodeName) -> Result<Vec<UserId>, StoreError> {
-        let users: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(self.shared.keys.node(node))
-            .query_async(&mut self.connection())
-            .await
-            .map_err(|e| self.fail(e))?;
-        Ok(users.into_iter().map(UserId::from).collect())
+        let keys = &self.shared.keys;
+        let users: Vec<Vec<String>> = self
+            .per_shard(|shard| {
+                let mut smembers = redis::cmd("SMEMBERS");
+                smembers.arg(keys.node(shard, node));
+                smembers
+            })
+            .await?;
+        Ok(users.into_iter().flatten().map(UserId::from).collect())
     }
 
     async fn renew_lease(&self, node: &NodeId, until: DateTime<Utc>) -> Result<(), StoreError> {

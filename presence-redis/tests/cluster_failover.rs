@@ -1,164 +1,45 @@
-//! A Redis Cluster of three masters and three replicas, started by this
-//! test (feature `cluster`), whose first seed node is killed: the cluster
-//! feed must follow the topology to another node and resync, or watchers go
-//! silently stale (issue 15's defect 7).
+//! Redis Clusters that lose a master, started by each test (feature
+//! `cluster`): the feed follows the topology when its node dies (issue
+//! 15's defect 7); a sharded store stays consistent through a master's
+//! failover to its replica, then passes the cluster suite; and a master
+//! restarted without its data is a new epoch, after which the nodes
+//! register their sessions again.
 
 #![cfg(feature = "cluster")]
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use presence_core::{Delivery, ManualClock, NodeId, Presence, SessionSpec, Status, Subscription};
+use common::Server;
+use presence_core::{
+    Delivery, ManualClock, NodeId, Presence, PresenceStore, SessionSpec, Status, Subscription,
+};
 use presence_redis::{RedisConfig, RedisStore};
+use presence_store_tests::cluster::{Cluster, Seen};
 
-/// One `redis-server` of the cluster; killed when dropped (and when this
-/// test process ends, by the shell that runs it).
-struct Server {
-    port: u16,
-    child: Child,
+fn prefix() -> String {
+    format!("presence-test-{}", uuid::Uuid::new_v4().simple())
 }
 
-impl Server {
-    fn start(dir: &std::path::Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .expect("a free port")
-            .local_addr()
-            .expect("addr")
-            .port();
-        let dir = dir.join(port.to_string());
-        std::fs::create_dir_all(&dir).expect("dir");
-        let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --cluster-enabled yes \
-             --cluster-node-timeout 1000 --cluster-replica-validity-factor 0 --cluster-config-file {dir}/nodes.conf --dir {dir} \
-             --save '' --appendonly no & server=$!; \
-             trap 'kill -9 $server; exit' TERM; \
-             while kill -0 {parent} 2>/dev/null && kill -0 $server 2>/dev/null; do sleep 0.2; done; \
-             kill -9 $server 2>/dev/null",
-            dir = dir.display(),
-            parent = std::process::id(),
-        );
-        let child = Command::new("sh")
-            .args(["-c", &script])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        let server = Self { port, child };
-        let started = Instant::now();
-        while !server.cli(&["ping"]).contains("PONG") {
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "redis-server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
-    }
-
-    fn cli(&self, args: &[&str]) -> String {
-        cli(self.port, args)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
+fn urls(servers: &[Server]) -> Vec<String> {
+    servers.iter().map(Server::url).collect()
 }
 
-impl Drop for Server {
-    /// Kills the server as a crash would (`kill -9` of its own process,
-    /// not only of the shell watching it).
-    fn drop(&mut self) {
-        let info = self.cli(&["info", "server"]);
-        if let Some(pid) = info
-            .lines()
-            .find_map(|line| line.trim().strip_prefix("process_id:"))
-        {
-            let _ = Command::new("kill").args(["-9", pid.trim()]).status();
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn cli(port: u16, args: &[&str]) -> String {
-    Command::new("redis-cli")
-        .args(["-p", &port.to_string()])
-        .args(args)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default()
-}
-
-/// Six servers made one cluster: three masters (the first three), each
-/// with a replica.
-fn cluster() -> Vec<Server> {
-    let dir = std::env::temp_dir().join(format!(
-        "presence-failover-{}",
-        uuid::Uuid::new_v4().simple()
-    ));
-    let servers: Vec<Server> = (0..6).map(|_| Server::start(&dir)).collect();
-    let addresses: Vec<String> = servers
-        .iter()
-        .map(|s| format!("127.0.0.1:{}", s.port))
-        .collect();
-    let created = Command::new("redis-cli")
-        .args(["--cluster", "create"])
-        .args(&addresses)
-        .args(["--cluster-replicas", "1", "--cluster-yes"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("redis-cli is installed");
-    assert!(created.success(), "redis-cli --cluster create failed");
-    wait_until_ok(&servers, Duration::from_secs(30));
-    servers
-}
-
-fn wait_until_ok(servers: &[Server], within: Duration) {
-    let started = Instant::now();
-    while !servers
-        .iter()
-        .all(|s| s.cli(&["cluster", "info"]).contains("cluster_state:ok"))
-    {
-        assert!(started.elapsed() < within, "the cluster never became ok");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Waits until the other nodes saw the node on `port` fail and one of its
-/// replicas took over (the cluster is whole again).
-fn wait_until_failed_over(servers: &[Server], port: u16) {
-    let started = Instant::now();
-    let dead = format!("127.0.0.1:{port}@");
-    loop {
-        let nodes = servers[0].cli(&["cluster", "nodes"]);
-        let noticed = nodes
-            .lines()
-            .any(|line| line.contains(&dead) && line.contains("fail") && !line.contains("fail?"));
-        let whole = servers
-            .iter()
-            .all(|s| s.cli(&["cluster", "info"]).contains("cluster_state:ok"));
-        if noticed && whole {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no replica took over from the dead node: {nodes}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-async fn node(seeds: &[String], prefix: &str, name: &str, clock: &Arc<ManualClock>) -> Presence {
-    let store = RedisStore::connect(
+async fn connect(seeds: &[String], prefix: &str) -> RedisStore {
+    RedisStore::connect(
         RedisConfig::cluster(seeds.iter().cloned())
             .prefix(prefix)
             .flush_interval(Duration::from_millis(50)),
     )
     .await
-    .expect("the cluster accepts connections");
+    .expect("the cluster accepts connections")
+}
+
+async fn node(seeds: &[String], prefix: &str, name: &str, clock: &Arc<ManualClock>) -> Presence {
     Presence::builder()
-        .store(store)
+        .store(connect(seeds, prefix).await)
         .clock(clock.clone())
         .node(NodeId::new(name))
         .store_timeout(Duration::from_secs(3))
@@ -193,11 +74,96 @@ async fn learns_online(node: &Presence, watcher: &mut Subscription, user: &str, 
     }
 }
 
+/// Waits until `node`'s snapshot of `acme` is `expected` (sorted by user).
+async fn members_become(cluster: &Cluster, node: &Presence, expected: &[Seen]) {
+    let started = Instant::now();
+    loop {
+        let members = cluster.members_on(node, "acme").await;
+        if members == expected {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(15) {
+            let users: Vec<presence_core::UserId> = members
+                .iter()
+                .map(|(user, _, _)| user.as_str().into())
+                .collect();
+            let stored: Vec<(String, Status, u64)> = cluster
+                .store
+                .load_many(&users)
+                .await
+                .expect("load")
+                .into_iter()
+                .map(|view| {
+                    (
+                        view.presence.user_id.to_string(),
+                        view.presence.status,
+                        view.presence.v,
+                    )
+                })
+                .collect();
+            let due = cluster.store.due(cluster.at(1000), 100).await;
+            let next = cluster.store.next_deadline().await;
+            panic!(
+                "{} lists {members:?}, expected {expected:?}; the store has {stored:?}, due {due:?}, next {next:?}",
+                node.node()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits until `check` holds, for at most 15 s.
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < Duration::from_secs(15), "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn online(users: &[String]) -> Vec<Seen> {
+    let mut seen: Vec<Seen> = users
+        .iter()
+        .map(|user| (user.clone(), Status::Online, 1))
+        .collect();
+    seen.sort_by(|x, y| (&x.0, x.2).cmp(&(&y.0, y.2)));
+    seen
+}
+
+/// Two nodes on one sharded store, with `count` users opened on node A in
+/// `acme` and seen by node B.
+async fn two_nodes_with_users(
+    seeds: &[String],
+    prefix: &str,
+    count: usize,
+) -> (
+    Arc<dyn PresenceStore>,
+    Cluster,
+    Vec<String>,
+    Vec<presence_core::SessionHandle>,
+) {
+    let store: Arc<dyn PresenceStore> = Arc::new(connect(seeds, prefix).await);
+    let cluster = Cluster::start(store.clone()).await;
+    let users: Vec<String> = (0..count).map(|n| format!("user-{n}")).collect();
+    let mut handles = Vec::new();
+    for user in &users {
+        handles.push(
+            cluster
+                .a()
+                .open_session(SessionSpec::new(user.as_str(), "l").scope("acme"))
+                .await
+                .expect("open"),
+        );
+    }
+    members_become(&cluster, cluster.b(), &online(&users)).await;
+    (store, cluster, users, handles)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_follows_the_cluster_when_its_first_seed_dies() {
-    let mut servers = cluster();
-    let seeds: Vec<String> = servers.iter().take(3).map(Server::url).collect();
-    let prefix = format!("presence-test-{}", uuid::Uuid::new_v4().simple());
+    let mut servers = common::cluster(3, 1);
+    let seeds: Vec<String> = urls(&servers[..3]);
+    let prefix = prefix();
     let clock = Arc::new(ManualClock::default());
     let a = node(&seeds, &prefix, "node-a", &clock).await;
     let b = node(&seeds, &prefix, "node-b", &clock).await;
@@ -213,10 +179,10 @@ async fn the_feed_follows_the_cluster_when_its_first_seed_dies() {
     let port = first.port;
     drop(first);
     assert!(
-        !cli(port, &["ping"]).contains("PONG"),
+        !common::cli(port, &["ping"]).contains("PONG"),
         "the first seed is dead"
     );
-    wait_until_failed_over(&servers, port);
+    common::wait_until_failed_over(&servers, port);
     let started = Instant::now();
     let _bob = loop {
         match a
@@ -236,4 +202,166 @@ async fn the_feed_follows_the_cluster_when_its_first_seed_dies() {
     learns_online(&b, &mut watcher, "bob", Duration::from_secs(20)).await;
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// The cluster suite's scenarios, one after another, each on a fresh
+/// store of the cluster whose nodes are `seeds`.
+macro_rules! cluster_scenarios {
+    ($seeds:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            presence_store_tests::cluster::$scenario(
+                Arc::new(connect($seeds, &prefix()).await),
+            )
+            .await;
+        )*
+    };
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_failing_over_keeps_presence_consistent_and_is_a_new_epoch() {
+    let mut servers = common::cluster(3, 1);
+    let seeds = urls(&servers[..3]);
+    let (store, cluster, users, mut handles) = two_nodes_with_users(&seeds, &prefix(), 24).await;
+    let mut told = cluster.b().subscribe();
+    told.watch_scope("acme".into());
+    common::wait_until_replicated(&servers);
+    let before = store.epoch();
+
+    // A master the feed does not listen on (it listens on the first seed)
+    // dies; its replica takes over. Only the epoch check can tell.
+    let victim = servers.remove(1);
+    let port = victim.port;
+    drop(victim);
+    common::wait_until_failed_over(&servers, port);
+    eventually("a new epoch", || store.epoch() != before).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        match tokio::time::timeout_at(deadline, told.recv()).await {
+            Ok(Some(Delivery::Lagged)) => break,
+            Ok(Some(_)) => {}
+            other => panic!("watchers were never told to resnapshot: {other:?}"),
+        }
+    }
+
+    // After the new epoch, node A registers its live sessions again, one
+    // by one, while the closes below may already run: a session being
+    // closed is not registered again.
+    // Every session opened before is still there, as it was.
+    members_become(&cluster, cluster.b(), &online(&users)).await;
+    members_become(&cluster, cluster.a(), &online(&users)).await;
+
+    // Changes go on: a third of the users close, new ones come.
+    for handle in handles.drain(..8) {
+        handle.close().await.expect("close after the failover");
+    }
+    let newcomers: Vec<String> = (0..8).map(|n| format!("new-{n}")).collect();
+    for user in &newcomers {
+        handles.push(
+            cluster
+                .a()
+                .open_session(SessionSpec::new(user.as_str(), "l").scope("acme"))
+                .await
+                .expect("open after the failover"),
+        );
+    }
+    cluster.advance_to(6);
+    cluster.run_due_on_both().await;
+    let staying: Vec<String> = users[8..].iter().chain(&newcomers).cloned().collect();
+    members_become(&cluster, cluster.b(), &online(&staying)).await;
+    for user in &users[..8] {
+        assert_eq!(
+            cluster.status_on(cluster.b(), user).await,
+            (Status::Offline, 2)
+        );
+    }
+    // The watcher that held on through the failover hears each of these
+    // changes once (a Lagged would have been a second epoch change).
+    let mut expected: Vec<Seen> = newcomers
+        .iter()
+        .map(|user| (user.clone(), Status::Online, 1))
+        .chain(
+            users[..8]
+                .iter()
+                .map(|user| (user.clone(), Status::Offline, 2)),
+        )
+        .collect();
+    expected.sort_by(|x, y| (&x.0, x.2).cmp(&(&y.0, y.2)));
+    let mut heard: Vec<Seen> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while heard.len() < expected.len() {
+        match tokio::time::timeout_at(deadline, told.recv()).await {
+            Ok(Some(delivery)) if delivery.events().is_empty() => {
+                panic!("told to resnapshot again: {delivery:?}")
+            }
+            Ok(Some(delivery)) => heard.extend(
+                delivery
+                    .events()
+                    .iter()
+                    .map(|e| (e.user_id.to_string(), e.status, e.v)),
+            ),
+            other => panic!("heard {heard:?}, then {other:?}"),
+        }
+    }
+    heard.sort_by(|x, y| (&x.0, x.2).cmp(&(&y.0, y.2)));
+    assert_eq!(heard, expected);
+    // A watcher from now on hears each change once.
+    let mut watcher = cluster.watch(cluster.b(), "acme").await;
+    let _late = cluster
+        .a()
+        .open_session(SessionSpec::new("late", "l").scope("acme"))
+        .await
+        .expect("open");
+    watcher.expect(&[("late", Status::Online, 1)]).await;
+    watcher.quiet().await;
+    drop(handles);
+
+    // The cluster suite on the failed-over cluster.
+    let seeds = urls(&servers);
+    cluster_scenarios!(&seeds;
+        a_session_on_one_node_is_online_on_the_other,
+        a_close_on_one_node_is_offline_on_the_other_after_the_linger,
+        a_dead_nodes_users_go_offline_once_after_its_lease_and_linger,
+        racing_opens_and_closes_on_both_nodes_show_one_online_and_one_offline,
+        a_logout_on_one_node_ends_the_session_held_on_the_other,
+        a_watcher_of_some_users_gets_only_their_events_from_the_other_node,
+        alternating_changes_from_both_nodes_reach_every_watcher_in_order,
+        a_node_shut_down_gracefully_hands_its_users_over_without_a_flicker,
+        an_http_request_that_raced_a_logout_on_the_other_node_does_not_bring_the_login_back,
+        a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle,
+        the_watchers_of_a_scope_on_one_node_read_it_from_the_store_once,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_restarted_empty_is_a_new_epoch_and_sessions_are_registered_again() {
+    let mut servers = common::cluster(3, 0);
+    let seeds = urls(&servers);
+    let prefix = prefix();
+    let (store, cluster, users, _handles) = two_nodes_with_users(&seeds, &prefix, 24).await;
+    let before = store.epoch();
+
+    // A master that holds users but neither the global epoch token nor the
+    // feed's connection (the first seed) loses everything.
+    let global = format!("{{{prefix}}}:epoch");
+    let records = |server: &Server| {
+        server
+            .keys_containing(&prefix)
+            .iter()
+            .filter(|key| key.ends_with(":rec"))
+            .count()
+    };
+    let index = (1..3)
+        .find(|&i| !servers[i].serves(&global))
+        .expect("the global token lives on one master");
+    assert!(records(&servers[index]) > 0, "the victim holds users");
+    let victim = servers.remove(index).restart_empty();
+    assert_eq!(records(&victim), 0, "restarted without its data");
+    servers.push(victim);
+    common::wait_until_ok(&servers, Duration::from_secs(30));
+
+    eventually("a new epoch", || store.epoch() != before).await;
+    // Node A registered its live sessions again: every user is back.
+    members_become(&cluster, cluster.b(), &online(&users)).await;
+    let victim = servers.last().expect("the victim");
+    eventually("the victim holds its users again", || records(victim) > 0).await;
 }
