@@ -204,19 +204,6 @@ async fn the_feed_follows_the_cluster_when_its_first_seed_dies() {
     b.shutdown().await;
 }
 
-/// The cluster suite's scenarios, one after another, each on a fresh
-/// store of the cluster whose nodes are `seeds`.
-macro_rules! cluster_scenarios {
-    ($seeds:expr; $($scenario:ident),* $(,)?) => {
-        $(
-            presence_store_tests::cluster::$scenario(
-                Arc::new(connect($seeds, &prefix()).await),
-            )
-            .await;
-        )*
-    };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_master_failing_over_keeps_presence_consistent_and_is_a_new_epoch() {
     let mut servers = common::cluster(3, 1);
@@ -317,18 +304,8 @@ async fn a_master_failing_over_keeps_presence_consistent_and_is_a_new_epoch() {
 
     // The cluster suite on the failed-over cluster.
     let seeds = urls(&servers);
-    cluster_scenarios!(&seeds;
-        a_session_on_one_node_is_online_on_the_other,
-        a_close_on_one_node_is_offline_on_the_other_after_the_linger,
-        a_dead_nodes_users_go_offline_once_after_its_lease_and_linger,
-        racing_opens_and_closes_on_both_nodes_show_one_online_and_one_offline,
-        a_logout_on_one_node_ends_the_session_held_on_the_other,
-        a_watcher_of_some_users_gets_only_their_events_from_the_other_node,
-        alternating_changes_from_both_nodes_reach_every_watcher_in_order,
-        a_node_shut_down_gracefully_hands_its_users_over_without_a_flicker,
-        an_http_request_that_raced_a_logout_on_the_other_node_does_not_bring_the_login_back,
-        a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle,
-        the_watchers_of_a_scope_on_one_node_read_it_from_the_store_once,
+    presence_store_tests::cluster_tests!(
+        in_sequence || async { Arc::new(connect(&seeds, &prefix()).await) }
     );
 }
 

@@ -167,11 +167,21 @@ macro_rules! conformance_tests {
 
 /// Expands to one `#[tokio::test]` per cluster scenario (see [`cluster`]).
 /// `$make` is a closure returning a future of a fresh
-/// `Arc<dyn PresenceStore>` whose store has a cluster feed.
+/// `Arc<dyn PresenceStore>` whose store has a cluster feed. With
+/// `in_sequence`, it expands instead to the scenarios run one after
+/// another, each on a fresh store from `$make`, inside the caller's async
+/// test (for a test that brings a deployment to some state first, such as
+/// a failed-over Redis Cluster).
 #[macro_export]
 macro_rules! cluster_tests {
+    (in_sequence $make:expr) => {
+        $crate::cluster_tests!(@every sequence $make);
+    };
     ($make:expr) => {
-        $crate::cluster_tests!(@scenarios $make;
+        $crate::cluster_tests!(@every scenarios $make);
+    };
+    (@every $how:ident $make:expr) => {
+        $crate::cluster_tests!(@$how $make;
             a_session_on_one_node_is_online_on_the_other,
             a_close_on_one_node_is_offline_on_the_other_after_the_linger,
             a_dead_nodes_users_go_offline_once_after_its_lease_and_linger,
@@ -184,6 +194,12 @@ macro_rules! cluster_tests {
             a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle,
             the_watchers_of_a_scope_on_one_node_read_it_from_the_store_once,
         );
+    };
+    (@sequence $make:expr; $($scenario:ident),* $(,)?) => {
+        $(
+            let store: ::std::sync::Arc<dyn $crate::PresenceStore> = ($make)().await;
+            $crate::cluster::$scenario(store).await;
+        )*
     };
     (@scenarios $make:expr; $($scenario:ident),* $(,)?) => {
         $(

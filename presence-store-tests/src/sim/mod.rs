@@ -270,7 +270,7 @@ impl Campaign {
             first_seed,
             seeds,
             steps: env("SIM_STEPS").map_or(steps, |s: u64| s as usize),
-            shrink_budget: 400,
+            shrink_budget: env("SIM_SHRINK").map_or(400, |s: u64| s as usize),
             stop_at_first: env("SIM_ALL").is_none_or(|all: u64| all == 0),
             faults,
             one_scope: env("SIM_ONE_SCOPE").is_some_and(|one: u64| one != 0),

@@ -74,6 +74,21 @@ struct User {
     /// holds them, and registers them again if the store loses its data
     /// (and with it, the logout).
     logged_out: BTreeMap<u64, Session>,
+    /// The other worlds this user may be in: those where a dead process's
+    /// sessions were ended at its death, each living on through every
+    /// later step (a later close or logout then leaves no linger for them).
+    early_ends: Vec<User>,
+}
+
+/// How many other worlds a user keeps at most (each death forks them).
+const MAX_WORLDS: usize = 32;
+
+/// Applies `change` to the user and to each of its other worlds.
+fn each_world(user: &mut User, mut change: impl FnMut(&mut User)) {
+    change(user);
+    for world in &mut user.early_ends {
+        change(world);
+    }
 }
 
 /// What a user shows, and the scopes they are seen in.
@@ -141,38 +156,45 @@ impl Model {
         if u.retired.get(login).is_some_and(|until| *until > now) {
             return Err(Refused::LoggedOut);
         }
-        for scope in scopes {
-            u.lingering.remove(scope);
-        }
-        u.sessions.insert(
-            key,
-            Session {
-                login: login.to_owned(),
-                scopes: scopes.to_vec(),
-                last_heartbeat: now,
-                doomed_since: None,
-            },
-        );
-        u.last_activity = u.last_activity.max(Some(now));
+        each_world(u, |u| {
+            for scope in scopes {
+                u.lingering.remove(scope);
+            }
+            u.sessions.insert(
+                key,
+                Session {
+                    login: login.to_owned(),
+                    scopes: scopes.to_vec(),
+                    last_heartbeat: now,
+                    doomed_since: None,
+                },
+            );
+            u.last_activity = u.last_activity.max(Some(now));
+        });
         Ok(())
     }
 
     /// A heartbeat of a live session.
     pub fn heartbeat(&mut self, user: usize, key: u64, now: Ms) -> Result<(), Refused> {
         self.settle(now);
-        let session = self.users[user]
-            .sessions
-            .get_mut(&key)
-            .ok_or(Refused::Gone)?;
-        session.last_heartbeat = session.last_heartbeat.max(now);
+        let u = &mut self.users[user];
+        if !u.sessions.contains_key(&key) {
+            return Err(Refused::Gone);
+        }
+        each_world(u, |u| {
+            if let Some(session) = u.sessions.get_mut(&key) {
+                session.last_heartbeat = session.last_heartbeat.max(now);
+            }
+        });
         Ok(())
     }
 
     /// Activity in a live session: also a heartbeat.
     pub fn activity(&mut self, user: usize, key: u64, now: Ms) -> Result<(), Refused> {
         self.heartbeat(user, key, now)?;
-        let u = &mut self.users[user];
-        u.last_activity = u.last_activity.max(Some(now));
+        each_world(&mut self.users[user], |u| {
+            u.last_activity = u.last_activity.max(Some(now));
+        });
         Ok(())
     }
 
@@ -180,7 +202,8 @@ impl Model {
     /// other session of the user is in linger.
     pub fn close(&mut self, user: usize, key: u64, now: Ms) {
         self.settle(now);
-        end(&mut self.users[user], key, now, self.timing.linger);
+        let linger = self.timing.linger;
+        each_world(&mut self.users[user], |u| end(u, key, now, linger));
     }
 
     /// Sessions that end at one instant (their process shut down): in
@@ -195,43 +218,78 @@ impl Model {
             })
             .collect();
         ending.sort();
+        let linger = self.timing.linger;
         for (user, _, key) in ending {
-            end(&mut self.users[user], key, now, self.timing.linger);
+            each_world(&mut self.users[user], |u| end(u, key, now, linger));
         }
     }
 
     /// A manual status (or none, for [`Wish::Online`]).
     pub fn set_manual(&mut self, user: usize, wish: Wish, until: Option<Ms>, now: Ms) {
         self.settle(now);
-        self.users[user].manual = match wish {
+        let manual = match wish {
             Wish::Online => None,
             wish => Some((wish, until)),
         };
+        each_world(&mut self.users[user], |u| u.manual = manual);
     }
 
     /// One login logs out: its sessions end at once, with no linger, and it
     /// opens nothing for `session_ttl`.
     pub fn logout(&mut self, user: usize, login: &str, now: Ms) {
         self.settle(now);
-        let u = &mut self.users[user];
-        u.retired.insert(login.to_owned(), now + self.timing.ttl);
-        let (ended, kept): (BTreeMap<u64, Session>, BTreeMap<u64, Session>) =
-            std::mem::take(&mut u.sessions)
-                .into_iter()
-                .partition(|(_, session)| session.login == login);
-        u.sessions = kept;
-        u.logged_out.extend(ended);
-        u.lingering.retain(|_, lingering| lingering.login != login);
+        let until = now + self.timing.ttl;
+        each_world(&mut self.users[user], |u| {
+            u.retired.insert(login.to_owned(), until);
+            let (ended, kept): (BTreeMap<u64, Session>, BTreeMap<u64, Session>) =
+                std::mem::take(&mut u.sessions)
+                    .into_iter()
+                    .partition(|(_, session)| session.login == login);
+            u.sessions = kept;
+            u.logged_out.extend(ended);
+            u.lingering.retain(|_, lingering| lingering.login != login);
+        });
     }
 
     /// The process holding `keys` died at `now`: they stop hearing from
     /// their clients, and any node may end them from now on.
     pub fn doom(&mut self, keys: &[(usize, u64)], now: Ms) {
         self.settle(now);
-        for (user, key) in keys {
-            if let Some(session) = self.users[*user].sessions.get_mut(key) {
-                session.doomed_since.get_or_insert(now);
+        let linger = self.timing.linger;
+        for (index, u) in self.users.iter_mut().enumerate() {
+            let dying: Vec<u64> = keys
+                .iter()
+                .filter(|(user, key)| *user == index && u.sessions.contains_key(key))
+                .map(|(_, key)| *key)
+                .collect();
+            if dying.is_empty() {
+                continue;
             }
+            // The worlds where they ended at once, in order of login.
+            let mut forks = Vec::new();
+            for world in std::iter::once(&*u).chain(u.early_ends.iter()) {
+                let mut fork = world.clone();
+                fork.early_ends.clear();
+                let mut ending: Vec<(String, u64)> = dying
+                    .iter()
+                    .filter_map(|key| Some((fork.sessions.get(key)?.login.clone(), *key)))
+                    .collect();
+                ending.sort();
+                for (_, key) in ending {
+                    end(&mut fork, key, now, linger);
+                }
+                forks.push(fork);
+            }
+            each_world(u, |u| {
+                for key in &dying {
+                    if let Some(session) = u.sessions.get_mut(key) {
+                        session.doomed_since.get_or_insert(now);
+                    }
+                }
+            });
+            u.early_ends.extend(forks);
+            let excess = u.early_ends.len().saturating_sub(MAX_WORLDS);
+            u.early_ends.drain(..excess);
         }
     }
 
@@ -293,24 +351,17 @@ impl Model {
         self.users
             .iter()
             .map(|user| {
-                let mut answers = vec![shown(user, now, &timing)];
-                if user.lingering.values().any(|l| l.ends_from <= now) {
-                    let mut ended = user.clone();
-                    ended.lingering.retain(|_, l| l.ends_from > now);
-                    let other = shown(&ended, now, &timing);
-                    if !answers.contains(&other) {
-                        answers.push(other);
+                let mut answers = answers_of(user, now, &timing);
+                for world in user.early_ends.iter() {
+                    answers.extend(answers_of(world, now, &timing));
+                }
+                let mut unique = Vec::new();
+                for answer in answers {
+                    if !unique.contains(&answer) {
+                        unique.push(answer);
                     }
                 }
-                if user.sessions.values().any(|s| s.doomed_since.is_some()) {
-                    let mut ended = user.clone();
-                    end_doomed(&mut ended, now, &timing);
-                    let other = shown(&ended, now, &timing);
-                    if !answers.contains(&other) {
-                        answers.push(other);
-                    }
-                }
-                answers
+                unique
             })
             .collect()
     }
@@ -321,9 +372,27 @@ impl Model {
     fn settle(&mut self, now: Ms) {
         let timing = self.timing;
         for user in &mut self.users {
-            settle(user, now, &timing);
+            each_world(user, |u| settle(u, now, &timing));
         }
     }
+}
+
+/// What one world of a user may show at `now`: as it is, with the lingers
+/// of a dead process's sessions already over where they may be, and with
+/// its dead process's sessions ended at the death.
+fn answers_of(user: &User, now: Ms, timing: &Timing) -> Vec<Shown> {
+    let mut answers = vec![shown(user, now, timing)];
+    if user.lingering.values().any(|l| l.ends_from <= now) {
+        let mut ended = user.clone();
+        ended.lingering.retain(|_, l| l.ends_from > now);
+        answers.push(shown(&ended, now, timing));
+    }
+    if user.sessions.values().any(|s| s.doomed_since.is_some()) {
+        let mut ended = user.clone();
+        end_doomed(&mut ended, now, timing);
+        answers.push(shown(&ended, now, timing));
+    }
+    answers
 }
 
 /// When a session ends without a word: a TTL after its newest heartbeat,
@@ -514,6 +583,22 @@ mod tests {
         let answers = model.shown(5_000);
         let statuses: Vec<Status> = answers[0].iter().map(|s| s.status).collect();
         assert_eq!(statuses, vec![Status::Online, Status::Offline]);
+    }
+
+    /// A dead process's session ended at the death, while another login
+    /// still held the scope, left no linger: that login's logout later
+    /// leaves the user OFFLINE in that world.
+    #[test]
+    fn a_world_where_a_dead_session_ended_at_the_death_lives_on() {
+        let mut model = Model::new(TIMING, 1);
+        model.open(0, 1, "a", &["acme"], 0).unwrap();
+        model.open(0, 2, "b", &["acme"], 0).unwrap();
+        model.doom(&[(0, 1)], 1_000);
+        model.logout(0, "b", 3_000);
+        let answers = model.shown(3_500);
+        let statuses: Vec<Status> = answers[0].iter().map(|s| s.status).collect();
+        assert!(statuses.contains(&Status::Online), "{statuses:?}");
+        assert!(statuses.contains(&Status::Offline), "{statuses:?}");
     }
 
     #[test]
