@@ -67,12 +67,7 @@ impl Presence {
     /// lapses by its last heartbeat. Nothing happens when a newer handle of
     /// the session holds it now (`generation` is not its own).
     pub(crate) fn abandon_local(&self, session: &SessionId, generation: u64) {
-        let abandoned = self
-            .inner
-            .local_sessions
-            .remove_if(session, |_, local| local.generation == generation);
-        if let Some((id, local)) = abandoned {
-            crate::metrics::session_closed();
+        if let Some((id, local)) = self.stop_holding(session, Some(generation), None) {
             self.queue_release(id, &local);
         }
     }
@@ -81,14 +76,27 @@ impl Presence {
     /// release for the next sweep (woken at once). With `generation`, only
     /// if that handle still holds it.
     fn release(&self, session: &SessionId, generation: Option<u64>, reason: SessionEnd) {
-        let removed = self.inner.local_sessions.remove_if(session, |_, local| {
-            generation.is_none_or(|generation| local.generation == generation)
-        });
-        if let Some((id, local)) = removed {
-            crate::metrics::session_closed();
-            local.ended.send(reason);
+        if let Some((id, local)) = self.stop_holding(session, generation, Some(reason)) {
             self.queue_release(id, &local);
         }
+    }
+
+    /// Forgets `session` (only `generation`'s handle of it, if given) and
+    /// tells its holder `reason`, if any; what was held.
+    fn stop_holding(
+        &self,
+        session: &SessionId,
+        generation: Option<u64>,
+        reason: Option<SessionEnd>,
+    ) -> Option<(SessionId, super::LocalSession)> {
+        let removed = self.inner.local_sessions.remove_if(session, |_, local| {
+            generation.is_none_or(|generation| local.generation == generation)
+        })?;
+        crate::metrics::session_closed();
+        if let Some(reason) = reason {
+            removed.1.ended.send(reason);
+        }
+        Some(removed)
     }
 
     fn queue_release(&self, session: SessionId, local: &super::LocalSession) {
@@ -223,14 +231,7 @@ impl Presence {
                         Some(_) => SessionEnd::Replaced,
                         None => SessionEnd::Lapsed,
                     };
-                    let ended = self
-                        .inner
-                        .local_sessions
-                        .remove_if(session, |_, local| local.generation == *generation);
-                    if let Some((_, local)) = ended {
-                        crate::metrics::session_closed();
-                        local.ended.send(reason);
-                    }
+                    self.stop_holding(session, Some(*generation), Some(reason));
                 }
             }
         }
