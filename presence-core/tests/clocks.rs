@@ -1,6 +1,6 @@
 //! Nodes whose clocks differ, and a wall clock stepped under a running
 //! node: the regression tests of issue 15's defect 5. Each node keeps to
-//! the store's clock (see `presence_core::clock`), so ±5 s of skew causes
+//! the store's clock (see presence time on `presence_core::Clock`), so ±5 s of skew causes
 //! no flicker, no early lapse and no ghost, and a step of the wall clock
 //! closes nothing.
 
@@ -8,9 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, Delivery, ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, PresenceStore,
-    SessionEnd, SessionSpec, Status, Subscription,
+    Clock, Delivery, ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, SessionEnd,
+    SessionSpec, Status, Subscription,
 };
 
 fn config() -> PresenceConfig {

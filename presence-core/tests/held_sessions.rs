@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, ManualClock, MemoryStore, Presence, PresenceConfig, PresenceStore, SessionSpec, Status,
+    Clock, ManualClock, MemoryStore, Presence, PresenceConfig, SessionSpec, Status,
 };
 
 fn config() -> PresenceConfig {

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use presence_core::store::PresenceStore;
 use presence_core::{
-    ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, PresenceStore, SessionEnd,
-    SessionSpec, Status,
+    ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, SessionEnd, SessionSpec, Status,
 };
 
 fn config() -> PresenceConfig {

@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use presence_core::store::PresenceStore;
 use presence_core::{
     Clock, Delivery, Error, ManualClock, MemoryStore, NodeId, Presence, PresenceConfig,
-    PresenceStore, RequestedStatus, ScopeId, SessionEnd, SessionSpec, SharedEvent, Status,
-    Subscription, UserId,
+    RequestedStatus, ScopeId, SessionEnd, SessionSpec, SharedEvent, Status, Subscription, UserId,
 };
 
 fn config() -> PresenceConfig {
@@ -41,7 +41,7 @@ impl World {
             .config(config())
             .node(NodeId::new(node))
             // The rules are checked by draining what is queued at once: no
-            // event may wait for a batch tick (batches: see `fanout`).
+            // event may wait for a batch tick (batches: see `Subscription`).
             .batch_interval(Duration::ZERO)
             .build()
             .await

@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::Server;
-use presence_core::PresenceStore;
+use presence_core::store::PresenceStore;
 use presence_redis::{RedisConfig, RedisStore};
 
 /// The three masters, started once for every test of this binary.

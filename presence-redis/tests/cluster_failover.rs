@@ -13,9 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use presence_core::{
-    Delivery, ManualClock, NodeId, Presence, PresenceStore, SessionSpec, Status, Subscription,
-};
+use presence_core::store::PresenceStore;
+use presence_core::{Delivery, ManualClock, NodeId, Presence, SessionSpec, Status, Subscription};
 use presence_redis::{RedisConfig, RedisStore};
 use presence_store_tests::cluster::{Cluster, Seen};
 

@@ -5,9 +5,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use presence_core::store::StoreError;
 use presence_core::{
     Delivery, ManualClock, NodeId, Presence, PresenceConfig, SessionEnd, SessionSpec, Status,
-    StoreError, Subscription,
+    Subscription,
 };
 use presence_redis::{RedisConfig, RedisStore};
 use presence_store_tests::redis_keys::delete_keys;
@@ -366,12 +367,12 @@ async fn sessions_redis_forgot_are_registered_again_not_ended() {
     lose_data(&url, &prefix).await;
 }
 
-/// Redis's clock is the cluster's (see `presence_core::clock`): it reads as
+/// Redis's clock is the cluster's (see presence time on `presence_core::Clock`): it reads as
 /// this machine's, which shares it here, to within a second; and a node on
 /// it (default clock) keeps to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_clock_is_presence_time() {
-    use presence_core::PresenceStore;
+    use presence_core::store::PresenceStore;
     let (url, prefix) = (redis_url(), prefix());
     let store = RedisStore::connect(RedisConfig::new(&url).prefix(&prefix))
         .await

@@ -11,9 +11,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, ScopeId,
-    SessionEnd, SessionId, SessionSpec, Status, Subscription, UserId,
+    Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, ScopeId, SessionEnd,
+    SessionId, SessionSpec, Status, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
 
@@ -282,7 +283,7 @@ async fn a_dropped_listener_reconnects_and_resyncs_its_watchers() {
     assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
 }
 
-/// The database server's clock is the cluster's (see `presence_core::clock`):
+/// The database server's clock is the cluster's (see presence time on `presence_core::Clock`):
 /// it reads as this machine's, which shares it here, to within a second;
 /// and a node on it (default clock) keeps to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

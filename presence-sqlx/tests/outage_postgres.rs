@@ -12,9 +12,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use presence_core::store::StoreError;
 use presence_core::{
     Delivery, Error, LoginId, ManualClock, NodeId, Presence, RequestedStatus, SessionId,
-    SessionSpec, Status, StoreError, Subscription, UserId,
+    SessionSpec, Status, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
 use tokio::net::{TcpSocket, TcpStream};

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, SessionSpec,
-    Status,
+    Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, SessionSpec, Status,
 };
 use presence_sqlx::{SqliteConfig, SqliteStore};
 

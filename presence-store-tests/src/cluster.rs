@@ -27,10 +27,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceEvent, PresenceStore,
-    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionSpec, SharedEvent, Status,
-    Subscription, UserId,
+    Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceEvent, RequestedStatus,
+    ScopeId, SessionEnd, SessionHandle, SessionSpec, SharedEvent, Status, Subscription, UserId,
 };
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -794,7 +794,7 @@ pub async fn a_watcher_of_some_users_gets_only_their_events_from_the_other_node(
 /// with, ending at the final one. In a burst a node's own event may
 /// overtake one still in flight from the other node, and fan-out drops the
 /// straggler rather than deliver it out of order (see
-/// `presence_core::feed`), so a burst may skip versions.
+/// the cluster feed in `presence_core::store`), so a burst may skip versions.
 pub async fn alternating_changes_from_both_nodes_reach_every_watcher_in_order(
     store: Arc<dyn PresenceStore>,
 ) {

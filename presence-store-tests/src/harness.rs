@@ -5,11 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use presence_core::record::NewSession;
-use presence_core::{
-    NodeId, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update,
-    UserId, UserOp, UserPresence, UserView,
+use presence_core::store::{
+    NewSession, PresenceStore, StoreError, Transition, Update, UserOp, UserView,
 };
+use presence_core::{NodeId, PresenceConfig, ScopeId, SessionId, UserId, UserPresence};
 
 /// A store under test, the thresholds the cases assume, and a fixed start.
 #[derive(Clone)]
@@ -97,12 +96,12 @@ impl Harness {
     }
 
     /// The operation that opens `session`, held by this harness's node
-    /// ([`Liveness::HeldByNode`](presence_core::record::Liveness::HeldByNode),
+    /// ([`Liveness::HeldByNode`](presence_core::store::Liveness::HeldByNode),
     /// a socket's session).
     pub fn open_held_op(&self, session: &str, login: &str, scopes: &[&str]) -> UserOp {
         let mut op = self.open_op(session, login, scopes);
         if let UserOp::Open(new) = &mut op {
-            new.liveness = presence_core::record::Liveness::HeldByNode;
+            new.liveness = presence_core::store::Liveness::HeldByNode;
         }
         op
     }

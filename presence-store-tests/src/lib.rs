@@ -12,7 +12,7 @@
 //! ```
 //! presence_store_tests::conformance_tests!(|| async {
 //!     std::sync::Arc::new(presence_core::MemoryStore::new())
-//!         as std::sync::Arc<dyn presence_core::PresenceStore>
+//!         as std::sync::Arc<dyn presence_core::store::PresenceStore>
 //! });
 //! # fn main() {}
 //! ```
@@ -56,7 +56,7 @@
 //! ```
 //! presence_store_tests::cluster_tests!(|| async {
 //!     std::sync::Arc::new(presence_core::MemoryStore::new())
-//!         as std::sync::Arc<dyn presence_core::PresenceStore>
+//!         as std::sync::Arc<dyn presence_core::store::PresenceStore>
 //! });
 //! # fn main() {}
 //! ```
@@ -111,7 +111,7 @@ pub mod sim;
 pub mod soak;
 
 pub use harness::Harness;
-pub use presence_core::PresenceStore;
+pub use presence_core::store::PresenceStore;
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is a
 /// closure returning a future of a fresh `Arc<dyn PresenceStore>`.
