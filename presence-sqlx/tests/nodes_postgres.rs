@@ -17,15 +17,20 @@ use presence_core::{
     SessionId, SessionSpec, Status, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
+use presence_store_tests::helpers::{
+    WAIT, ev, eventually, expect_lagged, next_seen, quiet, status_becomes, test_config,
+};
 
+/// How long a watcher listens (real time) to conclude that nothing more
+/// arrives.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The tests' thresholds, with sessions that stay ONLINE for the 60 s the
+/// heartbeat test runs without activity.
 fn config() -> PresenceConfig {
     PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
         away_after: Duration::from_secs(120),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 64,
+        ..test_config()
     }
 }
 
@@ -83,32 +88,6 @@ async fn watch(node: &Presence) -> Subscription {
     node.watch(&"acme".into()).await.expect("watch").0
 }
 
-/// The next event (skipping lag notices), within a few seconds.
-async fn next(events: &mut Subscription) -> (String, Status, u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
-            Ok(Some(Delivery::Lagged)) => continue,
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
-}
-
-/// Nothing but lag notices for `millis` of real time.
-async fn quiet(events: &mut Subscription, millis: u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_millis(millis), events.recv()).await {
-            Err(_) => return,
-            Ok(Some(Delivery::Lagged)) => continue,
-            Ok(other) => panic!("expected nothing, got {other:?}"),
-        }
-    }
-}
-
-fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
-    (user.to_owned(), status, v)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
     let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
@@ -119,7 +98,7 @@ async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
         .open_session(SessionSpec::new("alice", "l1").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
     assert_eq!(
         b.status(&"alice".into()).await.expect("status").status,
         Status::Online
@@ -129,13 +108,19 @@ async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
     tab.close().await.expect("close");
     clock.advance(Duration::from_secs(4));
     b.run_due().await.expect("sweep");
-    quiet(&mut events, 300).await;
+    quiet(&mut events, QUIET).await;
     clock.advance(Duration::from_secs(1));
     b.run_due().await.expect("sweep");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
-    quiet(&mut events, 300).await;
+    assert_eq!(
+        next_seen(&mut events).await,
+        ev("alice", Status::Offline, 2)
+    );
+    quiet(&mut events, QUIET).await;
 }
 
+/// Unlike the cluster suite's race (two nodes on one store, whose user
+/// locks put the calls in a line), each node here has a store of its own:
+/// the first and last sessions are decided in PostgreSQL itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
     let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
@@ -163,9 +148,9 @@ async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
     a.run_due().await.expect("sweep");
     b.run_due().await.expect("sweep");
     for events in [&mut on_a, &mut on_b] {
-        assert_eq!(next(events).await, ev("alice", Status::Online, 1));
-        assert_eq!(next(events).await, ev("alice", Status::Offline, 2));
-        quiet(events, 300).await;
+        assert_eq!(next_seen(events).await, ev("alice", Status::Online, 1));
+        assert_eq!(next_seen(events).await, ev("alice", Status::Offline, 2));
+        quiet(events, QUIET).await;
     }
 }
 
@@ -179,7 +164,7 @@ async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
         .open_session(SessionSpec::new("carol", "phone").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("carol", Status::Online, 1));
     b.logout(&"carol".into(), &"phone".into())
         .await
         .expect("logout");
@@ -189,7 +174,7 @@ async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
     assert_eq!(ended, SessionEnd::LoggedOut);
     assert!(phone.heartbeat().is_err(), "an ended session beats no more");
     assert_eq!(
-        next(&mut events).await,
+        next_seen(&mut events).await,
         ev("carol", Status::Offline, 2),
         "at once, no linger"
     );
@@ -222,7 +207,7 @@ async fn socket_heartbeats_cost_the_database_nothing_and_http_ones_are_batched()
             .expect("opens the HTTP session");
     }
     for _ in 0..20 {
-        next(&mut events).await;
+        next_seen(&mut events).await;
     }
     // Three rounds past the TTL; only node B sweeps the users.
     for _ in 0..6 {
@@ -244,7 +229,7 @@ async fn socket_heartbeats_cost_the_database_nothing_and_http_ones_are_batched()
         a.run_due().await.expect("node A renews its lease");
         b.run_due().await.expect("sweep on B");
     }
-    quiet(&mut events, 300).await;
+    quiet(&mut events, QUIET).await;
     let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
     assert!(
         snapshot.users.iter().all(|u| u.status == Status::Online),
@@ -272,15 +257,12 @@ async fn a_dropped_listener_reconnects_and_resyncs_its_watchers() {
     .expect("terminate");
     assert_eq!(killed.len(), 2, "one listener per node");
 
-    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-        Ok(Some(Delivery::Lagged)) => {}
-        other => panic!("expected a resync notice, got {other:?}"),
-    }
+    expect_lagged(&mut events).await;
     let _tab = a
         .open_session(SessionSpec::new("alice", "l1").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
 }
 
 /// The database server's clock is the cluster's (see presence time on `presence_core::Clock`):
@@ -471,14 +453,12 @@ async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
         .await
         .expect("A is told");
     assert_eq!(end, SessionEnd::Replaced);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store_a.held_sessions() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node A still holds the session node B took over"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "node A lets go of the session node B took over",
+        WAIT,
+        || store_a.held_sessions() == 0,
+    )
+    .await;
     assert_eq!(store_b.held_sessions(), 1);
     resumed.heartbeat().expect("live on B");
 }
@@ -508,18 +488,8 @@ async fn a_database_emptied_under_a_running_node_is_a_data_loss_not_an_end() {
     clock.advance(Duration::from_secs(5));
     alice.heartbeat().expect("beats are answered from memory");
     store.flush_heartbeats().await.expect("flush");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let seen = a.status(&"alice".into()).await.expect("status");
-        if seen.status == Status::Online {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "alice was never registered again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Alice is registered again.
+    status_becomes(&a, "alice", Status::Online, WAIT).await;
     assert_ne!(a.epoch(), epoch, "a new epoch");
     clock.advance(Duration::from_secs(5));
     alice
