@@ -1,5 +1,7 @@
 //! Several nodes, each with its own `RedisStore` (its own connections and
 //! pub/sub listener), on one real Redis; and a Redis that dies and returns.
+//! What every store shares across two nodes on one store is the cluster
+//! suite (`cluster_suite.rs`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -50,33 +52,6 @@ async fn watch(node: &Presence) -> Subscription {
     let (mut events, _) = node.watch(&"acme".into()).await.expect("watch");
     expect_lagged(&mut events).await;
     events
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
-    let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
-    let a = node(&url, &prefix, "node-a", &clock).await;
-    let b = node(&url, &prefix, "node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let tab = a
-        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
-    assert_eq!(
-        b.status(&"alice".into()).await.expect("status").status,
-        Status::Online
-    );
-    tab.close().await.expect("close");
-    clock.advance(Duration::from_secs(4));
-    b.run_due().await.expect("sweep");
-    quiet(&mut events, QUIET).await;
-    clock.advance(Duration::from_secs(1));
-    b.run_due().await.expect("sweep");
-    assert_eq!(
-        next_seen(&mut events).await,
-        ev("alice", Status::Offline, 2)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,11 @@
 //! Several nodes, each a `Presence` service with its own `PgStore` (its own
 //! pool and listener), on one real PostgreSQL schema and one manual clock:
-//! cross-node events, a node that dies, racing first and last sessions, a
-//! logout on one node ending a session held on another, and a listener
-//! connection that drops.
+//! first and last sessions racing from two stores, socket and HTTP
+//! heartbeats, a listener connection that drops, notifications past
+//! PostgreSQL's limit, the database's clock, flushes racing changes, a
+//! session taken over, and a database emptied under a node. What every
+//! store shares across two nodes on one store is the cluster suite
+//! (`cluster_suite_postgres.rs`).
 
 #![cfg(feature = "postgres")]
 
@@ -88,36 +91,6 @@ async fn watch(node: &Presence) -> Subscription {
     node.watch(&"acme".into()).await.expect("watch").0
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
-    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
-    let a = schema.node("node-a", &clock).await;
-    let b = schema.node("node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let tab = a
-        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
-    assert_eq!(
-        b.status(&"alice".into()).await.expect("status").status,
-        Status::Online
-    );
-    let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
-    assert_eq!(snapshot.users.len(), 1, "{snapshot:?}");
-    tab.close().await.expect("close");
-    clock.advance(Duration::from_secs(4));
-    b.run_due().await.expect("sweep");
-    quiet(&mut events, QUIET).await;
-    clock.advance(Duration::from_secs(1));
-    b.run_due().await.expect("sweep");
-    assert_eq!(
-        next_seen(&mut events).await,
-        ev("alice", Status::Offline, 2)
-    );
-    quiet(&mut events, QUIET).await;
-}
-
 /// Unlike the cluster suite's race (two nodes on one store, whose user
 /// locks put the calls in a line), each node here has a store of its own:
 /// the first and last sessions are decided in PostgreSQL itself.
@@ -152,32 +125,6 @@ async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
         assert_eq!(next_seen(events).await, ev("alice", Status::Offline, 2));
         quiet(events, QUIET).await;
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
-    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
-    let a = schema.node("node-a", &clock).await;
-    let b = schema.node("node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let mut phone = a
-        .open_session(SessionSpec::new("carol", "phone").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next_seen(&mut events).await, ev("carol", Status::Online, 1));
-    b.logout(&"carol".into(), &"phone".into())
-        .await
-        .expect("logout");
-    let ended = tokio::time::timeout(Duration::from_secs(5), phone.ended())
-        .await
-        .expect("told in time");
-    assert_eq!(ended, SessionEnd::LoggedOut);
-    assert!(phone.heartbeat().is_err(), "an ended session beats no more");
-    assert_eq!(
-        next_seen(&mut events).await,
-        ev("carol", Status::Offline, 2),
-        "at once, no linger"
-    );
 }
 
 /// A socket's heartbeats stay on its node (its lease vouches for it); an
