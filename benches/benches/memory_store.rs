@@ -13,10 +13,8 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use dashmap::DashMap;
-use presence_core::record::NewSession;
-use presence_core::{
-    MemoryStore, NodeId, PresenceConfig, PresenceStore, SessionId, UserId, UserOp, store::Update,
-};
+use presence_core::store::{NewSession, PresenceStore, Update, UserOp};
+use presence_core::{MemoryStore, NodeId, PresenceConfig, SessionId, UserId};
 
 /// Users in the heartbeat benches; enough that the maps do not fit in L1.
 const USERS: usize = 10_000;

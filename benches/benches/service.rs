@@ -27,11 +27,10 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use dashmap::DashMap;
 use hdrhistogram::Histogram;
-use presence_core::record::NewSession;
+use presence_core::store::{NewSession, PresenceStore, Update, UserOp};
 use presence_core::{
-    Delivery, LoginId, MemoryStore, NodeId, Presence, PresenceConfig, PresenceStore,
-    RequestedStatus, ScopeId, SessionHandle, SessionId, SessionSpec, Subscription, Update, UserId,
-    UserOp,
+    Delivery, LoginId, MemoryStore, NodeId, Presence, PresenceConfig, RequestedStatus, ScopeId,
+    SessionHandle, SessionId, SessionSpec, Subscription, UserId,
 };
 
 /// Calls in flight at once.

@@ -16,9 +16,10 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
+use presence_core::store::StoreError;
 use presence_core::{
-    Delivery, Error, ScopeId, SessionEnd, SessionHandle, SessionSpec, Snapshot, StoreError,
-    Subscription, UserId,
+    Delivery, Error, ScopeId, SessionEnd, SessionHandle, SessionSpec, Snapshot, Subscription,
+    UserId,
 };
 use tokio::time::Instant;
 

@@ -8,27 +8,8 @@ use std::time::Duration;
 use common::{Server, change, ev};
 use presence_axum::Identity;
 use presence_core::Status;
+use presence_store_tests::helpers::{status_becomes, status_of};
 use serde_json::json;
-
-async fn status_of(server: &Server, user: &str) -> Status {
-    server
-        .presence
-        .status(&user.into())
-        .await
-        .expect("status")
-        .status
-}
-
-/// Waits for the activity layer's background mark to land.
-async fn eventually(server: &Server, user: &str, expected: Status) {
-    for _ in 0..100 {
-        if status_of(server, user).await == expected {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{user} never became {expected}");
-}
 
 #[tokio::test]
 async fn browsing_plain_pages_keeps_a_user_online_without_a_socket() {
@@ -46,7 +27,14 @@ async fn browsing_plain_pages_keeps_a_user_online_without_a_socket() {
             .expect("page");
         assert_eq!(page.status(), 200);
     }
-    eventually(&server, "alice", Status::Online).await;
+    // The activity layer marks in the background.
+    status_becomes(
+        &server.presence,
+        "alice",
+        Status::Online,
+        Duration::from_secs(2),
+    )
+    .await;
     assert_eq!(change(&bob.next().await), ev("alice", "ONLINE", 1));
     // A page every 20 s for 3 minutes: ONLINE throughout, one event in all.
     for _ in 0..9 {
@@ -302,7 +290,7 @@ async fn a_page_of_another_site_cannot_use_the_http_routes() {
     let body: serde_json::Value = refused.json().await.expect("json");
     assert_eq!(body["code"], "forbidden_origin");
     bob.quiet(200).await;
-    assert_eq!(status_of(&server, "alice").await, Status::Offline);
+    assert_eq!(status_of(&server.presence, "alice").await, Status::Offline);
 
     let snapshot = server
         .http

@@ -12,9 +12,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use common::{Server, busy_alice, change, ev};
 use presence_axum::SocketSettings;
+use presence_core::store::{PresenceStore, StoreError, Transition, Update, UserOp, UserView};
 use presence_core::{
-    Epoch, MemoryStore, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
-    StoreError, Transition, Update, UserId, UserOp, UserPresence, UserView,
+    Epoch, MemoryStore, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId, UserPresence,
 };
 use serde_json::json;
 use tokio::sync::Notify;

@@ -70,7 +70,7 @@ impl PresenceBuilder {
     /// store's clock (tests drive a [`crate::ManualClock`] this way; a host
     /// with a cluster-wide clock of its own may pass it). By default,
     /// presence time is the store's clock, carried by this machine's
-    /// monotonic clock: see [`crate::clock`].
+    /// monotonic clock: see [presence time](crate::Clock#presence-time).
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = Some(clock);
         self
@@ -116,7 +116,7 @@ impl PresenceBuilder {
     /// 20 ms). A scope's event goes out at once unless the scope changes
     /// faster than [`PresenceBuilder::batch_above_rate`]; then it waits,
     /// with the other events of the interval, for the scope's next batch.
-    /// Zero sends every event on its own. See [`crate::fanout`].
+    /// Zero sends every event on its own. See [batches](crate::Subscription#batches).
     pub fn batch_interval(mut self, interval: Duration) -> Self {
         self.batching.interval = interval;
         self
@@ -150,7 +150,7 @@ impl PresenceBuilder {
     }
 
     /// Longest a store call may take before it fails with
-    /// [`crate::StoreError::Timeout`] (default 5 s).
+    /// [`crate::store::StoreError::Timeout`] (default 5 s).
     pub fn store_timeout(mut self, timeout: Duration) -> Self {
         self.store_timeout = timeout;
         self

@@ -1,12 +1,12 @@
-//! What watchers receive: presence events and scope snapshots.
+//! What watchers and queries receive: presence events, users' presence and
+//! scope snapshots.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Epoch, ScopeId, UserId};
-use crate::record::UserPresence;
 use crate::status::Status;
-use crate::store::Transition;
+use crate::store::{Transition, UserRecord};
 
 /// One change of one user's effective status, told to one scope (SPEC §4).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,5 +71,38 @@ impl Snapshot {
     /// The entry of one user, if the snapshot lists them.
     pub fn user(&self, user: &UserId) -> Option<&UserPresence> {
         self.users.iter().find(|entry| entry.user_id == *user)
+    }
+}
+
+/// A user's presence as observers see it: the unit of snapshots and
+/// queries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPresence {
+    /// The user.
+    pub user_id: UserId,
+    /// Their effective status.
+    pub status: Status,
+    /// Their newest activity or session end, as far as observers may know.
+    pub last_seen: Option<DateTime<Utc>>,
+    /// The version of `status`; events with a lower `v` are stale.
+    pub v: u64,
+}
+
+impl UserPresence {
+    /// What observers may see of `record`: its shown status and version, and
+    /// `last_seen` frozen while the user shows `OFFLINE` (so an invisible
+    /// user's activity never leaks).
+    pub fn of(user_id: UserId, record: &UserRecord) -> Self {
+        Self {
+            user_id,
+            status: record.shown.status,
+            last_seen: record.observed_last_seen(),
+            v: record.shown.version,
+        }
+    }
+
+    /// How a user nobody has seen yet looks.
+    pub fn unknown(user_id: UserId) -> Self {
+        Self::of(user_id, &UserRecord::default())
     }
 }

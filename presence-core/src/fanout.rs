@@ -5,29 +5,8 @@
 //! the size of the scope: a watcher of a whole scope is found in the scope's
 //! list, a watcher of a few users in the scope's per-user lists.
 //!
-//! **Batches.** A scope's event goes out at once unless the scope is busy:
-//! changing faster than [`Batching::above_rate`] (50 changes a second by
-//! default), beyond a burst of a fifth of that (10 changes) — a leaky
-//! bucket per scope. A busy scope's further events are gathered and handed
-//! to the watchers of the whole scope once per [`Batching::interval`]
-//! (20 ms by default), as one shared [`EventBatch`] in the order they
-//! happened: one queue push per watcher per interval, however many events.
-//! Paced changes never wait. Each batch holds at most
-//! [`MAX_BATCH_EVENTS`]; a fuller scope sends a batch at once. Watchers of
-//! a few users get their (few) events one by one, at once. A scope that
-//! goes quiet costs no timer: the task that sends a busy scope's batches
-//! ends one interval after its last one.
-//!
-//! **Lag policy.** Each [`Subscription`] has a bounded queue
-//! (`subscriber_capacity`, 256 deliveries by default, an event or a batch
-//! each). Publishing never waits: when a subscriber's queue is full, the
-//! delivery is dropped for that subscriber alone and it is marked lagged.
-//! Its next [`Subscription::recv`] returns [`Delivery::Lagged`] (the queued
-//! deliveries are discarded, being superseded); the subscriber should then
-//! take a fresh snapshot of what it watches and carry on (events gathered
-//! before that snapshot may still arrive after it: their `v` is not newer
-//! than the snapshot's, so they are dropped as stale). Other subscribers
-//! are never slowed by a slow one.
+//! The batches of busy scopes and the lag policy are told on
+//! [`Subscription`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,10 +19,9 @@ use tokio::time::Instant;
 
 pub use crate::delivery::{Delivery, EncodingCache, EventBatch, SharedEvent};
 use crate::event::PresenceEvent;
-use crate::feed::ClusterFeed;
 use crate::ids::{NodeId, ScopeId, UserId};
 use crate::scope_views::ScopeViews;
-use crate::store::Transition;
+use crate::store::{ClusterFeed, Transition};
 pub use crate::subscription::Subscription;
 use crate::subscription::{Mailbox, Queued, SubscriberId, Watch};
 
@@ -563,7 +541,7 @@ mod tests {
         async fn join(
             &self,
             _: &NodeId,
-            _: Arc<dyn crate::feed::FeedSink>,
+            _: Arc<dyn crate::store::FeedSink>,
         ) -> Result<(), crate::store::StoreError> {
             Ok(())
         }

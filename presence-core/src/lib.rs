@@ -2,19 +2,32 @@
 //! `BUSY` or `OFFLINE`, followed across pages, tabs, devices and server
 //! nodes.
 //!
-//! This crate is the core every adapter and store builds on:
+//! This crate is the core every adapter and store builds on. Its root is
+//! what a host app uses:
 //!
-//! - [`machine`]: the state machine, a pure function of a user's sessions,
-//!   manual status and the time, giving the effective status (SPEC §3) and
-//!   the next instant time alone changes it;
-//! - [`PresenceStore`]: the storage contract, one atomic transition per
-//!   user, and [`MemoryStore`], the embedded default;
-//! - [`Presence`]: the service a host app holds: sessions with reference
+//! - [`Presence`], built with a [`PresenceBuilder`]: the service a host app
+//!   holds: sessions ([`SessionSpec`], [`SessionHandle`]) with reference
 //!   counting and a grace period against reload flicker, heartbeats,
-//!   activity, manual status with expiry, logout, queries, and
-//!   subscriptions to scopes with events in per-user order;
+//!   activity, manual status ([`RequestedStatus`]) with expiry, logout,
+//!   queries ([`UserPresence`], [`Snapshot`]), and [`Subscription`]s to
+//!   scopes with [`PresenceEvent`]s in per-user order;
+//! - [`PresenceConfig`]: the thresholds, with the defaults of the spec;
+//! - [`MemoryStore`]: the embedded default store (`presence-redis` and
+//!   `presence-sqlx` give the others);
 //! - [`Clock`]: every read of time goes through one, so tests drive a
-//!   [`ManualClock`] instead of sleeping through real thresholds.
+//!   [`ManualClock`] instead of sleeping through real thresholds;
+//! - the identifiers ([`UserId`], [`ScopeId`], [`LoginId`], …), cheap to
+//!   clone (an `Arc<str>` inside) and made from strings or integers;
+//! - [`metrics`]: the name of every metric, for the cargo feature `metrics`.
+//!
+//! # For store implementers
+//!
+//! See [`store`]: the [`PresenceStore`](store::PresenceStore) trait, the
+//! records a store keeps, the state machine ([`store::machine`]) every
+//! change runs through, the cluster feed between nodes, and the
+//! [`store::kit`] a store on a server builds on. A host needs it only to
+//! name a [`StoreError`](store::StoreError) inside [`Error::Store`], or
+//! `Arc<dyn PresenceStore>` to pick a store at run time.
 //!
 //! # The rules, briefly
 //!
@@ -98,7 +111,7 @@
 //! A process of the same [`NodeName`] still serving beside it (a rolling
 //! deploy) is left alone. A login's HTTP session, which any node may hear,
 //! lives by heartbeats written to the store instead
-//! ([`record::Liveness`]).
+//! ([`store::Liveness`]).
 //!
 //! # Scopes
 //!
@@ -110,15 +123,16 @@
 //! # Time and data loss
 //!
 //! Presence time is the store's clock, carried by each machine's monotonic
-//! clock (see [`clock`]): nodes whose clocks differ agree, and a wall clock
+//! clock (see [presence time](Clock#presence-time)): nodes whose clocks differ agree, and a wall clock
 //! stepped on one node changes nothing. A store that lost its data gets a
 //! new [`Epoch`]: snapshots carry it, and versions of two epochs are not
 //! comparable.
 //!
 //! # Slow subscribers
 //!
-//! See [`fanout`]: each subscription has a bounded queue; one that falls
-//! behind receives [`Delivery::Lagged`] and should re-read a snapshot.
+//! Each subscription has a bounded queue; one that falls behind receives
+//! [`Delivery::Lagged`] and should re-read a snapshot (see the
+//! [lag policy](Subscription#lag-policy)).
 //!
 //! # Busy scopes
 //!
@@ -143,40 +157,34 @@
 #![forbid(unsafe_code)]
 
 mod builder;
-pub mod clock;
-pub mod config;
+mod clock;
+mod config;
 mod delivery;
 mod error;
-pub mod event;
-pub mod fanout;
-pub mod feed;
-pub mod ids;
-pub mod machine;
-pub mod memory;
+mod event;
+mod fanout;
+mod ids;
+mod memory;
 pub mod metrics;
-pub mod record;
 mod scope_views;
 mod service;
 mod session;
-pub mod status;
+mod status;
 pub mod store;
 mod subscription;
 mod timers;
 
 pub use builder::PresenceBuilder;
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
 pub use error::Error;
-pub use event::{PresenceEvent, Snapshot};
+pub use event::{PresenceEvent, Snapshot, UserPresence};
 pub use fanout::{
     Batching, Delivery, EncodingCache, EventBatch, FanoutStats, MAX_BATCH_EVENTS, SharedEvent,
     Subscription,
 };
-pub use feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
 pub use ids::{Epoch, LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 pub use memory::MemoryStore;
-pub use record::{UserOp, UserPresence, UserRecord, UserView};
 pub use service::Presence;
 pub use session::{SessionEnd, SessionHandle, SessionSpec};
 pub use status::{ManualChoice, ManualStatus, RequestedStatus, Status, UnknownStatus};
-pub use store::{PresenceStore, StoreError, Transition, Update};

@@ -1,17 +1,4 @@
 //! [`MemoryStore`]: the embedded default store, on `dashmap`.
-//!
-//! Each user has a slot with its own mutex; a change to one user locks only
-//! that slot (plus short critical sections in the indexes). A heartbeat
-//! takes no user lock: it finds its session's entry in the session map and
-//! raises the timestamp kept there (no allocation, one shard lock word). A
-//! change merges those timestamps into the record under the slot's lock,
-//! and marks the sessions it lapses dead in the map under the same shard
-//! lock, so a heartbeat racing a lapse either lands first (the session
-//! lives) or fails.
-//!
-//! The memory store keeps one small record per user it has ever seen (the
-//! version and `last_seen` must outlive a user's sessions), so memory grows
-//! with the number of distinct users, not with time.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
@@ -25,19 +12,34 @@ use dashmap::DashMap;
 
 use crate::clock::Clock;
 use crate::config::PresenceConfig;
-use crate::feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
+use crate::event::UserPresence;
 use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
-use crate::machine;
-use crate::record::{UserOp, UserPresence, UserRecord, UserView};
 use crate::session::SessionEnd;
 use crate::status::Status;
-use crate::store::{PresenceStore, StoreError, Transition, Update};
+use crate::store::{
+    Broadcast, ClusterFeed, FeedMessage, FeedSink, PresenceStore, StoreError, Transition, Update,
+    UserOp, UserRecord, UserView, machine,
+};
 
 /// Shards of the deadline index: enough that two cores rarely meet on one.
 const DEADLINE_SHARDS: usize = 16;
 
-/// An in-process [`PresenceStore`]. Cheap to create; share it with
-/// `Arc<MemoryStore>` or hand it to one service.
+/// An in-process [`PresenceStore`], the embedded default, on `dashmap`.
+/// Cheap to create; share it with `Arc<MemoryStore>` or hand it to one
+/// service.
+///
+/// Each user has a slot with its own mutex; a change to one user locks only
+/// that slot (plus short critical sections in the indexes). A heartbeat
+/// takes no user lock: it finds its session's entry in the session map and
+/// raises the timestamp kept there (no allocation, one shard lock word). A
+/// change merges those timestamps into the record under the slot's lock,
+/// and marks the sessions it lapses dead in the map under the same shard
+/// lock, so a heartbeat racing a lapse either lands first (the session
+/// lives) or fails.
+///
+/// The memory store keeps one small record per user it has ever seen (the
+/// version and `last_seen` must outlive a user's sessions), so memory grows
+/// with the number of distinct users, not with time.
 pub struct MemoryStore {
     users: DashMap<UserId, Arc<UserSlot>>,
     sessions: DashMap<SessionId, LiveSession>,
@@ -234,7 +236,7 @@ impl MemoryStore {
     }
 
     /// An empty store with a clock of its own, which every service on it
-    /// keeps to (see [`crate::clock`]): for several services in one
+    /// keeps to (see [presence time](crate::Clock#presence-time)): for several services in one
     /// process whose own clocks differ, as a simulation of a cluster has.
     /// A plain [`MemoryStore::new`] has none: each service keeps its own.
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
@@ -715,7 +717,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::record::NewSession;
+    use crate::store::NewSession;
 
     fn at(ms: i64) -> DateTime<Utc> {
         DateTime::from_timestamp_millis(1_800_000_000_000 + ms).expect("valid instant")

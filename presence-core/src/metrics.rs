@@ -27,7 +27,7 @@
 //! | `presence_events_dropped_total` | counter | | events not queued because the subscriber's queue was full |
 //! | `presence_subscribers_lagged_total` | counter | | times a subscriber's full queue made it lag (it is told [`crate::Delivery::Lagged`] and re-reads a snapshot) |
 //! | `presence_fanout_lag_seconds` | histogram | `stage` | time from an event's `at` to `stage="queue"`: its hand-over to the subscriber queues (one sample per event per hand-over, not per subscriber); `stage="socket"`: the completed write of its frame to a presence socket (one sample per event per socket) |
-//! | `presence_store_call_seconds` | histogram | `op` | latency of each call the service makes on its [`crate::PresenceStore`] (so every backend is measured alike), the store timeout included |
+//! | `presence_store_call_seconds` | histogram | `op` | latency of each call the service makes on its [`crate::store::PresenceStore`] (so every backend is measured alike), the store timeout included |
 //! | `presence_store_errors_total` | counter | `op` | store calls that failed: unavailable, timed out, corrupt data or another backend error (a refused change, such as a session not found, is not an error of the store) |
 //! | `presence_sockets_open` | gauge | | presence WebSockets open on this process |
 //! | `presence_socket_frames_received_total` | counter | | frames read from presence sockets (text, binary, ping and pong) |
@@ -69,10 +69,9 @@ use ::metrics::{
 };
 
 use crate::fanout::SharedEvent;
-use crate::record::UserOp;
 #[cfg(feature = "metrics")]
 use crate::status::Status;
-use crate::store::{StoreError, Transition};
+use crate::store::{StoreError, Transition, UserOp};
 
 /// Gauge: sessions held open through this process's service.
 pub const SESSIONS_LIVE: &str = "presence_sessions_live";

@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use dashmap::DashMap;
 
 use crate::event::PresenceEvent;
+use crate::event::UserPresence;
 use crate::ids::{Epoch, ScopeId, UserId};
-use crate::record::UserPresence;
 use crate::status::Status;
 use crate::store::StoreError;
 

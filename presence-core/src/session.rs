@@ -10,8 +10,8 @@ use tokio::sync::Notify;
 
 use crate::error::Error;
 use crate::ids::{LoginId, ScopeId, SessionId, UserId};
-use crate::record::UserOp;
 use crate::service::Presence;
+use crate::store::UserOp;
 
 /// A session to open: whose it is, under which login, in which scopes.
 ///

@@ -115,9 +115,41 @@ pub(crate) enum Watch {
 /// A stream of presence events for the scopes (or users) it watches. Create
 /// one with [`crate::Presence::subscribe`]; dropping it stops delivery.
 ///
-/// Events of a busy scope travel in batches (see [`crate::fanout`]); unless
-/// the subscription [accepts batches](Subscription::accept_batches),
+/// Events of a busy scope travel in batches (see below); unless the
+/// subscription [accepts batches](Subscription::accept_batches),
 /// [`Subscription::recv`] hands each batch out event by event.
+///
+/// # Batches
+///
+/// A scope's event goes out at once unless the scope is busy: changing
+/// faster than [`Batching::above_rate`] (50 changes a second by default),
+/// beyond a burst of a fifth of that (10 changes) — a leaky bucket per
+/// scope. A busy scope's further events are gathered and handed to the
+/// watchers of the whole scope once per [`Batching::interval`] (20 ms by
+/// default), as one shared [`EventBatch`] in the order they happened: one
+/// queue push per watcher per interval, however many events. Paced changes
+/// never wait. Each batch holds at most [`MAX_BATCH_EVENTS`]; a fuller
+/// scope sends a batch at once. Watchers of a few users get their (few)
+/// events one by one, at once. A scope that goes quiet costs no timer: the
+/// task that sends a busy scope's batches ends one interval after its last
+/// one.
+///
+/// # Lag policy
+///
+/// Each subscription has a bounded queue (`subscriber_capacity`, 256
+/// deliveries by default, an event or a batch each). Publishing never
+/// waits: when a subscriber's queue is full, the delivery is dropped for
+/// that subscriber alone and it is marked lagged. Its next
+/// [`Subscription::recv`] returns [`Delivery::Lagged`] (the queued
+/// deliveries are discarded, being superseded); the subscriber should then
+/// take a fresh snapshot of what it watches and carry on (events gathered
+/// before that snapshot may still arrive after it: their `v` is not newer
+/// than the snapshot's, so they are dropped as stale). Other subscribers
+/// are never slowed by a slow one.
+///
+/// [`Batching::above_rate`]: crate::Batching::above_rate
+/// [`Batching::interval`]: crate::Batching::interval
+/// [`MAX_BATCH_EVENTS`]: crate::MAX_BATCH_EVENTS
 pub struct Subscription {
     id: SubscriberId,
     hub: Arc<Hub>,

@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
 use crate::clock::Clock;
-use crate::machine::later;
 use crate::service::{Inner, Presence};
+use crate::store::machine::later;
 
 /// How the service and its sweeper task talk.
 pub(crate) struct SweeperControl {

@@ -1,6 +1,6 @@
 //! Nodes whose clocks differ, and a wall clock stepped under a running
 //! node: the regression tests of issue 15's defect 5. Each node keeps to
-//! the store's clock (see `presence_core::clock`), so ±5 s of skew causes
+//! the store's clock (see presence time on `presence_core::Clock`), so ±5 s of skew causes
 //! no flicker, no early lapse and no ghost, and a step of the wall clock
 //! closes nothing.
 
@@ -8,21 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, Delivery, ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, PresenceStore,
-    SessionEnd, SessionSpec, Status, Subscription,
+    Clock, ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, SessionEnd, SessionSpec,
+    Status, Subscription,
 };
-
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(15),
-        away_after: Duration::from_secs(60),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 16,
-    }
-}
+use presence_store_tests::helpers::{drain, test_config};
 
 /// True time (the store's clock) and two machines 5 s ahead and 5 s
 /// behind it.
@@ -43,7 +34,11 @@ impl Cluster {
             let node = Presence::builder()
                 .shared_store(store.clone())
                 .local_clock(machine.clone())
-                .config(config())
+                .config(PresenceConfig {
+                    // Bob's silent session lapses at 15 s, while the skew shows.
+                    session_ttl: Duration::from_secs(15),
+                    ..test_config()
+                })
                 .node(NodeId::new(name))
                 .batch_interval(Duration::ZERO)
                 .build()
@@ -71,20 +66,12 @@ impl Cluster {
     }
 }
 
+/// Every change queued now, as (user, status).
 fn statuses(events: &mut Subscription) -> Vec<(String, Status)> {
-    let mut seen = Vec::new();
-    while let Some(delivery) = events.try_recv() {
-        match delivery {
-            Delivery::Lagged => panic!("lagged"),
-            delivery => seen.extend(
-                delivery
-                    .events()
-                    .iter()
-                    .map(|e| (e.user_id.to_string(), e.status)),
-            ),
-        }
-    }
-    seen
+    drain(events)
+        .into_iter()
+        .map(|(user, status, _)| (user, status))
+        .collect()
 }
 
 #[tokio::test]

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use presence_core::{MemoryStore, PresenceStore};
+use presence_core::MemoryStore;
+use presence_core::store::PresenceStore;
 
 presence_store_tests::conformance_tests!(|| async {
     Arc::new(MemoryStore::new()) as Arc<dyn PresenceStore>

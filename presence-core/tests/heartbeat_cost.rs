@@ -5,11 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
-use presence_core::record::NewSession;
-use presence_core::store::Update;
-use presence_core::{
-    MemoryStore, NodeId, PresenceConfig, PresenceStore, SessionId, UserId, UserOp,
-};
+use presence_core::store::{NewSession, PresenceStore, Update, UserOp};
+use presence_core::{MemoryStore, NodeId, PresenceConfig, SessionId, UserId};
 
 #[global_allocator]
 static ALLOCATOR: dhat::Alloc = dhat::Alloc;

@@ -5,27 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::{
-    Clock, ManualClock, MemoryStore, Presence, PresenceConfig, PresenceStore, SessionSpec, Status,
-};
-
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(60),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 16,
-    }
-}
+use presence_core::store::PresenceStore;
+use presence_core::{Clock, ManualClock, MemoryStore, Presence, SessionSpec, Status};
+use presence_store_tests::helpers::test_config;
 
 async fn service(clock: &Arc<ManualClock>) -> (Presence, Arc<MemoryStore>) {
     let store = Arc::new(MemoryStore::new());
     let presence = Presence::builder()
         .shared_store(store.clone())
         .clock(clock.clone())
-        .config(config())
+        .config(test_config())
         .build()
         .await
         .expect("presence");

@@ -4,36 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::{
-    ManualClock, MemoryStore, NodeId, Presence, PresenceConfig, PresenceStore, SessionEnd,
-    SessionSpec, Status,
-};
-
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(60),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 16,
-    }
-}
+use presence_core::store::PresenceStore;
+use presence_core::{ManualClock, MemoryStore, NodeId, Presence, SessionEnd, SessionSpec, Status};
+use presence_store_tests::helpers::{status_of, test_config};
 
 async fn process(store: &Arc<dyn PresenceStore>, clock: &Arc<ManualClock>) -> Presence {
     Presence::builder()
         .shared_store(store.clone())
         .clock(clock.clone())
-        .config(config())
+        .config(test_config())
         .node(NodeId::new("node-a"))
         .batch_interval(Duration::ZERO)
         .build()
         .await
         .expect("a process")
-}
-
-async fn status(presence: &Presence, user: &str) -> Status {
-    presence.status(&user.into()).await.expect("status").status
 }
 
 /// A new process of `node-a` starts while the old one serves; then the old
@@ -64,7 +48,7 @@ async fn overlapping_processes_of_one_node_leave_each_others_sessions_alone() {
         old.run_due().await.expect("sweep");
         new.run_due().await.expect("sweep");
     }
-    assert_eq!(status(&new, "alice").await, Status::Online);
+    assert_eq!(status_of(&new, "alice").await, Status::Online);
 
     old.shutdown().await;
     assert_eq!(alice.ended().await, SessionEnd::ShutDown);
@@ -75,9 +59,9 @@ async fn overlapping_processes_of_one_node_leave_each_others_sessions_alone() {
         new.run_due().await.expect("sweep");
     }
     assert_eq!(bob.has_ended(), None);
-    assert_eq!(status(&new, "bob").await, Status::Online);
+    assert_eq!(status_of(&new, "bob").await, Status::Online);
     assert_eq!(
-        status(&new, "alice").await,
+        status_of(&new, "alice").await,
         Status::Offline,
         "alice lingered, then went (her client did not come back)"
     );

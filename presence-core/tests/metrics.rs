@@ -14,11 +14,12 @@ use chrono::{DateTime, Utc};
 use metrics::{
     Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
 };
+use presence_core::UserPresence;
 use presence_core::metrics as names;
-use presence_core::record::{UserPresence, UserView};
+use presence_core::store::{PresenceStore, StoreError, Transition, Update, UserView};
 use presence_core::{
     Delivery, Epoch, Error, ManualClock, MemoryStore, NodeId, NodeName, Presence, PresenceConfig,
-    PresenceStore, ScopeId, SessionId, SessionSpec, StoreError, Transition, Update, UserId,
+    ScopeId, SessionId, SessionSpec, UserId,
 };
 
 /// Every metric registered, by `name` or `name{label=value,…}`.

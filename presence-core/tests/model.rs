@@ -3,7 +3,7 @@
 //! Random sequences of operations (open, close, heartbeat, activity, manual
 //! status, logout, logout everywhere, time passing) are run against a real
 //! [`Presence`] on a [`ManualClock`] and against a small reference model
-//! written from SPEC §1–§4 (not from `machine.rs`). After every step the
+//! written from SPEC §1–§4 (not from `store::machine`). After every step the
 //! events a watcher received, every user's status and version, and the
 //! result of the operation must be what the model predicts.
 //!

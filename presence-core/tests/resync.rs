@@ -4,25 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::{ManualClock, NodeId, Presence, PresenceConfig, SessionSpec, Status};
+use presence_core::{ManualClock, NodeId, Presence, SessionSpec, Status};
+use presence_store_tests::helpers::{WAIT, eventually, test_config};
 use presence_store_tests::sim::{Deployment, FaultyMemory};
-
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(60),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 16,
-    }
-}
 
 async fn node(store: &Arc<FaultyMemory>, clock: &Arc<ManualClock>, name: &str) -> Presence {
     Presence::builder()
         .shared_store(store.clone())
         .clock(clock.clone())
-        .config(config())
+        .config(test_config())
         .node(NodeId::new(name))
         .batch_interval(Duration::ZERO)
         .build()
@@ -135,15 +125,10 @@ async fn a_session_ended_elsewhere_while_the_feed_was_down_is_ended_on_its_retur
     settle().await;
     assert!(tab.heartbeat().is_ok(), "node A has not heard yet");
     store.restore_feed(a.node()).await;
-    let waited = std::time::Instant::now();
-    while tab.has_ended().is_none() {
-        assert!(
-            waited.elapsed() < Duration::from_secs(5),
-            "node A never found the session ended"
-        );
-        settle().await;
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually("node A finds the session ended", WAIT, || {
+        tab.has_ended().is_some()
+    })
+    .await;
     assert!(tab.heartbeat().is_err(), "the tab's session is gone");
     assert!(kept.has_ended().is_none(), "bob's session is untouched");
     kept.heartbeat().expect("bob is live");

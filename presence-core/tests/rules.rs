@@ -6,22 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use presence_core::store::PresenceStore;
 use presence_core::{
     Clock, Delivery, Error, ManualClock, MemoryStore, NodeId, Presence, PresenceConfig,
-    PresenceStore, RequestedStatus, ScopeId, SessionEnd, SessionSpec, SharedEvent, Status,
-    Subscription, UserId,
+    RequestedStatus, ScopeId, SessionEnd, SessionSpec, Status, Subscription, UserId,
 };
-
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(60),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 16,
-    }
-}
+use presence_store_tests::helpers::{drain, ev, next_event, status_of, test_config};
 
 struct World {
     clock: Arc<ManualClock>,
@@ -38,10 +28,10 @@ impl World {
         let presence = Presence::builder()
             .shared_store(store)
             .clock(clock.clone())
-            .config(config())
+            .config(test_config())
             .node(NodeId::new(node))
             // The rules are checked by draining what is queued at once: no
-            // event may wait for a batch tick (batches: see `fanout`).
+            // event may wait for a batch tick (batches: see `Subscription`).
             .batch_interval(Duration::ZERO)
             .build()
             .await
@@ -71,35 +61,8 @@ impl World {
     }
 
     async fn status(&self, user: &str) -> Status {
-        self.presence
-            .status(&user.into())
-            .await
-            .expect("status")
-            .status
+        status_of(&self.presence, user).await
     }
-}
-
-async fn next_event(events: &mut Subscription) -> Arc<SharedEvent> {
-    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-        Ok(Some(Delivery::Event(event))) => event,
-        other => panic!("expected an event, got {other:?}"),
-    }
-}
-
-/// Every event queued now, as (user, status, v).
-fn drain(events: &mut Subscription) -> Vec<(String, Status, u64)> {
-    let mut seen = Vec::new();
-    while let Some(delivery) = events.try_recv() {
-        assert_ne!(delivery, Delivery::Lagged, "unexpected lag");
-        for e in delivery.events() {
-            seen.push((e.user_id.to_string(), e.status, e.v));
-        }
-    }
-    seen
-}
-
-fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
-    (user.to_owned(), status, v)
 }
 
 #[tokio::test]
@@ -380,7 +343,7 @@ async fn a_lagging_subscriber_is_told_and_others_are_not_slowed() {
     let clock = Arc::new(ManualClock::default());
     let presence = Presence::builder()
         .clock(clock.clone())
-        .config(config())
+        .config(test_config())
         .subscriber_capacity(2)
         // One queue slot per event, as batches would hold several.
         .batch_interval(Duration::ZERO)

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::{MemoryStore, PresenceStore};
+use presence_core::MemoryStore;
+use presence_core::store::PresenceStore;
 use presence_store_tests::soak::{self, SoakConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

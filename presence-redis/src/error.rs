@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use presence_core::StoreError;
+use presence_core::store::StoreError;
 
 /// Sorts a Redis failure: unreachable, too slow (past `timeout`), or
 /// anything else.

@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::StreamExt;
 use presence_core::store::kit::{EndedMessage, EventMessage, LocalSessions};
-use presence_core::{ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, ScopeId, StoreError};
+use presence_core::store::{ClusterFeed, FeedMessage, FeedSink, StoreError};
+use presence_core::{NodeId, NodeName, ScopeId};
 use tokio::sync::mpsc;
 
 use crate::keys::Keys;

@@ -20,7 +20,7 @@
 //! # How it works
 //!
 //! - **Atomic changes, logic in core.** A change reads the user's record,
-//!   runs [`presence_core::machine::apply`] on it in Rust, and writes the
+//!   runs [`presence_core::store::machine::apply`] on it in Rust, and writes the
 //!   result with one Lua script that first checks the record's revision
 //!   (compare-and-set) and then writes the record, the deadline index, the
 //!   scope and node sets, and publishes the events, in one atomic step. A
@@ -47,7 +47,7 @@
 //!   told to their holder on `PREFIX:end:NODE`. When the pub/sub connection
 //!   drops and returns, every watcher gets a fresh snapshot and the node
 //!   registers its live sessions again (Redis may have restarted empty).
-//! - **Redis down.** Calls fail with a typed [`presence_core::StoreError`]
+//! - **Redis down.** Calls fail with a typed [`presence_core::store::StoreError`]
 //!   within [`RedisConfig::response_timeout`]; the connection manager
 //!   reconnects by itself.
 //!

@@ -19,15 +19,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::future::try_join_all;
-use presence_core::machine;
 use presence_core::store::kit::{
     self, EndedMessage, EventMessage, Flushes, HeartbeatWriter, KnownEpoch, LocalSessions,
     PendingBeat, UserLocks, merge_heartbeats,
 };
+use presence_core::store::{
+    Broadcast, ClusterFeed, PresenceStore, StoreError, Transition, Update, UserOp, UserRecord,
+    UserView, machine,
+};
 use presence_core::{
-    Broadcast, ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId,
-    SessionEnd, SessionId, StoreError, Transition, Update, UserId, UserOp, UserPresence,
-    UserRecord, UserView,
+    Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionEnd, SessionId, UserId, UserPresence,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde_json::json;

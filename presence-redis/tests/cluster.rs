@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use common::Server;
-use presence_core::PresenceStore;
+use presence_core::store::PresenceStore;
 use presence_redis::{RedisConfig, RedisStore};
 
 /// The three masters, started once for every test of this binary.
@@ -48,7 +48,8 @@ presence_store_tests::cluster_tests!(fresh_store);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_a_cluster_see_each_other() {
-    use presence_core::{Delivery, ManualClock, NodeId, Presence, SessionSpec, Status};
+    use presence_core::{ManualClock, NodeId, Presence, SessionSpec, Status};
+    use presence_store_tests::helpers::{ev, expect_lagged, next_seen};
     let prefix = prefix();
     let clock = Arc::new(ManualClock::default());
     let mut nodes = Vec::new();
@@ -65,21 +66,16 @@ async fn two_nodes_on_a_cluster_see_each_other() {
     }
     let (mut events, _) = nodes[1].watch(&"acme".into()).await.expect("watch");
     // The feed listens once its subscription takes effect.
-    let ready = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
-    assert_eq!(ready.expect("in time"), Some(Delivery::Lagged));
+    expect_lagged(&mut events).await;
     let _tab = nodes[0]
         .open_session(SessionSpec::new("alice", "l1").scope("acme"))
         .await
         .expect("open");
-    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-        Ok(Some(Delivery::Event(event))) => {
-            assert_eq!(
-                (event.user_id.as_str(), event.status, event.v),
-                ("alice", Status::Online, 1)
-            );
-        }
-        other => panic!("expected alice ONLINE from node A, got {other:?}"),
-    }
+    assert_eq!(
+        next_seen(&mut events).await,
+        ev("alice", Status::Online, 1),
+        "alice ONLINE from node A"
+    );
 }
 
 /// The user a record or heartbeat key belongs to: `{tag}:{USER}:rec`.

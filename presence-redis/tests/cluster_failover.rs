@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::Server;
-use presence_core::{
-    Delivery, ManualClock, NodeId, Presence, PresenceStore, SessionSpec, Status, Subscription,
-};
+use presence_core::store::PresenceStore;
+use presence_core::{Delivery, ManualClock, NodeId, Presence, SessionSpec, Status, Subscription};
 use presence_redis::{RedisConfig, RedisStore};
-use presence_store_tests::cluster::{Cluster, Seen};
+use presence_store_tests::cluster::Cluster;
+use presence_store_tests::helpers::{Seen, eventually};
+
+/// Longest a test waits for the cluster to settle after a fault.
+const SETTLE: Duration = Duration::from_secs(15);
 
 fn prefix() -> String {
     format!("presence-test-{}", uuid::Uuid::new_v4().simple())
@@ -82,7 +85,7 @@ async fn members_become(cluster: &Cluster, node: &Presence, expected: &[Seen]) {
         if members == expected {
             return;
         }
-        if started.elapsed() > Duration::from_secs(15) {
+        if started.elapsed() > SETTLE {
             let users: Vec<presence_core::UserId> = members
                 .iter()
                 .map(|(user, _, _)| user.as_str().into())
@@ -108,15 +111,6 @@ async fn members_become(cluster: &Cluster, node: &Presence, expected: &[Seen]) {
                 node.node()
             );
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits until `check` holds, for at most 15 s.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let started = Instant::now();
-    while !check() {
-        assert!(started.elapsed() < Duration::from_secs(15), "never: {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -220,7 +214,7 @@ async fn a_master_failing_over_keeps_presence_consistent_and_is_a_new_epoch() {
     let port = victim.port;
     drop(victim);
     common::wait_until_failed_over(&servers, port);
-    eventually("a new epoch", || store.epoch() != before).await;
+    eventually("a new epoch", SETTLE, || store.epoch() != before).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         match tokio::time::timeout_at(deadline, told.recv()).await {
@@ -336,9 +330,12 @@ async fn a_master_restarted_empty_is_a_new_epoch_and_sessions_are_registered_aga
     servers.push(victim);
     common::wait_until_ok(&servers, Duration::from_secs(30));
 
-    eventually("a new epoch", || store.epoch() != before).await;
+    eventually("a new epoch", SETTLE, || store.epoch() != before).await;
     // Node A registered its live sessions again: every user is back.
     members_become(&cluster, cluster.b(), &online(&users)).await;
     let victim = servers.last().expect("the victim");
-    eventually("the victim holds its users again", || records(victim) > 0).await;
+    eventually("the victim holds its users again", SETTLE, || {
+        records(victim) > 0
+    })
+    .await;
 }

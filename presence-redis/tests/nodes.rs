@@ -1,27 +1,23 @@
 //! Several nodes, each with its own `RedisStore` (its own connections and
 //! pub/sub listener), on one real Redis; and a Redis that dies and returns.
+//! What every store shares across two nodes on one store is the cluster
+//! suite (`cluster_suite.rs`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::{
-    Delivery, ManualClock, NodeId, Presence, PresenceConfig, SessionEnd, SessionSpec, Status,
-    StoreError, Subscription,
-};
+use presence_core::store::StoreError;
+use presence_core::{ManualClock, NodeId, Presence, SessionEnd, SessionSpec, Status, Subscription};
 use presence_redis::{RedisConfig, RedisStore};
+use presence_store_tests::helpers::{
+    WAIT, ev, eventually, expect_lagged, next_seen, quiet, status_becomes, test_config,
+};
 use presence_store_tests::redis_keys::delete_keys;
 
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(120),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 64,
-    }
-}
+/// How long a watcher listens (real time) to conclude that nothing more
+/// arrives.
+const QUIET: Duration = Duration::from_millis(300);
 
 fn redis_url() -> String {
     std::env::var("PRESENCE_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
@@ -42,7 +38,7 @@ async fn node(url: &str, prefix: &str, name: &str, clock: &Arc<ManualClock>) -> 
     Presence::builder()
         .store(store)
         .clock(clock.clone())
-        .config(config())
+        .config(test_config())
         .node(NodeId::new(name))
         .store_timeout(Duration::from_secs(3))
         .build()
@@ -54,59 +50,8 @@ async fn node(url: &str, prefix: &str, name: &str, clock: &Arc<ManualClock>) -> 
 /// tells the watchers to resnapshot when its subscription takes effect).
 async fn watch(node: &Presence) -> Subscription {
     let (mut events, _) = node.watch(&"acme".into()).await.expect("watch");
-    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-        Ok(Some(Delivery::Lagged)) => events,
-        other => panic!("expected the feed's resnapshot notice, got {other:?}"),
-    }
-}
-
-/// The next event (skipping lag notices), within a few seconds.
-async fn next(events: &mut Subscription) -> (String, Status, u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
-            Ok(Some(Delivery::Lagged)) => continue,
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
-}
-
-async fn quiet(events: &mut Subscription, millis: u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_millis(millis), events.recv()).await {
-            Err(_) => return,
-            Ok(Some(Delivery::Lagged)) => continue,
-            Ok(other) => panic!("expected nothing, got {other:?}"),
-        }
-    }
-}
-
-fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
-    (user.to_owned(), status, v)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
-    let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
-    let a = node(&url, &prefix, "node-a", &clock).await;
-    let b = node(&url, &prefix, "node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let tab = a
-        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
-    assert_eq!(
-        b.status(&"alice".into()).await.expect("status").status,
-        Status::Online
-    );
-    tab.close().await.expect("close");
-    clock.advance(Duration::from_secs(4));
-    b.run_due().await.expect("sweep");
-    quiet(&mut events, 300).await;
-    clock.advance(Duration::from_secs(1));
-    b.run_due().await.expect("sweep");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
+    expect_lagged(&mut events).await;
+    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,7 +66,7 @@ async fn a_node_that_dies_leaves_no_ghost_and_a_logout_elsewhere_closes_its_sock
             .await
             .expect("open"),
     );
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
     drop(dying); // killed: nothing closed, nothing said
 
     let c = node(&url, &prefix, "node-c", &clock).await;
@@ -129,7 +74,7 @@ async fn a_node_that_dies_leaves_no_ghost_and_a_logout_elsewhere_closes_its_sock
         .open_session(SessionSpec::new("carol", "phone").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("carol", Status::Online, 1));
     for _ in 0..3 {
         clock.advance(Duration::from_secs(10));
         carol_on_c.heartbeat().expect("carol is alive");
@@ -140,11 +85,11 @@ async fn a_node_that_dies_leaves_no_ghost_and_a_logout_elsewhere_closes_its_sock
     clock.advance(Duration::from_secs(5));
     b.run_due().await.expect("sweep");
     assert_eq!(
-        next(&mut events).await,
+        next_seen(&mut events).await,
         ev("alice", Status::Offline, 2),
         "no ghost"
     );
-    quiet(&mut events, 300).await; // carol, heartbeating on node C, stays
+    quiet(&mut events, QUIET).await; // carol, heartbeating on node C, stays
 
     b.logout(&"carol".into(), &"phone".into())
         .await
@@ -153,9 +98,15 @@ async fn a_node_that_dies_leaves_no_ghost_and_a_logout_elsewhere_closes_its_sock
         .await
         .expect("told in time");
     assert_eq!(ended, SessionEnd::LoggedOut);
-    assert_eq!(next(&mut events).await, ev("carol", Status::Offline, 2));
+    assert_eq!(
+        next_seen(&mut events).await,
+        ev("carol", Status::Offline, 2)
+    );
 }
 
+/// Unlike the cluster suite's race (two nodes on one store, whose user
+/// locks put the calls in a line), each node here has a store of its own:
+/// the first and last sessions are decided in Redis itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
     let (url, prefix, clock) = (redis_url(), prefix(), Arc::new(ManualClock::default()));
@@ -183,9 +134,12 @@ async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
     clock.advance(Duration::from_secs(6));
     a.run_due().await.expect("sweep");
     b.run_due().await.expect("sweep");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
-    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
-    quiet(&mut events, 300).await;
+    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(
+        next_seen(&mut events).await,
+        ev("alice", Status::Offline, 2)
+    );
+    quiet(&mut events, QUIET).await;
 }
 
 /// A `redis-server` of the test's own, on a free port.
@@ -256,7 +210,7 @@ async fn redis_dies_and_returns_empty_presence_converges_without_a_panic() {
         .open_session(SessionSpec::new("alice", "l1").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
 
     let port = redis.port;
     drop(redis); // killed
@@ -284,32 +238,15 @@ async fn redis_dies_and_returns_empty_presence_converges_without_a_panic() {
     let redis = OwnRedis::start_on(port); // back, and empty
     redis.ready().await;
     // The feed reconnects, watchers resnapshot and node A registers alice again.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let seen = b.status(&"alice".into()).await;
-        if matches!(&seen, Ok(p) if p.status == Status::Online) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "never converged: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    status_becomes(&b, "alice", Status::Online, Duration::from_secs(10)).await;
     let converged = started.elapsed();
     alice.heartbeat().expect("alive");
     // Closed before the clock moves: the linger then ends within the 6 s.
     alice.close().await.expect("closed");
     clock.advance(Duration::from_secs(6));
     b.run_due().await.expect("sweep");
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while b.status(&"alice".into()).await.expect("status").status != Status::Offline {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a ghost after the restart"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // No ghost after the restart.
+    status_becomes(&b, "alice", Status::Offline, WAIT).await;
     eprintln!("converged {converged:?} after Redis was killed");
 }
 
@@ -348,30 +285,20 @@ async fn sessions_redis_forgot_are_registered_again_not_ended() {
             .expect("a session Redis forgot is not ended");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let seen = b.status(&"alice".into()).await;
-        if matches!(&seen, Ok(p) if p.status == Status::Online) {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alice was not registered again: {seen:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Alice is registered again.
+    status_becomes(&b, "alice", Status::Online, WAIT).await;
     alice.heartbeat().expect("still live");
     drop(alice);
     drop((a, b));
     lose_data(&url, &prefix).await;
 }
 
-/// Redis's clock is the cluster's (see `presence_core::clock`): it reads as
+/// Redis's clock is the cluster's (see presence time on `presence_core::Clock`): it reads as
 /// this machine's, which shares it here, to within a second; and a node on
 /// it (default clock) keeps to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_redis_clock_is_presence_time() {
-    use presence_core::PresenceStore;
+    use presence_core::store::PresenceStore;
     let (url, prefix) = (redis_url(), prefix());
     let store = RedisStore::connect(RedisConfig::new(&url).prefix(&prefix))
         .await
@@ -412,7 +339,7 @@ async fn a_flush_interval_that_lets_sessions_lapse_is_refused() {
     .expect("Redis must be running");
     let refused = Presence::builder()
         .store(store)
-        .config(config())
+        .config(test_config())
         .build()
         .await
         .expect_err("10 s heartbeats + a 20 s flush reach a 30 s ttl");
@@ -447,7 +374,7 @@ async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
             Presence::builder()
                 .store(store)
                 .clock(clock)
-                .config(config())
+                .config(test_config())
                 .node(NodeId::new(name))
                 .build()
                 .await
@@ -466,14 +393,12 @@ async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
         .await
         .expect("A is told");
     assert_eq!(end, SessionEnd::Replaced);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store_a.held_sessions() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node A still holds the session node B took over"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "node A lets go of the session node B took over",
+        WAIT,
+        || store_a.held_sessions() == 0,
+    )
+    .await;
     assert_eq!(store_b.held_sessions(), 1);
     resumed.heartbeat().expect("live on B");
     delete_keys(&url, &prefix).await.expect("clean up");

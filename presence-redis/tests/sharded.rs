@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use presence_core::PresenceStore;
+use presence_core::store::PresenceStore;
 use presence_redis::{RedisConfig, RedisStore};
 
 async fn fresh_store() -> Arc<dyn PresenceStore> {

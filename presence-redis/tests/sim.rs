@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use presence_core::{ManualClock, NodeId, PresenceStore};
+use presence_core::store::PresenceStore;
+use presence_core::{ManualClock, NodeId};
 use presence_redis::{RedisConfig, RedisStore};
 use presence_store_tests::sim::{Backend, Campaign, Deployment, Faults, ProcessStores, campaign};
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::PresenceStore;
+use presence_core::store::PresenceStore;
 use presence_redis::{RedisConfig, RedisStore};
 use presence_store_tests::redis_keys::delete_keys;
 use presence_store_tests::soak::{self, SoakConfig};

@@ -8,10 +8,8 @@
 //! record into rows: the user's columns, the sessions to write and delete,
 //! and the scope memberships to add and remove.
 
-use presence_core::machine;
-use presence_core::{
-    ManualStatus, SessionId, StoreError, Transition, Update, UserPresence, UserRecord,
-};
+use presence_core::store::{StoreError, Transition, Update, UserRecord, machine};
+use presence_core::{ManualStatus, SessionId, UserPresence};
 
 use presence_core::store::kit::{LocalSessions, merge_heartbeats};
 

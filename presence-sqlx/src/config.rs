@@ -27,7 +27,7 @@ pub struct PgConfig {
     /// a heartbeat reaches the database at most this late.
     pub flush_interval: Duration,
     /// Longest wait for a pooled connection (default 2 s); past it a call
-    /// fails with [`presence_core::StoreError::Timeout`].
+    /// fails with [`presence_core::store::StoreError::Timeout`].
     pub acquire_timeout: Duration,
     /// Most connections in the pool (default 10), besides the one each
     /// joined node's listener holds.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use presence_core::StoreError;
+use presence_core::store::StoreError;
 
 /// Sorts a database failure: unreachable, too slow (no connection within
 /// `acquire_timeout`), undecodable, or anything else.

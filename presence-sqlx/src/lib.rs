@@ -44,7 +44,7 @@
 //!   `INSERT … ON CONFLICT DO NOTHING` for a user never seen; SQLite:
 //!   `BEGIN IMMEDIATE` on the store's single writer connection), read the
 //!   heartbeats of the user's sessions, add this process's unflushed ones,
-//!   run [`presence_core::machine::apply`] in Rust, then write the user row,
+//!   run [`presence_core::store::machine::apply`] in Rust, then write the user row,
 //!   the sessions (new ones inserted, ended ones deleted), the scope
 //!   membership diff and, on PostgreSQL, the `pg_notify` calls, and commit.
 //!   No status logic lives in SQL. The row lock makes one user's changes
@@ -78,7 +78,7 @@
 //!   so each user's events arrive in order. Each node listens on its own
 //!   connection (see *The cluster feed* below).
 //! - **Database down.** Calls fail with a typed
-//!   [`presence_core::StoreError`]: `Timeout` when no connection comes
+//!   [`presence_core::store::StoreError`]: `Timeout` when no connection comes
 //!   within the acquire timeout (default 2 s; a refused connection is
 //!   retried until then), `Unavailable` when a connection breaks. Nothing
 //!   panics or hangs, heartbeats keep being answered from memory (and are
@@ -163,6 +163,6 @@ pub use config::PgConfig;
 pub use config::SqliteConfig;
 #[cfg(feature = "postgres")]
 pub use postgres::PgStore;
-pub use presence_core::PresenceStore;
+pub use presence_core::store::PresenceStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;

@@ -4,9 +4,8 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::PendingBeat;
-use presence_core::{
-    NodeId, NodeName, SessionId, Status, StoreError, UserId, UserPresence, UserRecord, UserView,
-};
+use presence_core::store::{StoreError, UserRecord, UserView};
+use presence_core::{NodeId, NodeName, SessionId, Status, UserId, UserPresence};
 
 /// A stored `status` column back as a status (an unknown name reads as
 /// `OFFLINE`).

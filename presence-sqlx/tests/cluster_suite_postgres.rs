@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::PresenceStore;
+use presence_core::store::PresenceStore;
 use presence_sqlx::{PgConfig, PgStore};
 
 async fn fresh_store() -> Arc<dyn PresenceStore> {

@@ -8,7 +8,7 @@ mod common;
 
 use std::sync::Arc;
 
-use presence_core::PresenceStore;
+use presence_core::store::PresenceStore;
 use presence_sqlx::{SqliteConfig, SqliteStore};
 
 async fn fresh_store() -> Arc<dyn PresenceStore> {

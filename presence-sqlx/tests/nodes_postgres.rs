@@ -1,8 +1,11 @@
 //! Several nodes, each a `Presence` service with its own `PgStore` (its own
 //! pool and listener), on one real PostgreSQL schema and one manual clock:
-//! cross-node events, a node that dies, racing first and last sessions, a
-//! logout on one node ending a session held on another, and a listener
-//! connection that drops.
+//! first and last sessions racing from two stores, socket and HTTP
+//! heartbeats, a listener connection that drops, notifications past
+//! PostgreSQL's limit, the database's clock, flushes racing changes, a
+//! session taken over, and a database emptied under a node. What every
+//! store shares across two nodes on one store is the cluster suite
+//! (`cluster_suite_postgres.rs`).
 
 #![cfg(feature = "postgres")]
 
@@ -11,20 +14,26 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, ScopeId,
-    SessionEnd, SessionId, SessionSpec, Status, Subscription, UserId,
+    Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, ScopeId, SessionEnd,
+    SessionId, SessionSpec, Status, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
+use presence_store_tests::helpers::{
+    WAIT, ev, eventually, expect_lagged, next_seen, quiet, status_becomes, test_config,
+};
 
+/// How long a watcher listens (real time) to conclude that nothing more
+/// arrives.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The tests' thresholds, with sessions that stay ONLINE for the 60 s the
+/// heartbeat test runs without activity.
 fn config() -> PresenceConfig {
     PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
         away_after: Duration::from_secs(120),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 64,
+        ..test_config()
     }
 }
 
@@ -82,59 +91,9 @@ async fn watch(node: &Presence) -> Subscription {
     node.watch(&"acme".into()).await.expect("watch").0
 }
 
-/// The next event (skipping lag notices), within a few seconds.
-async fn next(events: &mut Subscription) -> (String, Status, u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
-            Ok(Some(Delivery::Lagged)) => continue,
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
-}
-
-/// Nothing but lag notices for `millis` of real time.
-async fn quiet(events: &mut Subscription, millis: u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_millis(millis), events.recv()).await {
-            Err(_) => return,
-            Ok(Some(Delivery::Lagged)) => continue,
-            Ok(other) => panic!("expected nothing, got {other:?}"),
-        }
-    }
-}
-
-fn ev(user: &str, status: Status, v: u64) -> (String, Status, u64) {
-    (user.to_owned(), status, v)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_on_node_a_is_seen_on_node_b_and_leaves_after_the_linger() {
-    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
-    let a = schema.node("node-a", &clock).await;
-    let b = schema.node("node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let tab = a
-        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
-    assert_eq!(
-        b.status(&"alice".into()).await.expect("status").status,
-        Status::Online
-    );
-    let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
-    assert_eq!(snapshot.users.len(), 1, "{snapshot:?}");
-    tab.close().await.expect("close");
-    clock.advance(Duration::from_secs(4));
-    b.run_due().await.expect("sweep");
-    quiet(&mut events, 300).await;
-    clock.advance(Duration::from_secs(1));
-    b.run_due().await.expect("sweep");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Offline, 2));
-    quiet(&mut events, 300).await;
-}
-
+/// Unlike the cluster suite's race (two nodes on one store, whose user
+/// locks put the calls in a line), each node here has a store of its own:
+/// the first and last sessions are decided in PostgreSQL itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
     let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
@@ -162,36 +121,10 @@ async fn racing_first_and_last_sessions_from_two_nodes_are_decided_once() {
     a.run_due().await.expect("sweep");
     b.run_due().await.expect("sweep");
     for events in [&mut on_a, &mut on_b] {
-        assert_eq!(next(events).await, ev("alice", Status::Online, 1));
-        assert_eq!(next(events).await, ev("alice", Status::Offline, 2));
-        quiet(events, 300).await;
+        assert_eq!(next_seen(events).await, ev("alice", Status::Online, 1));
+        assert_eq!(next_seen(events).await, ev("alice", Status::Offline, 2));
+        quiet(events, QUIET).await;
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_logout_on_node_b_ends_the_session_held_on_node_a() {
-    let (schema, clock) = (Schema::new(), Arc::new(ManualClock::default()));
-    let a = schema.node("node-a", &clock).await;
-    let b = schema.node("node-b", &clock).await;
-    let mut events = watch(&b).await;
-    let mut phone = a
-        .open_session(SessionSpec::new("carol", "phone").scope("acme"))
-        .await
-        .expect("open");
-    assert_eq!(next(&mut events).await, ev("carol", Status::Online, 1));
-    b.logout(&"carol".into(), &"phone".into())
-        .await
-        .expect("logout");
-    let ended = tokio::time::timeout(Duration::from_secs(5), phone.ended())
-        .await
-        .expect("told in time");
-    assert_eq!(ended, SessionEnd::LoggedOut);
-    assert!(phone.heartbeat().is_err(), "an ended session beats no more");
-    assert_eq!(
-        next(&mut events).await,
-        ev("carol", Status::Offline, 2),
-        "at once, no linger"
-    );
 }
 
 /// A socket's heartbeats stay on its node (its lease vouches for it); an
@@ -221,7 +154,7 @@ async fn socket_heartbeats_cost_the_database_nothing_and_http_ones_are_batched()
             .expect("opens the HTTP session");
     }
     for _ in 0..20 {
-        next(&mut events).await;
+        next_seen(&mut events).await;
     }
     // Three rounds past the TTL; only node B sweeps the users.
     for _ in 0..6 {
@@ -243,7 +176,7 @@ async fn socket_heartbeats_cost_the_database_nothing_and_http_ones_are_batched()
         a.run_due().await.expect("node A renews its lease");
         b.run_due().await.expect("sweep on B");
     }
-    quiet(&mut events, 300).await;
+    quiet(&mut events, QUIET).await;
     let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
     assert!(
         snapshot.users.iter().all(|u| u.status == Status::Online),
@@ -271,18 +204,15 @@ async fn a_dropped_listener_reconnects_and_resyncs_its_watchers() {
     .expect("terminate");
     assert_eq!(killed.len(), 2, "one listener per node");
 
-    match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-        Ok(Some(Delivery::Lagged)) => {}
-        other => panic!("expected a resync notice, got {other:?}"),
-    }
+    expect_lagged(&mut events).await;
     let _tab = a
         .open_session(SessionSpec::new("alice", "l1").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut events).await, ev("alice", Status::Online, 1));
+    assert_eq!(next_seen(&mut events).await, ev("alice", Status::Online, 1));
 }
 
-/// The database server's clock is the cluster's (see `presence_core::clock`):
+/// The database server's clock is the cluster's (see presence time on `presence_core::Clock`):
 /// it reads as this machine's, which shares it here, to within a second;
 /// and a node on it (default clock) keeps to it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -470,14 +400,12 @@ async fn a_session_taken_over_by_another_node_is_forgotten_where_it_was() {
         .await
         .expect("A is told");
     assert_eq!(end, SessionEnd::Replaced);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while store_a.held_sessions() != 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node A still holds the session node B took over"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually(
+        "node A lets go of the session node B took over",
+        WAIT,
+        || store_a.held_sessions() == 0,
+    )
+    .await;
     assert_eq!(store_b.held_sessions(), 1);
     resumed.heartbeat().expect("live on B");
 }
@@ -507,18 +435,8 @@ async fn a_database_emptied_under_a_running_node_is_a_data_loss_not_an_end() {
     clock.advance(Duration::from_secs(5));
     alice.heartbeat().expect("beats are answered from memory");
     store.flush_heartbeats().await.expect("flush");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let seen = a.status(&"alice".into()).await.expect("status");
-        if seen.status == Status::Online {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "alice was never registered again"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Alice is registered again.
+    status_becomes(&a, "alice", Status::Online, WAIT).await;
     assert_ne!(a.epoch(), epoch, "a new epoch");
     clock.advance(Duration::from_secs(5));
     alice

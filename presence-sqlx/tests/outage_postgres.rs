@@ -12,11 +12,13 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use presence_core::store::StoreError;
 use presence_core::{
-    Delivery, Error, LoginId, ManualClock, NodeId, Presence, RequestedStatus, SessionId,
-    SessionSpec, Status, StoreError, Subscription, UserId,
+    Error, LoginId, ManualClock, NodeId, Presence, RequestedStatus, SessionId, SessionSpec, Status,
+    UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
+use presence_store_tests::helpers::{ev, next_seen_within};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -85,15 +87,9 @@ fn through_proxy(url: &str, port: u16) -> (SocketAddr, String) {
     )
 }
 
-async fn next(events: &mut Subscription) -> (String, Status, u64) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-            Ok(Some(Delivery::Event(e))) => return (e.user_id.to_string(), e.status, e.v),
-            Ok(Some(Delivery::Lagged)) => continue,
-            other => panic!("expected an event, got {other:?}"),
-        }
-    }
-}
+/// How long node B may take to tell a change (node A's connections come
+/// and go).
+const TOLD: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
@@ -135,7 +131,10 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
         .open_session(SessionSpec::new("alice", "l1").scope("acme"))
         .await
         .expect("open");
-    assert_eq!(next(&mut on_b).await, ("alice".into(), Status::Online, 1));
+    assert_eq!(
+        next_seen_within(&mut on_b, TOLD).await,
+        ev("alice", Status::Online, 1)
+    );
     // Bob browses without a socket: his HTTP session's heartbeats are the
     // ones written to the database (alice's stay on node A).
     let (bob, bob_login) = (UserId::from("bob"), LoginId::from("bob-l"));
@@ -143,7 +142,10 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
     a.mark_http_activity(&bob, &bob_login, &["acme".into()])
         .await
         .expect("bob's HTTP session");
-    assert_eq!(next(&mut on_b).await, ("bob".into(), Status::Online, 1));
+    assert_eq!(
+        next_seen_within(&mut on_b, TOLD).await,
+        ev("bob", Status::Online, 1)
+    );
 
     drop(proxy); // the database is gone, for node A
     let started = Instant::now();
@@ -189,7 +191,10 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
         }
     }
     let recovered = started.elapsed();
-    assert_eq!(next(&mut on_b).await, ("alice".into(), Status::Busy, 2));
+    assert_eq!(
+        next_seen_within(&mut on_b, TOLD).await,
+        ev("alice", Status::Busy, 2)
+    );
     alice.heartbeat().expect("still live");
     a.heartbeat(&bob, &bob_session).expect("still live");
     store_a

@@ -10,22 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use presence_core::{
-    Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceStore, SessionSpec,
-    Status,
-};
+use presence_core::store::PresenceStore;
+use presence_core::{Clock, ManualClock, NodeId, Presence, SessionSpec, Status};
 use presence_sqlx::{SqliteConfig, SqliteStore};
-
-fn config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(120),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 64,
-    }
-}
+use presence_store_tests::helpers::{next_event, test_config};
 
 async fn start(url: &str, clock: &Arc<ManualClock>) -> (SqliteStore, Presence) {
     let store = SqliteStore::connect(SqliteConfig::new(url))
@@ -34,7 +22,7 @@ async fn start(url: &str, clock: &Arc<ManualClock>) -> (SqliteStore, Presence) {
     let presence = Presence::builder()
         .store(store.clone())
         .clock(clock.clone())
-        .config(config())
+        .config(test_config())
         .node(NodeId::new("web-1"))
         .build()
         .await
@@ -123,13 +111,7 @@ async fn a_restarted_node_leaves_no_ghost_and_keeps_last_seen() {
     // Her dropped connection lingers like any other, then she goes.
     clock.advance(Duration::from_secs(5));
     second_run.run_due().await.expect("sweep");
-    let event = loop {
-        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
-            Ok(Some(Delivery::Event(event))) => break event,
-            Ok(Some(Delivery::Lagged)) => continue,
-            other => panic!("expected alice's OFFLINE, got {other:?}"),
-        }
-    };
+    let event = next_event(&mut events).await;
     assert_eq!(
         (event.user_id.as_str(), event.status, event.v),
         ("alice", Status::Offline, 2),

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use presence_core::{ManualClock, NodeId, PresenceStore};
+use presence_core::store::PresenceStore;
+use presence_core::{ManualClock, NodeId};
 use presence_sqlx::{PgConfig, PgStore};
 use presence_store_tests::sim::{Backend, Campaign, Deployment, Faults, ProcessStores, campaign};
 

@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use presence_core::store::{PresenceStore, StoreError, Transition, UserOp};
 use presence_core::{
-    ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent, PresenceStore, SessionId, Status,
-    StoreError, Transition, UserId, UserOp,
+    ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent, SessionId, Status, UserId,
 };
 
 use crate::harness::Harness;

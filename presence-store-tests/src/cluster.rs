@@ -4,7 +4,7 @@
 //! empty store that has a cluster feed
 //! ([`PresenceStore::cluster_feed`]).
 //!
-//! Thresholds (see [`cluster_config`]): heartbeat 10 s, ttl 30 s, away
+//! Thresholds (see [`test_config`]): heartbeat 10 s, ttl 30 s, away
 //! 60 s, offline 600 s, linger 5 s. Time is the manual clock: a scenario
 //! moves it, then calls [`Presence::run_due`] on the node(s) that should
 //! act (the nodes' own sweepers run too; the store decides each change
@@ -27,17 +27,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, Delivery, ManualClock, NodeId, Presence, PresenceConfig, PresenceEvent, PresenceStore,
-    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionSpec, SharedEvent, Status,
-    Subscription, UserId,
+    Clock, Delivery, ManualClock, NodeId, Presence, RequestedStatus, ScopeId, SessionEnd,
+    SessionHandle, SessionSpec, SharedEvent, Status, Subscription, UserId,
 };
 use tokio::time::{Instant, timeout, timeout_at};
 
 use crate::counting::CountingReads;
-
-/// Longest a scenario waits (real time) for a delivery it expects.
-pub const WAIT: Duration = Duration::from_secs(5);
+use crate::helpers::{Seen, WAIT, seen, test_config};
 
 /// How long (real time) a watcher listens to conclude that nothing more
 /// arrives.
@@ -49,22 +47,6 @@ pub const PROBE_PREFIX: &str = "cluster-probe-";
 
 /// What a test expects of an event: user, status, version.
 pub type Expected<'a> = (&'a str, Status, u64);
-
-/// An event as the scenarios compare it: user, status, version.
-pub type Seen = (String, Status, u64);
-
-/// The thresholds of every scenario: heartbeat 10 s, ttl 30 s, away 60 s,
-/// offline 600 s, linger 5 s, at most 128 sessions per user.
-pub fn cluster_config() -> PresenceConfig {
-    PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
-        away_after: Duration::from_secs(60),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 128,
-    }
-}
 
 /// Each node's lease: shorter than `session_ttl`, so a dead node's
 /// sessions end sooner than they would lapse.
@@ -84,7 +66,7 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `node-a` and `node-b` on `store`, with [`cluster_config`] and
+    /// Starts `node-a` and `node-b` on `store`, with [`test_config`] and
     /// one [`ManualClock`].
     pub async fn start(store: Arc<dyn PresenceStore>) -> Self {
         assert!(
@@ -268,7 +250,7 @@ async fn node(store: &Arc<dyn PresenceStore>, clock: &Arc<ManualClock>, name: &s
     Presence::builder()
         .shared_store(store.clone())
         .clock(clock.clone())
-        .config(cluster_config())
+        .config(test_config())
         .node_lease(NODE_LEASE)
         .node(NodeId::new(name))
         .build()
@@ -278,10 +260,6 @@ async fn node(store: &Arc<dyn PresenceStore>, clock: &Arc<ManualClock>, name: &s
 
 fn is_probe(user: &UserId) -> bool {
     user.as_str().starts_with(PROBE_PREFIX)
-}
-
-fn seen(event: &PresenceEvent) -> Seen {
-    (event.user_id.to_string(), event.status, event.v)
 }
 
 fn owned(expected: &[Expected<'_>]) -> Vec<Seen> {
@@ -467,7 +445,7 @@ pub async fn a_close_on_one_node_is_offline_on_the_other_after_the_linger(
     store: Arc<dyn PresenceStore>,
 ) {
     let c = Cluster::start(store).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let mut on_b = c.watch(c.b(), "acme").await;
     let tab = open(c.a(), "alice", "laptop", "acme").await;
     on_b.expect(&[ev("alice", Status::Online, 1)]).await;
@@ -500,7 +478,7 @@ pub async fn a_dead_nodes_users_go_offline_once_after_its_lease_and_linger(
     store: Arc<dyn PresenceStore>,
 ) {
     let mut c = Cluster::start(store).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let lease = NODE_LEASE.as_secs();
     let mut on_b = c.watch(c.b(), "acme").await;
     let mut on_dying_node = Vec::new();
@@ -590,7 +568,7 @@ pub async fn racing_opens_and_closes_on_both_nodes_show_one_online_and_one_offli
     const PER_NODE: usize = 50;
     const ROUNDS: u64 = 3;
     let c = Cluster::start(store).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let mut on_a = c.watch(c.a(), "acme").await;
     let mut on_b = c.watch(c.b(), "acme").await;
     let mut now = 0;
@@ -657,7 +635,7 @@ pub async fn a_logout_on_one_node_ends_the_session_held_on_the_other(
     store: Arc<dyn PresenceStore>,
 ) {
     let c = Cluster::start(store).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let mut on_a = c.watch(c.a(), "acme").await;
     let mut on_b = c.watch(c.b(), "acme").await;
     let mut laptop = open(c.a(), "alice", "alice-laptop", "acme").await;
@@ -794,7 +772,7 @@ pub async fn a_watcher_of_some_users_gets_only_their_events_from_the_other_node(
 /// with, ending at the final one. In a burst a node's own event may
 /// overtake one still in flight from the other node, and fan-out drops the
 /// straggler rather than deliver it out of order (see
-/// `presence_core::feed`), so a burst may skip versions.
+/// the cluster feed in `presence_core::store`), so a burst may skip versions.
 pub async fn alternating_changes_from_both_nodes_reach_every_watcher_in_order(
     store: Arc<dyn PresenceStore>,
 ) {
@@ -913,7 +891,7 @@ pub async fn a_node_shut_down_gracefully_hands_its_users_over_without_a_flicker(
     store: Arc<dyn PresenceStore>,
 ) {
     let c = Cluster::start(store).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let mut on_b = c.watch(c.b(), "acme").await;
     let mut alice_on_a = open(c.a(), "alice", "alice-laptop", "acme").await;
     let mut bob_on_a = open(c.a(), "bob", "bob-laptop", "acme").await;
@@ -1002,7 +980,7 @@ pub async fn a_session_resumed_on_the_other_node_is_not_closed_by_its_old_handle
     store: Arc<dyn PresenceStore>,
 ) {
     let c = Cluster::start(store).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let mut on_b = c.watch(c.b(), "acme").await;
     let spec = SessionSpec::new("alice", "laptop")
         .scope("acme")
@@ -1040,7 +1018,7 @@ pub async fn the_watchers_of_a_scope_on_one_node_read_it_from_the_store_once(
 ) {
     let counted = CountingReads::new(store);
     let c = Cluster::start(counted.clone()).await;
-    let linger = cluster_config().linger.as_secs();
+    let linger = test_config().linger.as_secs();
     let mut on_a = c.watch(c.a(), "hall").await;
     let mut sessions = Vec::new();
     for user in ["alice", "bob", "carol"] {

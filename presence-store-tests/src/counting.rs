@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use presence_core::store::{ClusterFeed, PresenceStore, StoreError, Transition, Update, UserView};
 use presence_core::{
-    ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
-    StoreError, Transition, Update, UserId, UserPresence, UserView,
+    Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId, UserPresence,
 };
 
 /// Passes every call to `inner`, counting [`PresenceStore::scope_members`]

@@ -2,22 +2,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
+use crate::helpers::test_config;
 use chrono::{DateTime, TimeDelta, Utc};
-use presence_core::record::NewSession;
-use presence_core::{
-    NodeId, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update,
-    UserId, UserOp, UserPresence, UserView,
+use presence_core::store::{
+    NewSession, PresenceStore, StoreError, Transition, Update, UserOp, UserView,
 };
+use presence_core::{NodeId, PresenceConfig, ScopeId, SessionId, UserId, UserPresence};
 
 /// A store under test, the thresholds the cases assume, and a fixed start.
 #[derive(Clone)]
 pub struct Harness {
     /// The store under test.
     pub store: Arc<dyn PresenceStore>,
-    /// heartbeat 10 s, ttl 30 s, away 60 s, offline 600 s, linger 5 s, at
-    /// most 128 sessions per user.
+    /// [`test_config`]: heartbeat 10 s, ttl 30 s, away 60 s, offline
+    /// 600 s, linger 5 s, at most 128 sessions per user.
     pub config: PresenceConfig,
     /// Time zero of every case.
     pub t0: DateTime<Utc>,
@@ -30,14 +29,7 @@ impl Harness {
     pub fn new(store: Arc<dyn PresenceStore>) -> Self {
         Self {
             store,
-            config: PresenceConfig {
-                heartbeat_interval: Duration::from_secs(10),
-                session_ttl: Duration::from_secs(30),
-                away_after: Duration::from_secs(60),
-                offline_after: Duration::from_secs(600),
-                linger: Duration::from_secs(5),
-                max_sessions_per_user: 128,
-            },
+            config: test_config(),
             t0: DateTime::from_timestamp(1_800_000_000, 0).expect("valid start"),
             node: NodeId {
                 name: "node-a".into(),
@@ -97,12 +89,12 @@ impl Harness {
     }
 
     /// The operation that opens `session`, held by this harness's node
-    /// ([`Liveness::HeldByNode`](presence_core::record::Liveness::HeldByNode),
+    /// ([`Liveness::HeldByNode`](presence_core::store::Liveness::HeldByNode),
     /// a socket's session).
     pub fn open_held_op(&self, session: &str, login: &str, scopes: &[&str]) -> UserOp {
         let mut op = self.open_op(session, login, scopes);
         if let UserOp::Open(new) = &mut op {
-            new.liveness = presence_core::record::Liveness::HeldByNode;
+            new.liveness = presence_core::store::Liveness::HeldByNode;
         }
         op
     }

@@ -12,7 +12,7 @@
 //! ```
 //! presence_store_tests::conformance_tests!(|| async {
 //!     std::sync::Arc::new(presence_core::MemoryStore::new())
-//!         as std::sync::Arc<dyn presence_core::PresenceStore>
+//!         as std::sync::Arc<dyn presence_core::store::PresenceStore>
 //! });
 //! # fn main() {}
 //! ```
@@ -56,7 +56,7 @@
 //! ```
 //! presence_store_tests::cluster_tests!(|| async {
 //!     std::sync::Arc::new(presence_core::MemoryStore::new())
-//!         as std::sync::Arc<dyn presence_core::PresenceStore>
+//!         as std::sync::Arc<dyn presence_core::store::PresenceStore>
 //! });
 //! # fn main() {}
 //! ```
@@ -64,7 +64,7 @@
 //! The scenarios drive time with the manual clock and never sleep through
 //! a presence threshold. Deliveries between nodes may cross a real network
 //! (a store whose feed is Redis pub/sub), so every expected event is
-//! awaited with a deadline of [`cluster::WAIT`] (5 s), and "nothing more"
+//! awaited with a deadline of [`helpers::WAIT`] (5 s), and "nothing more"
 //! means nothing within [`cluster::QUIET`] (200 ms) of real time, checked
 //! together with what the store answers. Before a scenario acts, each
 //! watcher is synchronised with the feed by a probe user (named with
@@ -82,6 +82,14 @@
 //! recorded event with an independent model ([`soak::SoakReport`]). The
 //! memory store and Redis run a short one in their tests; the
 //! `churn-soak` binary of `presence-benches` runs the long one.
+//!
+//! # Helpers
+//!
+//! [`helpers`] is what the tests of every crate share: [`helpers::test_config`],
+//! the thresholds they run with (the suites' too), and waiting with a
+//! deadline for what a subscription or a service tells
+//! ([`helpers::next_event`], [`helpers::quiet`], [`helpers::drain`],
+//! [`helpers::status_becomes`], …).
 //!
 //! # What a backend needs
 //!
@@ -105,13 +113,14 @@ pub mod cases;
 pub mod cluster;
 pub mod counting;
 mod harness;
+pub mod helpers;
 #[cfg(feature = "redis")]
 pub mod redis_keys;
 pub mod sim;
 pub mod soak;
 
 pub use harness::Harness;
-pub use presence_core::PresenceStore;
+pub use presence_core::store::PresenceStore;
 
 /// Expands to one `#[tokio::test]` per conformance case. `$make` is a
 /// closure returning a future of a fresh `Arc<dyn PresenceStore>`.

@@ -38,7 +38,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use presence_core::{Error, ManualClock, Presence, PresenceConfig, PresenceStore, ScopeId, UserId};
+use presence_core::store::PresenceStore;
+use presence_core::{Error, ManualClock, Presence, PresenceConfig, ScopeId, UserId};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 

@@ -18,7 +18,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_core::{MemoryStore, PresenceStore};
+use presence_core::MemoryStore;
+use presence_core::store::PresenceStore;
 use presence_redis::{RedisConfig, RedisStore};
 use presence_store_tests::redis_keys::delete_keys;
 use presence_store_tests::soak::{self, SoakConfig};

@@ -24,10 +24,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeDelta, Utc};
-use presence_core::record::NewSession;
-use presence_core::{
-    NodeId, PresenceConfig, PresenceStore, SessionId, UserId, UserOp, store::Update,
-};
+use presence_core::store::{NewSession, PresenceStore, Update, UserOp};
+use presence_core::{NodeId, PresenceConfig, SessionId, UserId};
 use presence_redis::{RedisConfig, RedisStore};
 use tokio::process::{Child, Command};
 
@@ -146,7 +144,7 @@ async fn run(
                     store.apply(update).await?;
                 }
             }
-            Ok::<(), presence_core::StoreError>(())
+            Ok::<(), presence_core::store::StoreError>(())
         }));
     }
     for task in tasks {

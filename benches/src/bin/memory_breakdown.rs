@@ -14,10 +14,10 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use presence_core::record::NewSession;
+use presence_core::store::{NewSession, PresenceStore, Update, UserOp};
 use presence_core::{
-    LoginId, MemoryStore, NodeId, Presence, PresenceConfig, PresenceStore, ScopeId, SessionHandle,
-    SessionId, SessionSpec, Update, UserId, UserOp,
+    LoginId, MemoryStore, NodeId, Presence, PresenceConfig, ScopeId, SessionHandle, SessionId,
+    SessionSpec, UserId,
 };
 
 #[global_allocator]
@@ -127,8 +127,8 @@ fn main() {
     );
     println!(
         "  sizes inline: UserRecord {} B, SessionRecord {} B, NewSession {} B",
-        std::mem::size_of::<presence_core::UserRecord>(),
-        std::mem::size_of::<presence_core::record::SessionRecord>(),
+        std::mem::size_of::<presence_core::store::UserRecord>(),
+        std::mem::size_of::<presence_core::store::SessionRecord>(),
         std::mem::size_of::<NewSession>(),
     );
     drop((handles, presence, held));

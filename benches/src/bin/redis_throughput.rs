@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
-use presence_core::record::NewSession;
-use presence_core::{
-    NodeId, PresenceConfig, PresenceStore, SessionId, UserId, UserOp, store::Update,
-};
+use presence_core::store::{NewSession, PresenceStore, Update, UserOp};
+use presence_core::{NodeId, PresenceConfig, SessionId, UserId};
 use presence_redis::{RedisConfig, RedisStore};
 
 const SESSIONS: usize = 10_000;

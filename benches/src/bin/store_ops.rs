@@ -21,7 +21,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use presence_core::{NodeId, Presence, PresenceConfig, PresenceStore, SessionHandle, SessionSpec};
+use presence_core::store::PresenceStore;
+use presence_core::{NodeId, Presence, PresenceConfig, SessionHandle, SessionSpec};
 use presence_redis::{RedisConfig, RedisStore};
 use presence_sqlx::{PgConfig, PgStore};
 

@@ -205,7 +205,10 @@ fn login_secret(configured: Option<SecretBytes>) -> Result<Secret, String> {
 /// Writes a store's buffered heartbeats.
 type FlushHeartbeats = Box<
     dyn FnOnce() -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), presence_core::StoreError>> + Send>,
+            Box<
+                dyn std::future::Future<Output = Result<(), presence_core::store::StoreError>>
+                    + Send,
+            >,
         > + Send,
 >;
 

@@ -16,6 +16,7 @@ use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
 use presence_axum::{AllowedOrigins, Identity, PresenceRoutes, SocketSettings};
 use presence_core::{ManualClock, Presence, PresenceBuilder, PresenceConfig};
+use presence_store_tests::helpers::{WAIT, test_config};
 use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -83,14 +84,12 @@ impl From<BearerUser> for Identity {
 /// A bearer token the test host cannot verify: it rejects it with 503.
 pub const UNVERIFIABLE: &str = "unverifiable";
 
+/// The tests' thresholds, AWAY after 120 s (what the tests of idleness
+/// count on).
 pub fn config() -> PresenceConfig {
     PresenceConfig {
-        heartbeat_interval: Duration::from_secs(10),
-        session_ttl: Duration::from_secs(30),
         away_after: Duration::from_secs(120),
-        offline_after: Duration::from_secs(600),
-        linger: Duration::from_secs(5),
-        max_sessions_per_user: 16,
+        ..test_config()
     }
 }
 
@@ -266,8 +265,6 @@ fn uuid_like() -> u64 {
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
 }
-
-const WAIT: Duration = Duration::from_secs(5);
 
 impl Client {
     pub async fn send(&mut self, message: Value) {

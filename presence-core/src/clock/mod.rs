@@ -1,30 +1,5 @@
 //! Where time comes from: the system clock in production, a manual clock in
-//! tests, so no test ever sleeps through a real five-minute threshold.
-//!
-//! # Presence time
-//!
-//! Every decision presence makes compares times stamped by different
-//! processes: a heartbeat stamped by one node is judged lapsed by another,
-//! an activity stamped here turns a user AWAY there. So every process uses
-//! one time, the **store's clock**: it reads it when it starts and every
-//! [`PresenceBuilder::clock_sync_interval`] (10 s by default), halving the
-//! round trip, and carries it between reads with its own *monotonic*
-//! clock. Nodes whose wall clocks differ by seconds agree to within a
-//! round trip; a wall clock stepped on one node (by an operator, a VM
-//! resumed, NTP) changes nothing, since the monotonic clock does not step.
-//! A store without a clock of its own (the memory store, SQLite: one
-//! process) gives the process's wall clock when it started, carried the
-//! same way. Keep the store's servers' clocks in sync with NTP; the nodes'
-//! need not be.
-//!
-//! A host that passes its own clock ([`PresenceBuilder::clock`]) gets
-//! exactly that time, unsynchronised (tests drive a [`ManualClock`] so);
-//! [`PresenceBuilder::local_clock`] replaces only the machine's clock under
-//! the synchronisation.
-//!
-//! [`PresenceBuilder::clock_sync_interval`]: crate::PresenceBuilder::clock_sync_interval
-//! [`PresenceBuilder::clock`]: crate::PresenceBuilder::clock
-//! [`PresenceBuilder::local_clock`]: crate::PresenceBuilder::local_clock
+//! tests (see [`Clock`], and its section on presence time).
 
 mod manual;
 mod synced;
@@ -45,8 +20,34 @@ pub type Sleep<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 /// A source of the current time, and a way to wait for a later one.
 ///
 /// Everything in this workspace reads time through a `Clock`, never from the
-/// system directly. Times are whole milliseconds, the precision every store
-/// keeps.
+/// system directly: the system clock in production, a [`ManualClock`] in
+/// tests, so no test ever sleeps through a real five-minute threshold.
+/// Times are whole milliseconds, the precision every store keeps.
+///
+/// # Presence time
+///
+/// Every decision presence makes compares times stamped by different
+/// processes: a heartbeat stamped by one node is judged lapsed by another,
+/// an activity stamped here turns a user AWAY there. So every process uses
+/// one time, the **store's clock**: it reads it when it starts and every
+/// [`PresenceBuilder::clock_sync_interval`] (10 s by default), halving the
+/// round trip, and carries it between reads with its own *monotonic*
+/// clock. Nodes whose wall clocks differ by seconds agree to within a
+/// round trip; a wall clock stepped on one node (by an operator, a VM
+/// resumed, NTP) changes nothing, since the monotonic clock does not step.
+/// A store without a clock of its own (the memory store, SQLite: one
+/// process) gives the process's wall clock when it started, carried the
+/// same way. Keep the store's servers' clocks in sync with NTP; the nodes'
+/// need not be.
+///
+/// A host that passes its own clock ([`PresenceBuilder::clock`]) gets
+/// exactly that time, unsynchronised (tests drive a [`ManualClock`] so);
+/// [`PresenceBuilder::local_clock`] replaces only the machine's clock under
+/// the synchronisation.
+///
+/// [`PresenceBuilder::clock_sync_interval`]: crate::PresenceBuilder::clock_sync_interval
+/// [`PresenceBuilder::clock`]: crate::PresenceBuilder::clock
+/// [`PresenceBuilder::local_clock`]: crate::PresenceBuilder::local_clock
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current time, truncated to whole milliseconds.
     fn now(&self) -> DateTime<Utc>;
@@ -64,7 +65,7 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 }
 
 /// Truncates a time to whole milliseconds.
-pub fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
+pub(crate) fn truncate_to_millis(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(time.timestamp_millis()).unwrap_or(time)
 }
 

@@ -1,5 +1,5 @@
 //! [`SyncedClock`]: presence time, the store's clock carried by this
-//! machine's monotonic clock (see the module docs of [`crate::clock`]).
+//! machine's monotonic clock (see [presence time](crate::Clock#presence-time)).
 
 use std::fmt;
 use std::sync::Arc;

@@ -18,11 +18,9 @@ use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 use crate::ids::{SessionId, UserId};
-use crate::machine::later;
-use crate::record::UserOp;
 use crate::service::Presence;
 use crate::session::SessionEnd;
-use crate::store::StoreError;
+use crate::store::{StoreError, UserOp, machine::later};
 
 /// A held session this process lets go of: the store is told it lapses by
 /// its last heartbeat.

@@ -19,23 +19,21 @@
 //! SQLite), every other incarnation is gone and is cleared at start.
 //!
 //! Leases are judged by presence time, which every process of a cluster
-//! keeps to the store's clock (see [`crate::clock`]).
+//! keeps to the store's clock (see [presence time](crate::Clock#presence-time)).
 //!
 //! Renewing the lease also reads the store's epoch: a store that lost its
 //! data without dropping the feed is noticed within a third of a lease, and
 //! this process registers its sessions again.
 //!
 //! [`PresenceBuilder::node_lease`]: crate::PresenceBuilder::node_lease
-//! [`Liveness::HeldByNode`]: crate::record::Liveness::HeldByNode
+//! [`Liveness::HeldByNode`]: crate::store::Liveness::HeldByNode
 
 use chrono::{DateTime, Utc};
 
 use crate::error::Error;
 use crate::ids::NodeName;
-use crate::machine::later;
-use crate::record::UserOp;
 use crate::service::Presence;
-use crate::store::StoreError;
+use crate::store::{StoreError, UserOp, machine::later};
 
 /// When this process last renewed its lease.
 #[derive(Debug, Default)]

@@ -16,16 +16,16 @@ use tokio::sync::{Mutex, MutexGuard};
 use crate::clock::Clock;
 use crate::config::{ConfigError, PresenceConfig};
 use crate::error::Error;
+use crate::event::UserPresence;
 use crate::fanout::{Batching, FanoutStats, Hub};
-use crate::feed::{FeedMessage, FeedSink};
 use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
-use crate::machine::later;
 use crate::metrics;
-use crate::record::{Liveness, NewSession, UserOp, UserPresence};
 use crate::session::{EndSignal, SessionEnd, SessionHandle, SessionSpec};
 use crate::status::{ManualChoice, RequestedStatus};
-use crate::store::kit::KnownEpoch;
-use crate::store::{PresenceStore, StoreError, Transition, Update};
+use crate::store::{
+    FeedMessage, FeedSink, Liveness, NewSession, PresenceStore, StoreError, Transition, Update,
+    UserOp, kit::KnownEpoch, machine::later,
+};
 
 mod held_sessions;
 mod incarnations;

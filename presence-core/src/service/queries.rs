@@ -3,9 +3,9 @@
 
 use crate::error::Error;
 use crate::event::Snapshot;
+use crate::event::UserPresence;
 use crate::fanout::Subscription;
 use crate::ids::{Epoch, ScopeId, UserId};
-use crate::record::UserPresence;
 use crate::service::Presence;
 use crate::status::Status;
 

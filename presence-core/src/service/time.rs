@@ -1,6 +1,6 @@
 //! Presence time for one service: the host's clock as given, or the
 //! store's clock carried by this machine's monotonic clock and read again
-//! every so often (see [`crate::clock`]).
+//! every so often (see [presence time](crate::Clock#presence-time)).
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;

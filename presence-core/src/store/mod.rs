@@ -1,9 +1,30 @@
-//! The storage contract: [`PresenceStore`], what one change returns
-//! ([`Transition`]), and how a store fails ([`StoreError`]).
+//! For store implementers: the storage contract, and everything a backend
+//! builds on. A host app needs none of this to run presence: it picks a
+//! store ([`MemoryStore`](crate::MemoryStore), `presence-redis`,
+//! `presence-sqlx`) and hands it to
+//! [`PresenceBuilder::store`](crate::PresenceBuilder::store). It may name
+//! [`StoreError`] (inside [`Error::Store`](crate::Error::Store)) and, to pick
+//! a store at run time, `Arc<dyn PresenceStore>` for
+//! [`PresenceBuilder::shared_store`](crate::PresenceBuilder::shared_store).
 //!
-//! A store keeps [`UserRecord`](crate::record::UserRecord)s and makes each change to one user atomic;
+//! - [`PresenceStore`]: the trait; [`Update`] is one change for it,
+//!   [`Transition`] what the change did, [`StoreError`] how a call fails.
+//! - The records: [`UserRecord`], what a store keeps per user (its
+//!   [`SessionRecord`]s with their [`Liveness`], [`Linger`],
+//!   [`ScopeLinger`]s, [`RetiredLogin`]s and what observers were last
+//!   [`Shown`]); [`UserOp`], the operations that change it ([`NewSession`]
+//!   opens one); [`UserView`], a user as a store reads them back.
+//! - [`machine`]: the state machine every change runs through.
+//! - The cluster feed between the nodes sharing a store: [`ClusterFeed`],
+//!   [`FeedSink`], [`FeedMessage`], and [`Broadcast`] (what one change
+//!   tells the other nodes).
+//! - [`kit`]: what every store on a server shares, written once.
+//!
+//! # The contract
+//!
+//! A store keeps [`UserRecord`]s and makes each change to one user atomic;
 //! it never decides a status. Its `apply` loads the user's record, runs
-//! [`crate::machine::apply`] on it, and saves the result together with the
+//! [`machine::apply`] on it, and saves the result together with the
 //! indexes below, all as one atomic step for that user (a mutex, a row lock,
 //! a compare-and-set on a revision). That is what decides "first session"
 //! and "last session" exactly once when calls for one user race on many
@@ -22,15 +43,41 @@
 //!   runs out;
 //! - **leases**: each running process's lease, renewed by the process
 //!   and read by all ([`PresenceStore::expired_leases`]): a session a node
-//!   holds ([`Liveness::HeldByNode`](crate::record::Liveness::HeldByNode))
-//!   has no deadline of its own while the lease lives.
+//!   holds ([`Liveness::HeldByNode`]) has no deadline of its own while the
+//!   lease lives.
 //!
 //! Every store runs the shared conformance suite (`presence-store-tests`).
 //! A store whose data lives outside this process builds on [`kit`]: local
 //! sessions and batched heartbeats, striped user locks and the feed's wire
 //! messages, written once for every backend.
+//!
+//! # The cluster feed
+//!
+//! How the nodes sharing one store tell each other what changed. Each
+//! node's service joins its store's feed ([`PresenceStore::cluster_feed`],
+//! if the store has one) with a [`FeedSink`]. A change applied on one node
+//! reaches the others as [`FeedMessage::Event`]s for the scopes they watch,
+//! and sessions it ended that another node holds (a logout on node B of a
+//! login whose socket is on node A; a lapse found by B's sweeper) reach
+//! their holder as [`FeedMessage::SessionsEnded`]. A feed that may have
+//! lost messages (its connection dropped) sends [`FeedMessage::Resync`]:
+//! every watcher then re-reads its snapshot, and the node re-registers its
+//! live sessions.
+//!
+//! Nodes deliver in per-user order using versions: an event whose `v` is
+//! not newer than the last one delivered for that user and scope is dropped,
+//! so duplicates and stragglers from racing nodes never reach a watcher.
 
+mod feed;
 pub mod kit;
+pub mod machine;
+mod record;
+
+pub use feed::{Broadcast, ClusterFeed, FeedMessage, FeedSink};
+pub use record::{
+    Linger, Liveness, NewSession, RetiredLogin, ScopeLinger, SessionRecord, Shown, UserOp,
+    UserRecord, UserView,
+};
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -40,11 +87,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use self::machine::OpError;
 use crate::config::PresenceConfig;
-use crate::feed::ClusterFeed;
+use crate::event::UserPresence;
 use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
-use crate::machine::OpError;
-use crate::record::{UserOp, UserPresence, UserView};
 use crate::status::Status;
 
 /// A boxed error from a backend, kept as the `source()` of a [`StoreError`].
@@ -65,7 +111,7 @@ pub struct Transition {
     pub last_seen: Option<DateTime<Utc>>,
     /// When the change happened.
     pub at: DateTime<Utc>,
-    /// The scopes the user is seen in ([`UserRecord::scopes`](crate::record::UserRecord::scopes)): told
+    /// The scopes the user is seen in ([`UserRecord::scopes`]): told
     /// about a change of status.
     pub scopes: Vec<ScopeId>,
     /// Scopes the user joined with this change while watchers could see
@@ -184,7 +230,7 @@ impl fmt::Debug for Update<'_> {
 #[async_trait]
 pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// Applies `update.op` to the user's record with
-    /// [`crate::machine::apply`], atomically for that user, saves the record
+    /// [`machine::apply`], atomically for that user, saves the record
     /// and the indexes (scope members, deadline, nodes) in the same atomic
     /// step, and returns the transition. On `Err` nothing is saved.
     async fn apply(&self, update: Update<'_>) -> Result<Transition, StoreError>;
@@ -284,7 +330,7 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     ) -> Result<Vec<(NodeId, DateTime<Utc>)>, StoreError>;
 
     /// The store's clock, read now: every process of a cluster keeps to it
-    /// (see [`crate::clock`]). `None` for a store without a clock of its
+    /// (see [presence time](crate::Clock#presence-time)). `None` for a store without a clock of its
     /// own (one process only): the process's own clock is used.
     async fn time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
         Ok(None)
@@ -311,7 +357,7 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
         false
     }
 
-    /// The feed between the nodes sharing this store (see [`crate::feed`]),
+    /// The feed between the nodes sharing this store (see [the cluster feed](crate::store#the-cluster-feed)),
     /// if several services may share it.
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
         None

@@ -21,7 +21,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use presence_core::store::kit::{EndedMessage, LocalSessions};
-use presence_core::{ClusterFeed, FeedMessage, FeedSink, NodeId, NodeName, ScopeId, StoreError};
+use presence_core::store::{ClusterFeed, FeedMessage, FeedSink, StoreError};
+use presence_core::{NodeId, NodeName, ScopeId};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::task::JoinHandle;
 

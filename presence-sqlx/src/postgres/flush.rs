@@ -3,8 +3,9 @@
 //! [`FLUSH_BATCH`]); the rest of the flush is the core's
 //! [`kit::flush`](presence_core::store::kit::flush).
 
+use presence_core::SessionId;
+use presence_core::store::StoreError;
 use presence_core::store::kit::{self, Flushes, HeartbeatWriter, PendingBeat};
-use presence_core::{SessionId, StoreError};
 
 use super::{Shared, sql};
 use crate::error::store_error;

@@ -19,10 +19,11 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::{self, Flushes, KnownEpoch, LocalSessions, UserLocks};
+use presence_core::store::{
+    Broadcast, ClusterFeed, PresenceStore, StoreError, Transition, Update, UserRecord, UserView,
+};
 use presence_core::{
-    Broadcast, ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId,
-    SessionEnd, SessionId, StoreError, Transition, Update, UserId, UserPresence, UserRecord,
-    UserView,
+    Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionEnd, SessionId, UserId, UserPresence,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};

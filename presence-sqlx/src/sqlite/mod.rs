@@ -17,9 +17,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::{self, Flushes, KnownEpoch, LocalSessions, UserLocks};
+use presence_core::store::{PresenceStore, StoreError, Transition, Update, UserView};
 use presence_core::{
-    Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError,
-    Transition, Update, UserId, UserPresence, UserView,
+    Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId, UserPresence,
 };
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, SqlitePool, Transaction};

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use presence_core::store::{ClusterFeed, PresenceStore, StoreError, Transition, Update, UserView};
 use presence_core::{
-    ClusterFeed, Epoch, NodeId, NodeName, PresenceConfig, PresenceStore, ScopeId, SessionId,
-    StoreError, Transition, Update, UserId, UserPresence, UserView,
+    Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId, UserPresence,
 };
 
 /// The test database: `PRESENCE_TEST_POSTGRES_URL`, or the local server

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use presence_core::{ManualClock, NodeId, PresenceStore};
+use presence_core::store::PresenceStore;
+use presence_core::{ManualClock, NodeId};
 
 use super::steps::Faults;
 

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use presence_core::store::{
+    ClusterFeed, FeedMessage, FeedSink, PresenceStore, StoreError, Transition, Update, UserView,
+};
 use presence_core::{
-    Clock, ClusterFeed, Epoch, FeedMessage, FeedSink, MemoryStore, NodeId, NodeName,
-    PresenceConfig, PresenceStore, ScopeId, SessionId, StoreError, Transition, Update, UserId,
-    UserPresence, UserView,
+    Clock, Epoch, MemoryStore, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId,
+    UserPresence,
 };
 
 use super::backend::Deployment;

@@ -1,6 +1,6 @@
 //! The simulation's independent model of what every user should show,
 //! written from the rules (SPEC §2–§4 and the crate docs), not from
-//! `presence_core::machine`, so the two can disagree.
+//! `presence_core::store::machine`, so the two can disagree.
 //!
 //! Time is the simulation's true time, in ms. Where the rules leave a
 //! choice to the implementation, the model keeps both answers and the

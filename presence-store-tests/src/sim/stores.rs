@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use presence_core::{Epoch, PresenceStore};
+use presence_core::Epoch;
+use presence_core::store::PresenceStore;
 
 /// Weak handles to every process's store.
 #[derive(Default)]

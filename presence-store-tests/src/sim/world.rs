@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
+use presence_core::store::StoreError;
 use presence_core::{
     Clock, Delivery, Error, ManualClock, NodeId, Presence, PresenceConfig, PresenceEvent,
-    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionSpec, Status, StoreError,
-    Subscription,
+    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionSpec, Status, Subscription,
 };
 
 use super::backend::Deployment;

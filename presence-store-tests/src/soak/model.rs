@@ -1,12 +1,12 @@
 //! The soak's independent model of one user: written from SPEC §2–§3, not
-//! from `presence_core::machine`, so the two can disagree.
+//! from `presence_core::store::machine`, so the two can disagree.
 //!
 //! It answers one question, what a user should show once every pending
 //! linger has run out, which is all the soak compares. Where the SPEC is
 //! silent it follows what the crate documents: activity also proves its
-//! session live ([`presence_core::UserOp::Activity`]); idleness counts from
+//! session live ([`presence_core::store::UserOp::Activity`]); idleness counts from
 //! the user's newest activity in any session
-//! ([`presence_core::UserRecord::last_activity`]); a manual status outlives
+//! ([`presence_core::store::UserRecord::last_activity`]); a manual status outlives
 //! the user's sessions until cleared or expired.
 
 use std::collections::HashMap;

@@ -13,9 +13,8 @@ use dashmap::DashMap;
 
 use crate::config::PresenceConfig;
 use crate::ids::{NodeName, SessionId, UserId};
-use crate::record::{Liveness, UserOp, UserRecord};
 use crate::session::SessionEnd;
-use crate::store::{StoreError, Transition, Update};
+use crate::store::{Liveness, StoreError, Transition, Update, UserOp, UserRecord};
 
 /// A session opened through this process, as far as it knows.
 #[derive(Debug)]
@@ -344,7 +343,7 @@ mod tests {
         let (user, session) = (UserId::from("u"), SessionId::from("s"));
         local.opened(&user, &session, &"n".into(), at(0), &config(), || ());
         let mut record = UserRecord::default();
-        record.sessions.push(crate::record::SessionRecord {
+        record.sessions.push(crate::store::SessionRecord {
             id: session.clone(),
             login: "l".into(),
             node: crate::ids::NodeId::new("n"),

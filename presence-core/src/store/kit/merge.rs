@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::record::UserRecord;
+use crate::store::UserRecord;
 
 /// Gives each session of `record` its stored heartbeat (ms since the
 /// epoch) where that is newer than the record's: heartbeats are written

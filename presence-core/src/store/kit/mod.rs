@@ -23,7 +23,8 @@
 //!
 //! ```
 //! use presence_core::store::kit::{HeartbeatWriter, LocalSessions, PendingBeat, flush};
-//! use presence_core::{SessionId, StoreError};
+//! use presence_core::SessionId;
+//! use presence_core::store::StoreError;
 //!
 //! struct Backend;
 //!

@@ -1,18 +1,4 @@
-//! The cluster feed: how the nodes sharing one store tell each other what
-//! changed.
-//!
-//! Each node's service joins its store's feed (if the store has one) with a
-//! [`FeedSink`]. A change applied on one node reaches the others as
-//! [`FeedMessage::Event`]s for the scopes they watch, and sessions it ended
-//! that another node holds (a logout on node B of a login whose socket is on
-//! node A; a lapse found by B's sweeper) reach their holder as
-//! [`FeedMessage::SessionsEnded`]. A feed that may have lost messages (its
-//! connection dropped) sends [`FeedMessage::Resync`]: every watcher then
-//! re-reads its snapshot, and the node re-registers its live sessions.
-//!
-//! Nodes deliver in per-user order using versions: an event whose `v` is
-//! not newer than the last one delivered for that user and scope is dropped,
-//! so duplicates and stragglers from racing nodes never reach a watcher.
+//! The cluster feed (see [the store's docs](super#the-cluster-feed)).
 
 use std::sync::Arc;
 
@@ -20,9 +6,8 @@ use async_trait::async_trait;
 
 use crate::event::PresenceEvent;
 use crate::ids::{NodeId, NodeName, ScopeId, SessionId};
-use crate::record::UserOp;
 use crate::session::SessionEnd;
-use crate::store::{StoreError, Transition};
+use crate::store::{StoreError, Transition, UserOp};
 
 /// What a feed tells one node.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -12,12 +12,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
 use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
-use crate::record::{
-    Linger, Liveness, NewSession, RetiredLogin, ScopeLinger, SessionRecord, Shown, UserOp,
-    UserRecord,
-};
 use crate::status::{ManualStatus, Status};
-use crate::store::Transition;
+use crate::store::{
+    Linger, Liveness, NewSession, RetiredLogin, ScopeLinger, SessionRecord, Shown, Transition,
+    UserOp, UserRecord,
+};
 
 /// Why an operation could not be applied. The record must then be left as
 /// it was (stores discard the modified copy).

@@ -1,19 +1,20 @@
 //! What a store keeps per user, and the operations that change it.
 //!
 //! Stores persist [`UserRecord`]s and apply [`UserOp`]s to them through
-//! [`crate::machine::apply`]; they never decide a status themselves.
+//! [`machine::apply`](super::machine::apply); they never decide a status themselves.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::event::UserPresence;
 use crate::ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::{ManualChoice, Status};
 
 /// Everything presence knows about one user.
 ///
-/// Invariants kept by [`crate::machine::apply`]: `linger` is only set while
+/// Invariants kept by [`machine::apply`](super::machine::apply): `linger` is only set while
 /// `sessions` is empty; a user with no session and no linger is shown
 /// `OFFLINE`; `shown.version` grows by one with each change of
 /// `shown.status`.
@@ -189,7 +190,7 @@ pub struct NewSession {
 }
 
 /// One change to one user's presence. Stores apply it atomically with
-/// [`crate::machine::apply`].
+/// [`machine::apply`](super::machine::apply).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserOp {
     /// Open a session (or refresh it, if one with that id is open). Counts as
@@ -270,39 +271,6 @@ pub enum UserOp {
     /// Apply what time alone changed: lapsed sessions, a finished linger,
     /// an expired manual status, idleness.
     Refresh,
-}
-
-/// A user's presence as observers see it: the unit of snapshots and
-/// queries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UserPresence {
-    /// The user.
-    pub user_id: UserId,
-    /// Their effective status.
-    pub status: Status,
-    /// Their newest activity or session end, as far as observers may know.
-    pub last_seen: Option<DateTime<Utc>>,
-    /// The version of `status`; events with a lower `v` are stale.
-    pub v: u64,
-}
-
-impl UserPresence {
-    /// What observers may see of `record`: its shown status and version, and
-    /// `last_seen` frozen while the user shows `OFFLINE` (so an invisible
-    /// user's activity never leaks).
-    pub fn of(user_id: UserId, record: &UserRecord) -> Self {
-        Self {
-            user_id,
-            status: record.shown.status,
-            last_seen: record.observed_last_seen(),
-            v: record.shown.version,
-        }
-    }
-
-    /// How a user nobody has seen yet looks.
-    pub fn unknown(user_id: UserId) -> Self {
-        Self::of(user_id, &UserRecord::default())
-    }
 }
 
 /// A user as a store reads them back: what observers may see, and the
