@@ -189,7 +189,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod calls;
 mod client;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -198,7 +197,6 @@ mod http_routes;
 mod identity;
 mod layer;
 mod login;
-mod messages;
 mod origin;
 mod protocol;
 mod reply;

@@ -7,9 +7,9 @@ use presence_axum::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED, ProtocolError}
 
 const DOC: &str = include_str!("../../docs/protocol.md");
 const SOURCES: [(&str, &str); 6] = [
-    ("socket.rs", include_str!("../src/socket.rs")),
-    ("messages.rs", include_str!("../src/messages.rs")),
-    ("calls.rs", include_str!("../src/calls.rs")),
+    ("socket/mod.rs", include_str!("../src/socket/mod.rs")),
+    ("socket/frame.rs", include_str!("../src/socket/frame.rs")),
+    ("socket/calls.rs", include_str!("../src/socket/calls.rs")),
     ("http_routes.rs", include_str!("../src/http_routes.rs")),
     ("reply.rs", include_str!("../src/reply.rs")),
     ("protocol.rs", include_str!("../src/protocol.rs")),

@@ -22,11 +22,11 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::decode::{CODES, encode, status_name};
-use crate::calls::StoreCalls;
 use crate::identity::Identity;
-use crate::messages::{Ending, Handling, Inbound, Reply, Step};
 use crate::protocol::{ClientMessage, ProtocolError, decode};
 use crate::socket::CLOSE_SESSION_LAPSED;
+use crate::socket::calls::StoreCalls;
+use crate::socket::frame::{Ending, Handling, Inbound, Reply, Step};
 use crate::throttle::{FloodLimit, Throttle};
 
 /// Most operations one input runs: longer inputs find little more.

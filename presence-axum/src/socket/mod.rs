@@ -2,7 +2,7 @@
 //! as the socket lives, speaking SPEC §6.
 //!
 //! One task per socket: it reads frames and answers them, runs the store
-//! calls they ask for beside its reading (see [`crate::calls`]: a slow
+//! calls they ask for beside its reading (see [`calls`]: a slow
 //! store never holds up a heartbeat), and writes what the subscription
 //! delivers, straight to the socket. Fan-out never waits on
 //! a socket (subscriptions are bounded and report lag); a socket whose write
@@ -22,10 +22,13 @@ use presence_core::{
 };
 use tokio::time::Instant;
 
-use crate::calls::StoreCalls;
+pub(crate) mod calls;
+pub(crate) mod frame;
+
+use self::calls::StoreCalls;
+use self::frame::{Ending, Handling, Inbound, Reply, Step, watch};
 use crate::http_routes::identify;
 use crate::identity::Identity;
-use crate::messages::{Ending, Handling, Inbound, Reply, Step, watch};
 use crate::protocol::{
     BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };

@@ -16,7 +16,7 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use presence_core::{Presence, RequestedStatus, ScopeId, SessionId, UserId};
 
-use crate::messages::{Step, settle_failure, snapshot};
+use super::frame::{Step, settle_failure, snapshot};
 
 /// Calls that may wait behind the running one.
 pub(crate) const MAX_WAITING: usize = 8;

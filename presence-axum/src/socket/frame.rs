@@ -1,7 +1,7 @@
 //! What one presence socket does with each frame its client sends, apart
 //! from the socket itself: flood control, decoding, and the change each
 //! message asks of the service, ending in at most one reply, a store call
-//! queued (see [`crate::calls`]) or the end of the connection.
+//! queued (see [`super::calls`]) or the end of the connection.
 //!
 //! Kept free of the transport so that it can be driven without a socket
 //! (the fuzz harness feeds it frames by the million).
@@ -10,10 +10,10 @@ use axum::extract::ws::close_code;
 use presence_core::{Error, Presence, ScopeId, SessionHandle, Snapshot, Subscription, UserId};
 use tokio::time::Instant;
 
-use crate::calls::{StoreCall, StoreCalls, TooManyCalls};
+use super::CLOSE_SESSION_LAPSED;
+use super::calls::{StoreCall, StoreCalls, TooManyCalls};
 use crate::identity::Identity;
 use crate::protocol::{ClientMessage, ProtocolError, decode};
-use crate::socket::CLOSE_SESSION_LAPSED;
 use crate::throttle::{Throttle, Verdict};
 
 /// A frame as the message handling sees it.
