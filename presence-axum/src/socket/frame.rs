@@ -1,22 +1,23 @@
-//! What one presence socket does with each frame its client sends, apart
-//! from the socket itself: flood control, decoding, and the change each
-//! message asks of the service, ending in at most one reply, a store call
-//! queued (see [`super::calls`]) or the end of the connection.
+//! One frame a presence socket's client sends, and what the server answers
+//! it with: flood control, decoding, and the change the message asks of
+//! the service, ending in an [`Answer`] at once or a store call queued (see
+//! [`super::calls`]).
 //!
-//! Kept free of the transport so that it can be driven without a socket
+//! Kept free of the socket itself so that it can be driven without one
 //! (the fuzz harness feeds it frames by the million).
 
-use axum::extract::ws::close_code;
-use presence_core::{Error, Presence, ScopeId, SessionHandle, Snapshot, Subscription, UserId};
+use axum::extract::ws::Message;
+use presence_core::{Presence, ScopeId, SessionHandle, Subscription, UserId};
 use tokio::time::Instant;
 
-use super::CLOSE_SESSION_LAPSED;
+use super::answer::Answer;
 use super::calls::{StoreCall, StoreCalls, TooManyCalls};
+use super::close::{Close, Ending};
 use crate::identity::Identity;
 use crate::protocol::{ClientMessage, ProtocolError, decode};
 use crate::throttle::{Throttle, Verdict};
 
-/// A frame as the message handling sees it.
+/// A frame as the server judges it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Inbound<'a> {
     /// A text frame.
@@ -30,103 +31,115 @@ pub(crate) enum Inbound<'a> {
     /// The client sent more than the frame limit.
     TooLarge,
     /// The client broke the WebSocket protocol (RFC 6455): a text frame
-    /// that is not UTF-8 (close code 1007), a reserved opcode or a stray
-    /// continuation (1002).
-    Violation {
-        /// The close code to send.
-        code: u16,
-        /// The close reason.
-        reason: &'static str,
-    },
+    /// that is not UTF-8, a reserved opcode or a stray continuation.
+    Violation(Close),
     /// The socket broke.
     Broken,
 }
 
-/// The one frame the server answers a client frame with.
-#[derive(Debug)]
-pub(crate) enum Reply {
-    /// The answer to `heartbeat`.
-    Pong,
-    /// A refused message.
-    Error(ProtocolError),
-    /// A scope's snapshot, after a `subscribe`.
-    Snapshot(Snapshot),
+impl<'a> Inbound<'a> {
+    /// What one read of the socket brought.
+    pub(crate) fn of(read: &'a Option<Result<Message, axum::Error>>) -> Self {
+        match read {
+            None | Some(Ok(Message::Close(_))) => Inbound::Closed,
+            Some(Err(failure)) if is_too_big(failure) => Inbound::TooLarge,
+            Some(Err(failure)) => violation(failure).map_or(Inbound::Broken, Inbound::Violation),
+            Some(Ok(Message::Text(text))) => Inbound::Text(text.as_str()),
+            Some(Ok(Message::Binary(_))) => Inbound::Binary,
+            // tungstenite answers pings itself.
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Control,
+        }
+    }
 }
 
-/// Why this side ends the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Ending {
-    /// Send this close frame.
-    Close(u16, &'static str),
-    /// The client left, or the socket broke: nothing more to send.
-    Gone,
+/// Whether a read failed because the client sent more than the limit.
+fn is_too_big(failure: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(failure);
+    while let Some(error) = source {
+        if let Some(tungstenite::Error::Capacity(_)) = error.downcast_ref::<tungstenite::Error>() {
+            return true;
+        }
+        source = error.source();
+    }
+    false
 }
 
-/// What one frame leads to: nothing, one reply, or the end.
-pub(crate) type Step = Result<Option<Reply>, Ending>;
+/// The close a read failure calls for when the client broke RFC 6455
+/// (rather than the connection breaking).
+fn violation(failure: &axum::Error) -> Option<Close> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(failure);
+    while let Some(error) = source {
+        match error.downcast_ref::<tungstenite::Error>() {
+            Some(tungstenite::Error::Utf8(_)) => return Some(Close::NotUtf8),
+            Some(tungstenite::Error::Protocol(
+                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+                | tungstenite::error::ProtocolError::SendAfterClosing
+                | tungstenite::error::ProtocolError::ReceivedAfterClosing,
+            )) => return None,
+            Some(tungstenite::Error::Protocol(_)) => return Some(Close::ProtocolViolation),
+            Some(_) => return None,
+            None => source = error.source(),
+        }
+    }
+    None
+}
 
-/// What a socket's frames act on: its service, user, session,
-/// subscription and store calls.
-pub(crate) struct Handling<'a> {
+/// What a client frame may act on: the socket's service, identity,
+/// session, subscription, store calls and flood control.
+pub(crate) struct FrameContext<'a> {
     pub(crate) presence: &'a Presence,
     pub(crate) identity: &'a Identity,
     pub(crate) session: &'a SessionHandle,
     pub(crate) subscription: &'a mut Subscription,
     pub(crate) calls: &'a mut StoreCalls,
+    pub(crate) throttle: &'a mut Throttle,
 }
 
-impl Handling<'_> {
-    /// Handles one frame received at `now`; `throttle` is the socket's flood
-    /// control. A frame that needs the store queues a call in `calls` and
-    /// is answered when that call ends; the rest are answered at once.
-    pub(crate) fn on_frame(
-        &mut self,
-        throttle: &mut Throttle,
-        frame: Inbound<'_>,
-        now: Instant,
-    ) -> Step {
+impl FrameContext<'_> {
+    /// Answers one frame received at `now`. A frame that needs the store
+    /// queues a call and is answered when that call ends (here: nothing);
+    /// the rest are answered at once.
+    pub(crate) fn answer(&mut self, frame: Inbound<'_>, now: Instant) -> Answer {
         match frame {
-            Inbound::Closed | Inbound::Broken => return Err(Ending::Gone),
-            Inbound::TooLarge => return Err(Ending::Close(close_code::SIZE, "frame too large")),
-            Inbound::Violation { code, reason } => return Err(Ending::Close(code, reason)),
+            Inbound::Closed | Inbound::Broken => return Answer::End(Ending::Gone),
+            Inbound::TooLarge => return Answer::close(Close::FrameTooLarge),
+            Inbound::Violation(close) => return Answer::close(close),
             Inbound::Text(_) | Inbound::Binary | Inbound::Control => {}
         }
         presence_core::metrics::frame_received();
-        match throttle.check(now) {
+        match self.throttle.check(now) {
             Verdict::Accept => {}
-            Verdict::Throttle => return Ok(Some(Reply::Error(ProtocolError::RateLimited))),
-            Verdict::Close => return Err(Ending::Close(close_code::POLICY, "too many messages")),
+            Verdict::Throttle => return Answer::Error(ProtocolError::RateLimited),
+            Verdict::Close => return Answer::close(Close::TooManyMessages),
         }
         let text = match frame {
             Inbound::Text(text) => text,
-            Inbound::Binary => return Ok(Some(Reply::Error(ProtocolError::BinaryFrame))),
+            Inbound::Binary => return Answer::Error(ProtocolError::BinaryFrame),
             Inbound::Control
             | Inbound::Closed
             | Inbound::TooLarge
-            | Inbound::Violation { .. }
-            | Inbound::Broken => {
-                return Ok(None);
-            }
+            | Inbound::Violation(_)
+            | Inbound::Broken => return Answer::Nothing,
         };
         match decode(text, self.presence.clock().now()) {
             Ok(message) => self.apply(message),
-            Err(refused) => Ok(Some(Reply::Error(refused))),
+            Err(refused) => Answer::Error(refused),
         }
     }
 
-    fn apply(&mut self, message: ClientMessage) -> Step {
+    fn apply(&mut self, message: ClientMessage) -> Answer {
         let call = match message {
             ClientMessage::Heartbeat => {
                 return match self.session.heartbeat() {
-                    Ok(()) => Ok(Some(Reply::Pong)),
-                    Err(failure) => settle_failure(&self.identity.user, failure),
+                    Ok(()) => Answer::Pong,
+                    Err(failure) => Answer::failed(&self.identity.user, failure),
                 };
             }
             ClientMessage::Activity => StoreCall::Activity,
             ClientMessage::StatusChange { status, until } => StoreCall::Status { status, until },
             ClientMessage::Subscribe { scope, user_ids } => {
                 if !self.identity.can_watch(&scope) {
-                    return Ok(Some(Reply::Error(ProtocolError::ForbiddenScope(scope))));
+                    return Answer::Error(ProtocolError::ForbiddenScope(scope));
                 }
                 let snapshot = StoreCall::Snapshot {
                     scope: scope.clone(),
@@ -135,37 +148,22 @@ impl Handling<'_> {
                 if self.calls.push(snapshot).is_err() {
                     // Refused: nothing watched, so no change of a scope the
                     // client has no snapshot of.
-                    return Ok(Some(Reply::Error(ProtocolError::RateLimited)));
+                    return Answer::Error(ProtocolError::RateLimited);
                 }
                 // Watched before the queued snapshot can run (this task runs
                 // it), so no change falls between the two.
                 watch(self.subscription, &scope, user_ids.as_deref());
-                return Ok(None);
+                return Answer::Nothing;
             }
             ClientMessage::Unsubscribe { scope } => {
                 self.subscription.unwatch(&scope);
                 self.calls.forget_snapshots_of(&scope);
-                return Ok(None);
+                return Answer::Nothing;
             }
         };
         match self.calls.push(call) {
-            Ok(()) => Ok(None),
-            Err(TooManyCalls) => Ok(Some(Reply::Error(ProtocolError::RateLimited))),
-        }
-    }
-}
-
-/// The answer to a change the service refused or could not make.
-pub(crate) fn settle_failure(user: &UserId, failure: Error) -> Step {
-    match failure {
-        // The session lapsed under us: the client should reconnect.
-        failure if failure.is_session_gone() => {
-            Err(Ending::Close(CLOSE_SESSION_LAPSED, "session lapsed"))
-        }
-        Error::ShutDown => Err(Ending::Close(close_code::AWAY, "server going away")),
-        failure => {
-            tracing::warn!(%user, error = %failure, "a presence change failed");
-            Ok(Some(Reply::Error(ProtocolError::Unavailable)))
+            Ok(()) => Answer::Nothing,
+            Err(TooManyCalls) => Answer::Error(ProtocolError::RateLimited),
         }
     }
 }
@@ -175,24 +173,5 @@ pub(crate) fn watch(subscription: &mut Subscription, scope: &ScopeId, users: Opt
     match users {
         Some(users) => subscription.watch_users(scope.clone(), users.iter().cloned()),
         None => subscription.watch_scope(scope.clone()),
-    }
-}
-
-/// A scope's snapshot (or that of some of its users), as a reply.
-pub(crate) async fn snapshot(
-    presence: &Presence,
-    scope: ScopeId,
-    users: Option<&[UserId]>,
-) -> Reply {
-    let snapshot = match users {
-        Some(users) => presence.snapshot_of(&scope, users).await,
-        None => presence.snapshot(&scope).await,
-    };
-    match snapshot {
-        Ok(snapshot) => Reply::Snapshot(snapshot),
-        Err(failure) => {
-            tracing::warn!(%scope, error = %failure, "a snapshot failed");
-            Reply::Error(ProtocolError::Unavailable)
-        }
     }
 }
