@@ -6,8 +6,9 @@
 use presence_axum::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED, ProtocolError};
 
 const DOC: &str = include_str!("../../docs/protocol.md");
-const SOURCES: [(&str, &str); 9] = [
+const SOURCES: [(&str, &str); 11] = [
     ("socket/mod.rs", include_str!("../src/socket/mod.rs")),
+    ("socket/query.rs", include_str!("../src/socket/query.rs")),
     (
         "socket/connection.rs",
         include_str!("../src/socket/connection.rs"),
@@ -16,6 +17,7 @@ const SOURCES: [(&str, &str); 9] = [
     ("socket/calls.rs", include_str!("../src/socket/calls.rs")),
     ("socket/answer.rs", include_str!("../src/socket/answer.rs")),
     ("socket/close.rs", include_str!("../src/socket/close.rs")),
+    ("admitted.rs", include_str!("../src/admitted.rs")),
     ("http_routes.rs", include_str!("../src/http_routes.rs")),
     ("reply.rs", include_str!("../src/reply.rs")),
     ("protocol.rs", include_str!("../src/protocol.rs")),
@@ -76,7 +78,10 @@ fn every_close_is_built_in_close_rs() {
             !source.contains("close_code::"),
             "{file} names a close code: build the close in socket/close.rs"
         );
-        for line in source.lines().filter(|line| line.contains("CLOSE_SESSION_")) {
+        for line in source
+            .lines()
+            .filter(|line| line.contains("CLOSE_SESSION_"))
+        {
             assert!(
                 line.trim_start().starts_with("pub use") || line.trim_start().starts_with("use"),
                 "{file} uses a close code: build the close in socket/close.rs: {line}"

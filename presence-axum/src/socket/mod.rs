@@ -10,20 +10,21 @@
 //! reading) is dropped. Each event's frame, and each batch's, is encoded
 //! once and shared by every socket that sends it.
 //!
-//! Imports go one way, down this list: this module (the upgrade),
-//! [`connection`], [`frame`], [`calls`], [`answer`], [`close`]. Each uses
-//! only modules below it.
+//! Imports go one way, down this list: this module (the upgrade and its
+//! [`query`]), [`connection`], [`frame`], [`calls`], [`answer`], [`close`].
+//! Each uses only modules below it.
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{Query, WebSocketUpgrade};
 use axum::response::{IntoResponse, Response};
 
 use self::connection::{Connection, serve};
-use crate::http_routes::identify;
-use crate::identity::Identity;
+pub(crate) use self::query::SocketQuery;
+use crate::admitted::Admitted;
 use crate::protocol::BATCH_FRAME_BYTES;
-use crate::reply::{forbidden_origin, presence_traffic};
+use crate::reply::presence_traffic;
 use crate::settings::Shared;
 
 pub(crate) mod answer;
@@ -31,28 +32,23 @@ pub(crate) mod calls;
 pub(crate) mod close;
 mod connection;
 pub(crate) mod frame;
+mod query;
 
 pub use self::close::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED};
 
-/// The upgrade: origin (403), identity (401), then the socket.
-pub(crate) async fn upgrade<A, S>(shared: Arc<Shared>, state: S, request: Request) -> Response
-where
-    A: FromRequestParts<S> + Into<Identity>,
-    S: Send + Sync,
-{
-    let (mut parts, _) = request.into_parts();
-    if !shared.origins.permits(&parts) {
-        return forbidden_origin();
-    }
-    let identity = match identify::<A, S>(&mut parts, &state).await {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal,
-    };
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
+/// The upgrade, once [`Admitted`] (403, then 401 or 503) passed: axum's
+/// own rejection of a request that is no WebSocket upgrade, or the socket
+/// (its query never refuses: see [`SocketQuery`]).
+pub(crate) async fn upgrade<A>(
+    shared: Arc<Shared>,
+    Admitted { identity, .. }: Admitted<A>,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+    Query(SocketQuery { batches }): Query<SocketQuery>,
+) -> Response {
+    let upgrade = match upgrade {
         Ok(upgrade) => upgrade,
         Err(rejection) => return presence_traffic(rejection.into_response()),
     };
-    let batches = asks_for_batches(parts.uri.query());
     let limits = shared.socket;
     let response = upgrade
         .read_buffer_size(limits.read_buffer_bytes)
@@ -83,13 +79,4 @@ where
             }
         });
     presence_traffic(response)
-}
-
-/// Whether the socket's URL asks for `presence_batch` frames: `batch=1` (or
-/// `batch=true`) in its query.
-fn asks_for_batches(query: Option<&str>) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| matches!(pair, "batch=1" | "batch=true"))
 }
