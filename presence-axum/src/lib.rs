@@ -188,8 +188,9 @@
 //! With the cargo feature `metrics` (off by default; it turns on
 //! `presence-core`'s), the sockets record how many are open, the frames
 //! received, the `error` frames sent, the closes by code and the lag from
-//! each event to its write, next to the core's metrics: every name is in
-//! `presence_core::metrics`.
+//! each event to its write, next to the core's metrics. The sockets'
+//! names are in [`metrics`], the core's in `presence_core::metrics`; call
+//! both `describe` functions once the recorder is installed.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -203,6 +204,7 @@ mod http_routes;
 mod identity;
 mod layer;
 mod login;
+pub mod metrics;
 mod origin;
 mod protocol;
 mod reply;

@@ -48,12 +48,12 @@ pub(crate) struct Connection {
 /// while waiting is kept small, and the calls that reach the store (rare,
 /// large futures) are boxed.
 pub(crate) async fn serve(mut connection: Box<Connection>) {
-    let _open = presence_core::metrics::socket_opened();
+    let _open = crate::metrics::socket_opened();
     let (ending, session) = match Box::pin(connection.open_session()).await {
         Ok(mut session) => (connection.run(&mut session).await, Some(session)),
         Err(ending) => (ending, None),
     };
-    presence_core::metrics::socket_closed(ending.code());
+    crate::metrics::socket_closed(ending.code());
     // The session closes while the client gets its close frame, and the
     // socket counts as open until both are done: once a socket is gone,
     // its session is too, not still closing in a task of its own.
@@ -229,7 +229,7 @@ impl Connection {
         // its idle wait.
         let written = Box::pin(timed_write(&self.shared, &self.identity, write)).await;
         if written.is_ok() {
-            presence_core::metrics::written_to_socket(delivery.events());
+            crate::metrics::written(delivery.events());
         }
         written
     }
@@ -254,7 +254,7 @@ impl Connection {
             code: refused.code(),
             message: &message,
         };
-        presence_core::metrics::error_frame_sent(refused.code());
+        crate::metrics::error_frame_sent(refused.code());
         self.send_json(&frame).await
     }
 

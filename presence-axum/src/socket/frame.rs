@@ -106,7 +106,7 @@ impl FrameContext<'_> {
             Inbound::Violation(close) => return Answer::close(close),
             Inbound::Text(_) | Inbound::Binary | Inbound::Control => {}
         }
-        presence_core::metrics::frame_received();
+        crate::metrics::frame_received();
         match self.throttle.check(now) {
             Verdict::Accept => {}
             Verdict::Throttle => return Answer::Error(ProtocolError::RateLimited),
