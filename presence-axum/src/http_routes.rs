@@ -4,42 +4,21 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::Query;
+use axum::extract::rejection::QueryRejection;
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use axum::http::request::Parts;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::Deserialize;
 
-use crate::identity::Identity;
+use crate::admitted::Admitted;
 use crate::protocol::{ServerMessage, scope_name, watched_users};
-use crate::reply::{error, forbidden_origin, presence_traffic, unauthenticated, unavailable};
+use crate::reply::{Refusal, presence_traffic};
 use crate::settings::Shared;
 
 /// Largest HTTP heartbeat body.
 const MAX_HEARTBEAT_BODY: usize = 1024;
-
-/// Runs the host's extractor. A rejection is a 401 `unauthenticated`,
-/// unless the host rejected with a server error (5xx: it could not tell,
-/// say its session store is down): that is a 503 `unavailable`, so a
-/// client retries rather than taking itself for signed out.
-pub(crate) async fn identify<A, S>(parts: &mut Parts, state: &S) -> Result<Identity, Response>
-where
-    A: FromRequestParts<S> + Into<Identity>,
-    S: Send + Sync,
-{
-    match A::from_request_parts(parts, state).await {
-        Ok(who) => Ok(who.into()),
-        Err(rejection) => {
-            if rejection.into_response().status().is_server_error() {
-                Err(unavailable())
-            } else {
-                Err(unauthenticated())
-            }
-        }
-    }
-}
 
 /// The optional body of an HTTP heartbeat.
 #[derive(Debug, Default, Deserialize)]
@@ -53,24 +32,12 @@ struct HeartbeatBody {
 /// `POST` heartbeat: keeps the login's HTTP session live (no activity
 /// unless the body says `{"activity":true}`). Any content type is accepted,
 /// so `navigator.sendBeacon` works; the body is empty or that JSON object.
-pub(crate) async fn heartbeat<A, S>(shared: Arc<Shared>, state: S, request: Request) -> Response
-where
-    A: FromRequestParts<S> + Into<Identity>,
-    S: Send + Sync,
-{
-    let (mut parts, body) = request.into_parts();
-    // Cookie auth would let another site's page keep a visitor ONLINE.
-    if !shared.origins.permits(&parts) {
-        return forbidden_origin();
-    }
-    let identity = match identify::<A, S>(&mut parts, &state).await {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal,
-    };
-    let body = match read_body(body).await {
-        Ok(body) => body,
-        Err(refusal) => return refusal.into_response(),
-    };
+pub(crate) async fn heartbeat<A>(
+    shared: Arc<Shared>,
+    Admitted { identity, .. }: Admitted<A>,
+    body: Body,
+) -> Result<Response, Refusal> {
+    let body = read_body(body).await?;
     let presence = &shared.presence;
     let (user, login, scopes) = (&identity.user, &identity.login, &identity.member_of);
     let result = if body.activity {
@@ -82,10 +49,10 @@ where
         presence.http_heartbeat(user, login, scopes).await
     };
     match result {
-        Ok(()) => presence_traffic(StatusCode::NO_CONTENT),
+        Ok(()) => Ok(presence_traffic(StatusCode::NO_CONTENT)),
         Err(failure) => {
             tracing::warn!(%user, error = %failure, "HTTP heartbeat failed");
-            unavailable()
+            Err(Refusal::unavailable())
         }
     }
 }
@@ -95,27 +62,29 @@ async fn read_body(body: Body) -> Result<HeartbeatBody, Refusal> {
         .await
         .map_err(|failure| {
             if over_the_limit(&failure) {
-                Refusal {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    code: "body_too_large",
-                    message: "a heartbeat body is at most 1 KiB".into(),
-                }
+                Refusal::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "a heartbeat body is at most 1 KiB",
+                )
             } else {
                 // A broken upload (a bad chunk, a connection cut short).
-                Refusal {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "unreadable_body",
-                    message: format!("the body could not be read: {failure}"),
-                }
+                Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    format!("the body could not be read: {failure}"),
+                )
             }
         })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(HeartbeatBody::default());
     }
-    let refused = |why: String| Refusal {
-        status: StatusCode::BAD_REQUEST,
-        code: "malformed_json",
-        message: format!("expected {{\"activity\": true|false}}: {why}"),
+    let refused = |why: String| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("expected {{\"activity\": true|false}}: {why}"),
+        )
     };
     // An object only: serde would also read a struct from an array.
     match serde_json::from_slice(&bytes).map_err(|e| refused(e.to_string()))? {
@@ -139,22 +108,9 @@ fn over_the_limit(failure: &axum::Error) -> bool {
     false
 }
 
-/// A refused request, answered as a JSON error.
-struct Refusal {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-}
-
-impl Refusal {
-    fn into_response(self) -> Response {
-        error(self.status, self.code, &self.message)
-    }
-}
-
 /// The query of the snapshot route.
 #[derive(Debug, Deserialize)]
-struct SnapshotQuery {
+pub(crate) struct SnapshotQuery {
     scope: Option<String>,
     /// Comma-separated user ids: only these users.
     user_ids: Option<String>,
@@ -162,23 +118,18 @@ struct SnapshotQuery {
 
 /// `GET ?scope=S[&user_ids=a,b]`: the snapshot frame of SPEC §6 as JSON,
 /// for a scope the user may watch (403 otherwise, with no data).
-pub(crate) async fn snapshot<A, S>(shared: Arc<Shared>, state: S, request: Request) -> Response
-where
-    A: FromRequestParts<S> + Into<Identity>,
-    S: Send + Sync,
-{
-    let (mut parts, _) = request.into_parts();
-    if !shared.origins.permits(&parts) {
-        return forbidden_origin();
-    }
-    let identity = match identify::<A, S>(&mut parts, &state).await {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal,
-    };
-    let query: SnapshotQuery = match parse_query(&parts) {
-        Ok(query) => query,
-        Err(refusal) => return refusal.into_response(),
-    };
+pub(crate) async fn snapshot<A>(
+    shared: Arc<Shared>,
+    Admitted { identity, .. }: Admitted<A>,
+    query: Result<Query<SnapshotQuery>, QueryRejection>,
+) -> Result<Response, Refusal> {
+    let Query(query) = query.map_err(|rejection| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+            rejection.body_text(),
+        )
+    })?;
     // The limits of a `subscribe` frame, with the same error.
     let asked = query.scope.map(scope_name).transpose().and_then(|scope| {
         let users = query
@@ -197,22 +148,26 @@ where
     let (scope, users) = match asked {
         Ok((Some(scope), users)) => (scope, users),
         Ok((None, _)) => {
-            return error(
+            return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_message",
                 "scope is required",
-            );
+            ));
         }
         Err(refused) => {
-            return error(StatusCode::BAD_REQUEST, refused.code(), &refused.message());
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                refused.code(),
+                refused.message(),
+            ));
         }
     };
     if !identity.can_watch(&scope) {
-        return error(
+        return Err(Refusal::new(
             StatusCode::FORBIDDEN,
             "forbidden_scope",
             "you may not watch this scope",
-        );
+        ));
     }
     let snapshot = match &users {
         Some(users) => shared.presence.snapshot_of(&scope, users).await,
@@ -221,29 +176,19 @@ where
     match snapshot {
         Ok(snapshot) => {
             let json = ServerMessage::snapshot(&snapshot).to_json();
-            presence_traffic((
+            Ok(presence_traffic((
                 [
                     (CONTENT_TYPE, HeaderValue::from_static("application/json")),
                     (CACHE_CONTROL, HeaderValue::from_static("no-store")),
                 ],
                 json,
-            ))
+            )))
         }
         Err(failure) => {
             tracing::warn!(%scope, error = %failure, "snapshot failed");
-            unavailable()
+            Err(Refusal::unavailable())
         }
     }
-}
-
-fn parse_query(parts: &Parts) -> Result<SnapshotQuery, Refusal> {
-    axum::extract::Query::<SnapshotQuery>::try_from_uri(&parts.uri)
-        .map(|query| query.0)
-        .map_err(|e| Refusal {
-            status: StatusCode::BAD_REQUEST,
-            code: "invalid_message",
-            message: e.body_text(),
-        })
 }
 
 #[cfg(test)]
@@ -253,7 +198,7 @@ mod tests {
     async fn refusal(body: Body) -> (StatusCode, &'static str) {
         match read_body(body).await {
             Ok(_) => panic!("expected a refusal"),
-            Err(refusal) => (refusal.status, refusal.code),
+            Err(refusal) => (refusal.status(), refusal.code()),
         }
     }
 

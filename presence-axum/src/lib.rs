@@ -11,6 +11,11 @@
 //! the extractor's own answer if it is a server error (a 503 while the host
 //! cannot verify logins: clients retry instead of giving up).
 //!
+//! Every presence route starts with the extractor [`Admitted`]: the page's
+//! origin ([`AllowedOrigins`], 403), then the host's extractor (401 or
+//! 503), each refusal a JSON [`Refusal`]. A host may put it on its own
+//! routes too.
+//!
 //! ```
 //! use axum::extract::{FromRef, FromRequestParts};
 //! use axum::http::{StatusCode, request::Parts};
@@ -183,13 +188,14 @@
 //! With the cargo feature `metrics` (off by default; it turns on
 //! `presence-core`'s), the sockets record how many are open, the frames
 //! received, the `error` frames sent, the closes by code and the lag from
-//! each event to its write, next to the core's metrics: every name is in
-//! `presence_core::metrics`.
+//! each event to its write, next to the core's metrics. The sockets'
+//! names are in [`metrics`], the core's in `presence_core::metrics`; call
+//! both `describe` functions once the recorder is installed.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod calls;
+mod admitted;
 mod client;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -198,7 +204,7 @@ mod http_routes;
 mod identity;
 mod layer;
 mod login;
-mod messages;
+pub mod metrics;
 mod origin;
 mod protocol;
 mod reply;
@@ -207,12 +213,14 @@ mod settings;
 mod socket;
 mod throttle;
 
+pub use admitted::Admitted;
 pub use client::CLIENT_JS;
 pub use identity::Identity;
 pub use layer::{ActivityLayer, ActivityService};
 pub use login::{login, logout};
 pub use origin::AllowedOrigins;
 pub use protocol::{ClientMessage, ProtocolError, ServerMessage, decode};
+pub use reply::Refusal;
 pub use routes::PresenceRoutes;
 pub use settings::SocketSettings;
 pub use socket::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED};

@@ -2,6 +2,8 @@
 //! routes: the defence against cross-site WebSocket hijacking and request
 //! forgery.
 
+use std::sync::Arc;
+
 use axum::http::header::{HOST, ORIGIN};
 use axum::http::request::Parts;
 
@@ -13,7 +15,8 @@ use axum::http::request::Parts;
 /// victim's cookies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AllowedOrigins {
-    origins: Vec<String>,
+    /// Shared: the routes hand a copy to every request they check.
+    origins: Arc<[String]>,
 }
 
 impl AllowedOrigins {
@@ -25,7 +28,9 @@ impl AllowedOrigins {
     /// Also allows `origin` (e.g. `https://app.example.com`; compared without
     /// a trailing slash, case-insensitively).
     pub fn allow(mut self, origin: impl AsRef<str>) -> Self {
-        self.origins.push(normalise(origin.as_ref()));
+        let mut origins = self.origins.to_vec();
+        origins.push(normalise(origin.as_ref()));
+        self.origins = origins.into();
         self
     }
 

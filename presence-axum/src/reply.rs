@@ -1,6 +1,8 @@
-//! HTTP answers shared by the presence routes: JSON errors with stable
-//! codes, and the mark that keeps presence traffic from counting as
-//! activity.
+//! HTTP answers shared by the presence routes: [`Refusal`], a JSON error
+//! with a stable code, and the mark that keeps presence traffic from
+//! counting as activity.
+
+use std::borrow::Cow;
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -19,33 +21,79 @@ pub(crate) fn presence_traffic(response: impl IntoResponse) -> Response {
     response
 }
 
-/// A JSON error `{"code", "message"}` marked as presence traffic.
-pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    presence_traffic((status, Json(json!({ "code": code, "message": message }))))
+/// A refused presence request: an HTTP status, and a JSON body
+/// `{"code": "…", "message": "…"}` whose code is stable (`docs/protocol.md`
+/// lists every one). The rejection of [`crate::Admitted`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
 }
 
-pub(crate) fn unauthenticated() -> Response {
-    error(
-        StatusCode::UNAUTHORIZED,
-        "unauthenticated",
-        "sign in to use presence",
-    )
+impl Refusal {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The host's extractor rejected the request (401).
+    pub(crate) fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in to use presence",
+        )
+    }
+
+    /// Presence, or the host's auth, cannot answer right now (503): the
+    /// client should retry.
+    pub(crate) fn unavailable() -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "presence is unavailable right now; try again",
+        )
+    }
+
+    /// The request came from a page of an origin not allowed (403: the
+    /// socket's upgrade rule of SPEC §6, applied to the HTTP routes as
+    /// well).
+    pub(crate) fn forbidden_origin() -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_origin",
+            "this origin may not use presence",
+        )
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The stable error code (`unauthenticated`, `forbidden_origin`, …).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    /// The human-readable message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
 }
 
-pub(crate) fn unavailable() -> Response {
-    error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "presence is unavailable right now; try again",
-    )
-}
-
-/// The request came from a page of an origin not allowed (the socket's
-/// upgrade rule of SPEC §6, applied to the HTTP routes as well).
-pub(crate) fn forbidden_origin() -> Response {
-    error(
-        StatusCode::FORBIDDEN,
-        "forbidden_origin",
-        "this origin may not use presence",
-    )
+impl IntoResponse for Refusal {
+    /// The JSON error, marked as presence traffic.
+    fn into_response(self) -> Response {
+        let body = json!({ "code": self.code, "message": self.message });
+        presence_traffic((self.status, Json(body)))
+    }
 }

@@ -5,16 +5,22 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::{FromRequestParts, Request, State};
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::{FromRequestParts, Query, WebSocketUpgrade};
 use axum::routing::{any, get, post};
+use axum::{Extension, Router};
 use presence_core::Presence;
 use tokio_util::task::TaskTracker;
 
+use crate::admitted::Admitted;
+use crate::http_routes::SnapshotQuery;
 use crate::identity::Identity;
 use crate::layer::ActivityLayer;
 use crate::origin::AllowedOrigins;
 use crate::settings::{Paths, Shared, SocketSettings};
+use crate::socket::SocketQuery;
 use crate::{client, http_routes, socket};
 
 /// The presence routes of one app, for the host's auth extractor `A`.
@@ -124,22 +130,25 @@ impl<A> PresenceRoutes<A> {
     {
         let shared = &self.shared;
         let paths = &shared.paths;
+        // Every route but the client's extracts `Admitted<A>` first.
         let on_socket = {
             let shared = shared.clone();
-            move |State(state): State<S>, request: Request| {
-                socket::upgrade::<A, S>(shared.clone(), state, request)
+            move |admitted: Admitted<A>,
+                  upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+                  query: Query<SocketQuery>| {
+                socket::upgrade(shared.clone(), admitted, upgrade, query)
             }
         };
         let on_heartbeat = {
             let shared = shared.clone();
-            move |State(state): State<S>, request: Request| {
-                http_routes::heartbeat::<A, S>(shared.clone(), state, request)
+            move |admitted: Admitted<A>, body: Body| {
+                http_routes::heartbeat(shared.clone(), admitted, body)
             }
         };
         let on_snapshot = {
             let shared = shared.clone();
-            move |State(state): State<S>, request: Request| {
-                http_routes::snapshot::<A, S>(shared.clone(), state, request)
+            move |admitted: Admitted<A>, query: Result<Query<SnapshotQuery>, QueryRejection>| {
+                http_routes::snapshot(shared.clone(), admitted, query)
             }
         };
         Router::new()
@@ -147,6 +156,8 @@ impl<A> PresenceRoutes<A> {
             .route(&paths.socket, any(on_socket))
             .route(&paths.heartbeat, post(on_heartbeat))
             .route(&paths.snapshot, get(on_snapshot))
+            // What `Admitted` checks origins against.
+            .route_layer(Extension(shared.origins.clone()))
             .route(&paths.client, get(client::serve))
     }
 

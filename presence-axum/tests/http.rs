@@ -351,3 +351,49 @@ async fn a_host_that_cannot_verify_a_login_gets_its_503_passed_on() {
         assert_eq!(body["code"], code);
     }
 }
+
+/// `Admitted` on a route of the host's own: the same refusals as presence's
+/// routes, and only the server's own origin, as the host gave its route no
+/// `AllowedOrigins`.
+#[tokio::test]
+async fn a_host_route_behind_admitted_is_refused_like_the_presence_routes() {
+    let server = Server::start().await;
+    let alice = server.token("alice", "acme");
+    let me = |token: &str, origin: Option<&str>| {
+        let mut request = server.http.get(server.url("/me")).bearer_auth(token);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let answer = me(&alice, None).await.expect("me");
+    assert_eq!(answer.status(), 200);
+    assert_eq!(answer.text().await.expect("text"), "alice");
+    let own_origin = format!("http://{}", server.addr);
+    assert_eq!(
+        me(&alice, Some(&own_origin)).await.expect("me").status(),
+        200
+    );
+    for (token, origin, status, code) in [
+        ("nobody", None, 401, "unauthenticated"),
+        (common::UNVERIFIABLE, None, 503, "unavailable"),
+        (
+            alice.as_str(),
+            Some("https://evil.example"),
+            403,
+            "forbidden_origin",
+        ),
+        // Allowed on presence's routes, not on this one.
+        (
+            alice.as_str(),
+            Some("https://app.example.com"),
+            403,
+            "forbidden_origin",
+        ),
+    ] {
+        let refused = me(token, origin).await.expect("me");
+        assert_eq!(refused.status(), status, "{token} from {origin:?}");
+        let body: serde_json::Value = refused.json().await.expect("a JSON error");
+        assert_eq!(body["code"], code, "{token} from {origin:?}");
+    }
+}

@@ -1,6 +1,6 @@
 //! Metrics for operators, through the [`metrics`](https://docs.rs/metrics)
-//! facade: every metric presence records, named and described here and
-//! nowhere else.
+//! facade: every metric the core records, named and described here and
+//! nowhere else (the sockets' own are in `presence_axum::metrics`).
 //!
 //! Recording is behind the cargo feature `metrics` (off by default). With
 //! it off, every function of this module is empty and compiles to nothing;
@@ -9,10 +9,12 @@
 //! the host installed (a Prometheus exporter, say); with none installed,
 //! the facade drops everything at the cost of a few loads. Call
 //! [`describe`] once after installing the recorder, so the exporter knows
-//! each metric's unit and help text.
+//! each metric's unit and help text (it describes the core's metrics only).
 //!
-//! `presence-axum`'s feature `metrics` turns this one on and records the
-//! socket metrics through the hooks at the end of this module.
+//! `presence-axum`'s feature `metrics` turns this one on. Its sockets
+//! record metrics of their own, named and described in
+//! `presence_axum::metrics`, and the `stage="socket"` samples of
+//! [`FANOUT_LAG`] through [`written_to_socket`].
 //!
 //! # The metrics
 //!
@@ -26,13 +28,9 @@
 //! | `presence_events_delivered_total` | counter | | events put in a subscriber's queue on this node, once per subscriber (each event of a batch counts), including events other nodes published |
 //! | `presence_events_dropped_total` | counter | | events not queued because the subscriber's queue was full |
 //! | `presence_subscribers_lagged_total` | counter | | times a subscriber's full queue made it lag (it is told [`crate::Delivery::Lagged`] and re-reads a snapshot) |
-//! | `presence_fanout_lag_seconds` | histogram | `stage` | time from an event's `at` to `stage="queue"`: its hand-over to the subscriber queues (one sample per event per hand-over, not per subscriber); `stage="socket"`: the completed write of its frame to a presence socket (one sample per event per socket) |
+//! | `presence_fanout_lag_seconds` | histogram | `stage` | time from an event's `at` to `stage="queue"`: its hand-over to the subscriber queues (one sample per event per hand-over, not per subscriber); `stage="socket"`: the completed write of its frame to a presence socket (one sample per event per socket, recorded by `presence-axum`) |
 //! | `presence_store_call_seconds` | histogram | `op` | latency of each call the service makes on its [`crate::store::PresenceStore`] (so every backend is measured alike), the store timeout included |
 //! | `presence_store_errors_total` | counter | `op` | store calls that failed: unavailable, timed out, corrupt data or another backend error (a refused change, such as a session not found, is not an error of the store) |
-//! | `presence_sockets_open` | gauge | | presence WebSockets open on this process |
-//! | `presence_socket_frames_received_total` | counter | | frames read from presence sockets (text, binary, ping and pong) |
-//! | `presence_socket_error_frames_total` | counter | `code` | `error` frames sent, by their protocol code (`malformed_json`, `rate_limited`, …) |
-//! | `presence_socket_closes_total` | counter | `code` | presence sockets that ended, by the close code the server sent (`1000`, `1001`, `1008`, `1009`, `1011`, `4000`, `4001`, or `other`), or `none` when the client closed first or the connection broke |
 //!
 //! Values of the label `op`: `open`, `restore`, `activity`, `close`,
 //! `logout`, `logout_everywhere`, `set_status`, `clear_node`, `refresh`
@@ -96,14 +94,6 @@ pub const FANOUT_LAG: &str = "presence_fanout_lag_seconds";
 pub const STORE_CALL: &str = "presence_store_call_seconds";
 /// Counter, label `op`: store calls that failed.
 pub const STORE_ERRORS: &str = "presence_store_errors_total";
-/// Gauge: presence sockets open.
-pub const SOCKETS_OPEN: &str = "presence_sockets_open";
-/// Counter: frames read from presence sockets.
-pub const SOCKET_FRAMES_RECEIVED: &str = "presence_socket_frames_received_total";
-/// Counter, label `code`: `error` frames sent, by protocol code.
-pub const SOCKET_ERROR_FRAMES: &str = "presence_socket_error_frames_total";
-/// Counter, label `code`: presence sockets ended, by close code.
-pub const SOCKET_CLOSES: &str = "presence_socket_closes_total";
 
 /// Tells the installed recorder the unit and help text of every metric
 /// above. Call it once, after installing the recorder; it does nothing
@@ -165,22 +155,6 @@ pub fn describe() {
             STORE_ERRORS,
             Unit::Count,
             "Presence store calls that failed (unavailable, timeout, corrupt, backend), by operation."
-        );
-        describe_gauge!(SOCKETS_OPEN, Unit::Count, "Presence WebSockets open.");
-        describe_counter!(
-            SOCKET_FRAMES_RECEIVED,
-            Unit::Count,
-            "Frames read from presence WebSockets."
-        );
-        describe_counter!(
-            SOCKET_ERROR_FRAMES,
-            Unit::Count,
-            "Error frames sent on presence WebSockets, by protocol error code."
-        );
-        describe_counter!(
-            SOCKET_CLOSES,
-            Unit::Count,
-            "Presence WebSockets ended, by the close code the server sent (none: the client left)."
         );
     }
 }
@@ -434,74 +408,6 @@ pub fn heartbeat_flush(elapsed: std::time::Duration, failed: bool) {
     }
     #[cfg(not(feature = "metrics"))]
     let _ = (elapsed, failed);
-}
-
-/// An open presence socket, counted in `presence_sockets_open` until it is
-/// dropped. For adapters: hold one for as long as the socket lives.
-#[must_use = "the socket counts as open only while this is held"]
-#[derive(Debug)]
-pub struct OpenSocket {
-    _private: (),
-}
-
-/// Counts a presence socket as open until the returned guard is dropped.
-/// For adapters.
-#[inline]
-pub fn socket_opened() -> OpenSocket {
-    #[cfg(feature = "metrics")]
-    gauge!(SOCKETS_OPEN).increment(1.0);
-    OpenSocket { _private: () }
-}
-
-impl Drop for OpenSocket {
-    #[inline]
-    fn drop(&mut self) {
-        #[cfg(feature = "metrics")]
-        gauge!(SOCKETS_OPEN).decrement(1.0);
-    }
-}
-
-/// A presence socket ended: `Some(code)` with the close code the server
-/// sent, `None` when the client closed first or the connection broke. For
-/// adapters.
-#[inline]
-pub fn socket_closed(code: Option<u16>) {
-    #[cfg(feature = "metrics")]
-    {
-        let code = match code {
-            None => "none",
-            Some(1000) => "1000",
-            Some(1001) => "1001",
-            Some(1002) => "1002",
-            Some(1003) => "1003",
-            Some(1007) => "1007",
-            Some(1008) => "1008",
-            Some(1009) => "1009",
-            Some(1011) => "1011",
-            Some(4000) => "4000",
-            Some(4001) => "4001",
-            Some(_) => "other",
-        };
-        counter!(SOCKET_CLOSES, "code" => code).increment(1);
-    }
-    #[cfg(not(feature = "metrics"))]
-    let _ = code;
-}
-
-/// A frame was read from a presence socket. For adapters.
-#[inline]
-pub fn frame_received() {
-    #[cfg(feature = "metrics")]
-    counter!(SOCKET_FRAMES_RECEIVED).increment(1);
-}
-
-/// An `error` frame with protocol code `code` was sent. For adapters.
-#[inline]
-pub fn error_frame_sent(code: &'static str) {
-    #[cfg(feature = "metrics")]
-    counter!(SOCKET_ERROR_FRAMES, "code" => code).increment(1);
-    #[cfg(not(feature = "metrics"))]
-    let _ = code;
 }
 
 /// The frames of `events` were written to a presence socket just now. For

@@ -373,48 +373,17 @@ fn describe_gives_every_metric_its_unit() {
         (names::FANOUT_LAG, Unit::Seconds),
         (names::STORE_CALL, Unit::Seconds),
         (names::STORE_ERRORS, Unit::Count),
-        (names::SOCKETS_OPEN, Unit::Count),
-        (names::SOCKET_FRAMES_RECEIVED, Unit::Count),
-        (names::SOCKET_ERROR_FRAMES, Unit::Count),
-        (names::SOCKET_CLOSES, Unit::Count),
     ];
     assert_eq!(units.len(), expected.len());
     for (name, unit) in expected {
         assert_eq!(units.get(name), Some(&Some(unit)), "{name}");
         assert!(name.starts_with("presence_"), "{name}");
         let suffixed = name.ends_with("_total") || name.ends_with("_seconds");
-        let gauge = matches!(name, names::SESSIONS_LIVE | names::SOCKETS_OPEN);
-        assert!(suffixed || gauge, "{name} names its unit");
+        assert!(
+            suffixed || name == names::SESSIONS_LIVE,
+            "{name} names its unit"
+        );
     }
-}
-
-#[tokio::test]
-async fn socket_hooks_count_opens_closes_frames_and_errors() {
-    let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
-    let socket = names::socket_opened();
-    let other = names::socket_opened();
-    assert_eq!(recorder.gauge(names::SOCKETS_OPEN), 2.0);
-    names::frame_received();
-    names::error_frame_sent("malformed_json");
-    drop(socket);
-    names::socket_closed(Some(1008));
-    drop(other);
-    names::socket_closed(None);
-    assert_eq!(recorder.gauge(names::SOCKETS_OPEN), 0.0);
-    assert_eq!(recorder.counter(names::SOCKET_FRAMES_RECEIVED), 1);
-    assert_eq!(
-        recorder.counter("presence_socket_error_frames_total{code=malformed_json}"),
-        1
-    );
-    assert_eq!(
-        recorder.counter("presence_socket_closes_total{code=1008}"),
-        1
-    );
-    assert_eq!(
-        recorder.counter("presence_socket_closes_total{code=none}"),
-        1
-    );
 }
 
 #[tokio::test]

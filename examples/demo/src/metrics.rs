@@ -5,7 +5,8 @@
 //! or push gateway: it only keeps the metrics and renders them, and this
 //! app serves them on its own port. Latencies (`…_seconds`) are rendered as
 //! histograms with the buckets below, so they add up across nodes. The
-//! names are those of `presence_core::metrics`.
+//! names are those of `presence_core::metrics` and, for the sockets,
+//! `presence_axum::metrics`.
 
 use std::time::Duration;
 
@@ -37,6 +38,7 @@ pub(crate) fn install() -> Result<PrometheusHandle, BuildError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)?
         .install_recorder()?;
     presence_core::metrics::describe();
+    presence_axum::metrics::describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut every = tokio::time::interval(UPKEEP);

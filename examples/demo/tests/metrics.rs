@@ -95,6 +95,10 @@ async fn metrics_are_served_in_prometheus_text_when_enabled() {
         "described: {scrape}"
     );
     assert!(
+        scrape.contains("# HELP presence_sockets_open "),
+        "the sockets' metrics are described too: {scrape}"
+    );
+    assert!(
         scrape.contains("# TYPE presence_store_call_seconds histogram"),
         "latencies are histograms: {scrape}"
     );

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
-use axum::extract::ws::close_code;
 use chrono::{SecondsFormat, TimeDelta};
 use presence_core::{
     Clock, ManualClock, Presence, PresenceConfig, RequestedStatus, ScopeId, SessionSpec, UserId,
@@ -22,11 +21,12 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::decode::{CODES, encode, status_name};
-use crate::calls::StoreCalls;
 use crate::identity::Identity;
-use crate::messages::{Ending, Handling, Inbound, Reply, Step};
 use crate::protocol::{ClientMessage, ProtocolError, decode};
-use crate::socket::CLOSE_SESSION_LAPSED;
+use crate::socket::answer::Answer;
+use crate::socket::calls::StoreCalls;
+use crate::socket::close::{Close, Ending};
+use crate::socket::frame::{FrameContext, Inbound};
 use crate::throttle::{FloodLimit, Throttle};
 
 /// Most operations one input runs: longer inputs find little more.
@@ -170,17 +170,18 @@ async fn run(ops: Vec<Op>) {
         };
         let expected = text.as_deref().map(|text| decode(text, clock.now()));
         let them_before = status(&presence, &them).await;
-        let mut handling = Handling {
+        let mut context = FrameContext {
             presence: &presence,
             identity: &identity,
             session: &session,
             subscription: &mut subscription,
             calls: &mut calls,
+            throttle: &mut throttle,
         };
-        let step = match handling.on_frame(&mut throttle, inbound, now) {
+        let answer = match context.answer(inbound, now) {
             // A frame queues at most one call; here it runs at once.
-            Ok(None) if calls.is_busy() => calls.next().await,
-            step => step,
+            Answer::Nothing if calls.is_busy() => calls.next_answer().await,
+            answer => answer,
         };
         assert!(!calls.is_busy(), "one frame queued more than one call");
         assert_eq!(
@@ -188,9 +189,9 @@ async fn run(ops: Vec<Op>) {
             them_before,
             "a frame of another user changed them: {frame:?}"
         );
-        check(&identity, inbound, expected, &step);
+        check(&identity, inbound, expected, &answer);
         while subscription.try_recv().is_some() {}
-        if step.is_err() || session.has_ended().is_some() {
+        if matches!(answer, Answer::End(_)) || session.has_ended().is_some() {
             break;
         }
     }
@@ -254,61 +255,59 @@ fn pick(names: &[&'static str], index: u8) -> &'static str {
     names[usize::from(index) % names.len()]
 }
 
-/// Whether `step` is what SPEC §6 answers `inbound` with (`expected`: how
-/// the decoder judged its text).
+/// Whether `answer` is what SPEC §6 answers `inbound` with (`expected`:
+/// how the decoder judged its text).
 fn check(
     identity: &Identity,
     inbound: Inbound<'_>,
     expected: Option<Result<ClientMessage, ProtocolError>>,
-    step: &Step,
+    answer: &Answer,
 ) {
     // Flood control may drop any data frame, or close the socket.
     let throttled = matches!(
-        step,
-        Ok(Some(Reply::Error(ProtocolError::RateLimited)))
-            | Err(Ending::Close(close_code::POLICY, _))
+        answer,
+        Answer::Error(ProtocolError::RateLimited)
+            | Answer::End(Ending::Close(Close::TooManyMessages))
     );
     let fine = match inbound {
-        Inbound::Closed | Inbound::Broken => matches!(step, Err(Ending::Gone)),
-        Inbound::TooLarge => matches!(step, Err(Ending::Close(close_code::SIZE, _))),
-        Inbound::Violation { code, .. } => {
-            matches!(step, Err(Ending::Close(sent, _)) if *sent == code)
+        Inbound::Closed | Inbound::Broken => matches!(answer, Answer::End(Ending::Gone)),
+        Inbound::TooLarge => matches!(answer, Answer::End(Ending::Close(Close::FrameTooLarge))),
+        Inbound::Violation(close) => {
+            matches!(answer, Answer::End(Ending::Close(sent)) if *sent == close)
         }
-        Inbound::Control => throttled || matches!(step, Ok(None)),
-        Inbound::Binary => {
-            throttled || matches!(step, Ok(Some(Reply::Error(ProtocolError::BinaryFrame))))
-        }
+        Inbound::Control => throttled || matches!(answer, Answer::Nothing),
+        Inbound::Binary => throttled || matches!(answer, Answer::Error(ProtocolError::BinaryFrame)),
         Inbound::Text(_) => match &expected {
             None => false,
             Some(Err(refused)) => {
-                throttled || matches!(step, Ok(Some(Reply::Error(sent))) if sent == refused)
+                throttled || matches!(answer, Answer::Error(sent) if sent == refused)
             }
-            Some(Ok(message)) => throttled || answers(identity, message, step),
+            Some(Ok(message)) => throttled || answers(identity, message, answer),
         },
     };
     assert!(
         fine,
-        "{inbound:?} (decoded {expected:?}) was answered {step:?}"
+        "{inbound:?} (decoded {expected:?}) was answered {answer:?}"
     );
-    if let Ok(Some(Reply::Error(refused))) = step {
+    if let Answer::Error(refused) = answer {
         assert!(CODES.contains(&refused.code()));
     }
 }
 
-/// Whether `step` answers a well-formed `message`.
-fn answers(identity: &Identity, message: &ClientMessage, step: &Step) -> bool {
-    let lapsed = matches!(step, Err(Ending::Close(CLOSE_SESSION_LAPSED, _)));
+/// Whether `answer` answers a well-formed `message`.
+fn answers(identity: &Identity, message: &ClientMessage, answer: &Answer) -> bool {
+    let lapsed = matches!(answer, Answer::End(Ending::Close(Close::SessionLapsed)));
     match message {
-        ClientMessage::Heartbeat => lapsed || matches!(step, Ok(Some(Reply::Pong))),
+        ClientMessage::Heartbeat => lapsed || matches!(answer, Answer::Pong),
         ClientMessage::Activity | ClientMessage::StatusChange { .. } => {
-            lapsed || matches!(step, Ok(None))
+            lapsed || matches!(answer, Answer::Nothing)
         }
-        ClientMessage::Unsubscribe { .. } => matches!(step, Ok(None)),
+        ClientMessage::Unsubscribe { .. } => matches!(answer, Answer::Nothing),
         ClientMessage::Subscribe { scope, user_ids } => {
             if !identity.can_watch(scope) {
-                return matches!(step, Ok(Some(Reply::Error(ProtocolError::ForbiddenScope(s)))) if s == scope);
+                return matches!(answer, Answer::Error(ProtocolError::ForbiddenScope(s)) if s == scope);
             }
-            let Ok(Some(Reply::Snapshot(snapshot))) = step else {
+            let Answer::Snapshot(snapshot) = answer else {
                 return false;
             };
             snapshot.scope == *scope

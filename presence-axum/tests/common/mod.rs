@@ -14,7 +14,7 @@ use axum::http::request::Parts;
 use axum::routing::{get, post};
 use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
-use presence_axum::{AllowedOrigins, Identity, PresenceRoutes, SocketSettings};
+use presence_axum::{Admitted, AllowedOrigins, Identity, PresenceRoutes, SocketSettings};
 use presence_core::{ManualClock, Presence, PresenceBuilder, PresenceConfig};
 use presence_store_tests::helpers::{WAIT, test_config};
 use serde_json::Value;
@@ -132,6 +132,7 @@ impl Server {
         let app = Router::new()
             .route("/", get(|| async { "dashboard" }))
             .route("/logout", post(logout))
+            .route("/me", get(me))
             .merge(routes.router())
             .layer(routes.activity_layer(state.clone()))
             .with_state(state);
@@ -241,6 +242,11 @@ pub async fn busy_alice(server: &Server, flips: u64) -> (presence_core::SessionH
             .expect("set");
     }
     (tab, flips + 1)
+}
+
+/// A route of the app's own behind presence's checks: who is signed in.
+async fn me(Admitted { identity, .. }: Admitted<BearerUser>) -> String {
+    identity.user.to_string()
 }
 
 /// The app's logout handler: forget the login, then tell presence.

@@ -1,20 +1,10 @@
-//! One presence socket: the upgrade checks, then a session held for as long
-//! as the socket lives, speaking SPEC §6.
-//!
-//! One task per socket: it reads frames and answers them, runs the store
-//! calls they ask for beside its reading (see [`crate::calls`]: a slow
-//! store never holds up a heartbeat), and writes what the subscription
-//! delivers, straight to the socket. Fan-out never waits on
-//! a socket (subscriptions are bounded and report lag); a socket whose write
-//! does not complete within `send_timeout` (a peer that stopped reading) is
-//! dropped. Each event's frame, and each batch's, is encoded once and shared
-//! by every socket that sends it.
+//! One presence socket's connection after the upgrade: a session held for
+//! as long as the socket lives, and the loop that reads frames, runs their
+//! store calls and writes what the subscription delivers.
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
-use axum::extract::{FromRequestParts, Request, WebSocketUpgrade};
-use axum::response::{IntoResponse, Response};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use presence_core::store::StoreError;
 use presence_core::{
@@ -23,105 +13,48 @@ use presence_core::{
 };
 use tokio::time::Instant;
 
-use crate::calls::StoreCalls;
-use crate::http_routes::identify;
+use super::answer::Answer;
+use super::calls::StoreCalls;
+use super::close::{Close, Ending};
+use super::frame::{FrameContext, Inbound, watch};
 use crate::identity::Identity;
-use crate::messages::{Ending, Handling, Inbound, Reply, Step, watch};
 use crate::protocol::{
-    BATCH_FRAME_BYTES, ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
+    ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
-use crate::reply::{forbidden_origin, presence_traffic};
 use crate::settings::Shared;
 use crate::throttle::Throttle;
 
-/// Close code for a session whose heartbeats lapsed (the client should
-/// reconnect).
-pub const CLOSE_SESSION_LAPSED: u16 = 4000;
-/// Close code for a socket whose session a newer one took over.
-pub const CLOSE_SESSION_REPLACED: u16 = 4001;
-
-/// The upgrade: origin (403), identity (401), then the socket.
-pub(crate) async fn upgrade<A, S>(shared: Arc<Shared>, state: S, request: Request) -> Response
-where
-    A: FromRequestParts<S> + Into<Identity>,
-    S: Send + Sync,
-{
-    let (mut parts, _) = request.into_parts();
-    if !shared.origins.permits(&parts) {
-        return forbidden_origin();
-    }
-    let identity = match identify::<A, S>(&mut parts, &state).await {
-        Ok(identity) => identity,
-        Err(refusal) => return refusal,
-    };
-    let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &state).await {
-        Ok(upgrade) => upgrade,
-        Err(rejection) => return presence_traffic(rejection.into_response()),
-    };
-    let batches = asks_for_batches(parts.uri.query());
-    let limits = shared.socket;
-    let response = upgrade
-        .read_buffer_size(limits.read_buffer_bytes)
-        .write_buffer_size(limits.write_buffer_bytes)
-        // Room for the largest frame the server writes, and some.
-        .max_write_buffer_size(
-            limits
-                .max_write_buffer_bytes
-                .max(limits.max_message_bytes * 2)
-                .max(BATCH_FRAME_BYTES * 2),
-        )
-        .max_message_size(limits.max_message_bytes)
-        .max_frame_size(limits.max_message_bytes)
-        .on_upgrade({
-            // The callback is kept in the upgrade task's future for the
-            // socket's whole life: it holds a pointer, not the identity.
-            let parts = Box::new((shared, identity, batches));
-            move |socket| {
-                let (shared, identity, batches) = *parts;
-                let tracker = shared.sockets.clone();
-                let connection = Box::new(Connection {
-                    shared,
-                    identity,
-                    socket,
-                    batches,
-                });
-                tracker.track_future(serve(connection))
-            }
-        });
-    presence_traffic(response)
-}
-
-/// Whether the socket's URL asks for `presence_batch` frames: `batch=1` (or
-/// `batch=true`) in its query.
-fn asks_for_batches(query: Option<&str>) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| matches!(pair, "batch=1" | "batch=true"))
-}
+/// Longest wait for the client's answer to a close frame.
+const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One turn of the connection loop.
 enum Input {
     Frame(Option<Result<Message, axum::Error>>),
     /// A store call a frame asked for has ended.
-    Called(Step),
+    Answered(Answer),
     Delivery(Option<Delivery>),
     Ended(SessionEnd),
+}
+
+/// One upgraded presence socket and who it belongs to.
+pub(crate) struct Connection {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) identity: Identity,
+    pub(crate) socket: WebSocket,
+    /// The client asked for `presence_batch` frames.
+    pub(crate) batches: bool,
 }
 
 /// The socket's one task. Idle sockets are many: what this future holds
 /// while waiting is kept small, and the calls that reach the store (rare,
 /// large futures) are boxed.
-async fn serve(mut connection: Box<Connection>) {
-    let _open = presence_core::metrics::socket_opened();
+pub(crate) async fn serve(mut connection: Box<Connection>) {
+    let _open = crate::metrics::socket_opened();
     let (ending, session) = match Box::pin(connection.open_session()).await {
         Ok(mut session) => (connection.run(&mut session).await, Some(session)),
         Err(ending) => (ending, None),
     };
-    presence_core::metrics::socket_closed(match &ending {
-        Ending::Close(code, _) => Some(*code),
-        Ending::Gone => None,
-    });
+    crate::metrics::socket_closed(ending.code());
     // The session closes while the client gets its close frame, and the
     // socket counts as open until both are done: once a socket is gone,
     // its session is too, not still closing in a task of its own.
@@ -136,17 +69,6 @@ async fn serve(mut connection: Box<Connection>) {
     tokio::join!(Box::pin(close_session), connection.finish(ending));
 }
 
-/// Longest wait for the client's answer to a close frame.
-const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
-
-struct Connection {
-    shared: Arc<Shared>,
-    identity: Identity,
-    socket: WebSocket,
-    /// The client asked for `presence_batch` frames.
-    batches: bool,
-}
-
 impl Connection {
     /// Opens the socket's session, or tells why it could not.
     async fn open_session(&mut self) -> Result<SessionHandle, Ending> {
@@ -156,21 +78,17 @@ impl Connection {
             .scopes(std::mem::take(&mut self.identity.member_of));
         let session = match Box::pin(presence.open_session(spec)).await {
             Ok(session) => session,
-            Err(Error::ShutDown) => {
-                return Err(Ending::Close(close_code::AWAY, "server going away"));
-            }
+            Err(Error::ShutDown) => return Err(Close::GoingAway.into()),
             Err(Error::Store(StoreError::TooManySessions { .. })) => {
-                return Err(Ending::Close(close_code::POLICY, "too many sessions"));
+                return Err(Close::TooManySessions.into());
             }
             // The host still accepted the login's credentials, but presence
             // was told it logged out: the same close as a logout of an open
             // socket, so the client stops instead of retrying.
-            Err(failure) if failure.is_logged_out() => {
-                return Err(Ending::Close(close_code::NORMAL, "logged out"));
-            }
+            Err(failure) if failure.is_logged_out() => return Err(Close::LoggedOut.into()),
             Err(failure) => {
                 tracing::warn!(user = %self.identity.user, error = %failure, "opening a presence socket failed");
-                return Err(Ending::Close(close_code::ERROR, "presence unavailable"));
+                return Err(Close::Unavailable.into());
             }
         };
         tracing::debug!(user = %self.identity.user, session = %session.id(), "presence socket open");
@@ -212,8 +130,6 @@ impl Connection {
         let ending = self
             .serve_frames(session, &mut subscription, &mut calls, &mut throttle)
             .await;
-        // A store call is not cut off halfway; it ends within the store's
-        // timeout.
         Box::pin(calls.settle()).await;
         ending
     }
@@ -231,74 +147,64 @@ impl Connection {
         loop {
             let input = tokio::select! {
                 frame = self.socket.recv() => Input::Frame(frame),
-                step = calls.next(), if calls.is_busy() => Input::Called(step),
+                answer = calls.next_answer(), if calls.is_busy() => Input::Answered(answer),
                 // A subscribe's snapshot goes out before the scope's changes.
                 delivery = subscription.recv(), if !calls.holds_snapshot() => Input::Delivery(delivery),
                 end = session.ended() => Input::Ended(end),
             };
-            let step = match input {
+            let turn = match input {
                 Input::Frame(frame) => {
-                    Box::pin(self.on_frame(frame, session, subscription, calls, throttle)).await
+                    let answer = self.answer(frame, session, subscription, calls, throttle);
+                    Box::pin(self.send(answer)).await
                 }
-                Input::Called(step) => Box::pin(self.answer(step)).await,
+                Input::Answered(answer) => Box::pin(self.send(answer)).await,
                 // Events were lost: every watched scope is snapshotted again.
                 Input::Delivery(Some(Delivery::Lagged)) => {
                     calls.push_snapshots(watched(subscription));
                     Ok(())
                 }
                 Input::Delivery(Some(delivery)) => self.send_delivery(&delivery).await,
-                Input::Delivery(None) => Err(Ending::Close(close_code::AWAY, "server going away")),
-                Input::Ended(end) => Err(ending_for(end)),
+                // Fan-out ended: the service is going away.
+                Input::Delivery(None) => Err(Close::GoingAway.into()),
+                Input::Ended(end) => Err(Close::for_session_end(end).into()),
             };
-            if let Err(ending) = step {
+            if let Err(ending) = turn {
                 tracing::debug!(user = %self.identity.user, session = %session.id(), ?ending, "presence socket closing");
                 return ending;
             }
         }
     }
 
-    async fn on_frame(
-        &mut self,
+    /// Answers a frame the client sent. Takes the frame, so that it is not
+    /// held while the answer is written.
+    fn answer(
+        &self,
         frame: Option<Result<Message, axum::Error>>,
         session: &SessionHandle,
         subscription: &mut Subscription,
         calls: &mut StoreCalls,
         throttle: &mut Throttle,
-    ) -> Result<(), Ending> {
-        let inbound = match &frame {
-            None | Some(Ok(Message::Close(_))) => Inbound::Closed,
-            Some(Err(failure)) if is_too_big(failure) => Inbound::TooLarge,
-            Some(Err(failure)) => violation(failure).unwrap_or(Inbound::Broken),
-            Some(Ok(Message::Text(text))) => Inbound::Text(text.as_str()),
-            Some(Ok(Message::Binary(_))) => Inbound::Binary,
-            // tungstenite answers pings itself.
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Control,
-        };
-        let mut handling = Handling {
+    ) -> Answer {
+        let mut context = FrameContext {
             presence: &self.shared.presence,
             identity: &self.identity,
             session,
             subscription,
             calls,
+            throttle,
         };
-        let step = handling.on_frame(throttle, inbound, Instant::now());
-        self.answer(step).await
+        context.answer(Inbound::of(&frame), Instant::now())
     }
 
-    /// Sends a frame's (or a store call's) reply, if any; passes an ending
-    /// on.
-    async fn answer(&mut self, step: Step) -> Result<(), Ending> {
-        match step? {
-            Some(reply) => self.send_reply(reply).await,
-            None => Ok(()),
-        }
-    }
-
-    async fn send_reply(&mut self, reply: Reply) -> Result<(), Ending> {
-        match reply {
-            Reply::Pong => self.send_json(&ServerMessage::Pong).await,
-            Reply::Error(refused) => self.send_error(&refused).await,
-            Reply::Snapshot(snapshot) => self.send_snapshot(&snapshot).await,
+    /// Sends a frame's (or a store call's) answer, if it has one; passes
+    /// an ending on.
+    async fn send(&mut self, answer: Answer) -> Result<(), Ending> {
+        match answer {
+            Answer::Nothing => Ok(()),
+            Answer::Pong => self.send_json(&ServerMessage::Pong).await,
+            Answer::Error(refused) => self.send_error(&refused).await,
+            Answer::Snapshot(snapshot) => self.send_snapshot(&snapshot).await,
+            Answer::End(ending) => Err(ending),
         }
     }
 
@@ -324,7 +230,7 @@ impl Connection {
         // its idle wait.
         let written = Box::pin(timed_write(&self.shared, &self.identity, write)).await;
         if written.is_ok() {
-            presence_core::metrics::written_to_socket(delivery.events());
+            crate::metrics::written(delivery.events());
         }
         written
     }
@@ -349,7 +255,7 @@ impl Connection {
             code: refused.code(),
             message: &message,
         };
-        presence_core::metrics::error_frame_sent(refused.code());
+        crate::metrics::error_frame_sent(refused.code());
         self.send_json(&frame).await
     }
 
@@ -366,7 +272,8 @@ impl Connection {
     /// this side closes, within the send timeout in any case.
     async fn finish(&mut self, ending: Ending) {
         let send_timeout = self.shared.socket.send_timeout;
-        if let Ending::Close(code, reason) = ending {
+        if let Ending::Close(close) = ending {
+            let (code, reason) = close.code_and_reason();
             let frame = CloseFrame {
                 code,
                 reason: Utf8Bytes::from_static(reason),
@@ -423,58 +330,6 @@ fn watched(subscription: &Subscription) -> Vec<(ScopeId, Option<Vec<UserId>>)> {
             (scope.clone(), users)
         })
         .collect()
-}
-
-fn ending_for(end: SessionEnd) -> Ending {
-    match end {
-        SessionEnd::LoggedOut => Ending::Close(close_code::NORMAL, "logged out"),
-        SessionEnd::Closed => Ending::Close(close_code::NORMAL, "session closed"),
-        SessionEnd::ShutDown => Ending::Close(close_code::AWAY, "server going away"),
-        SessionEnd::Lapsed => Ending::Close(CLOSE_SESSION_LAPSED, "session lapsed"),
-        SessionEnd::Replaced => Ending::Close(CLOSE_SESSION_REPLACED, "session replaced"),
-    }
-}
-
-/// Whether a read failed because the client sent more than the limit.
-fn is_too_big(failure: &axum::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(failure);
-    while let Some(error) = source {
-        if let Some(tungstenite::Error::Capacity(_)) = error.downcast_ref::<tungstenite::Error>() {
-            return true;
-        }
-        source = error.source();
-    }
-    false
-}
-
-/// The close a read failure calls for when the client broke RFC 6455
-/// (rather than the connection breaking).
-fn violation(failure: &axum::Error) -> Option<Inbound<'static>> {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(failure);
-    while let Some(error) = source {
-        match error.downcast_ref::<tungstenite::Error>() {
-            Some(tungstenite::Error::Utf8(_)) => {
-                return Some(Inbound::Violation {
-                    code: close_code::INVALID,
-                    reason: "text frame is not UTF-8",
-                });
-            }
-            Some(tungstenite::Error::Protocol(
-                tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
-                | tungstenite::error::ProtocolError::SendAfterClosing
-                | tungstenite::error::ProtocolError::ReceivedAfterClosing,
-            )) => return None,
-            Some(tungstenite::Error::Protocol(_)) => {
-                return Some(Inbound::Violation {
-                    code: close_code::PROTOCOL,
-                    reason: "websocket protocol error",
-                });
-            }
-            Some(_) => return None,
-            None => source = error.source(),
-        }
-    }
-    None
 }
 
 fn millis(duration: std::time::Duration) -> u64 {

@@ -16,7 +16,8 @@ use std::pin::Pin;
 use chrono::{DateTime, Utc};
 use presence_core::{Presence, RequestedStatus, ScopeId, SessionId, UserId};
 
-use crate::messages::{Step, settle_failure, snapshot};
+use super::answer::Answer;
+use crate::protocol::ProtocolError;
 
 /// Calls that may wait behind the running one.
 pub(crate) const MAX_WAITING: usize = 8;
@@ -39,14 +40,20 @@ pub(crate) enum StoreCall {
     },
 }
 
-type Running = Pin<Box<dyn Future<Output = Step> + Send>>;
+/// The call under way.
+struct RunningCall {
+    /// The call, ending in its answer.
+    answer: Pin<Box<dyn Future<Output = Answer> + Send>>,
+    /// It reads a snapshot (events wait for it).
+    is_snapshot: bool,
+}
 
 /// One socket's store calls: the running one and those waiting behind it.
 pub(crate) struct StoreCalls {
     presence: Presence,
     user: UserId,
     session: SessionId,
-    running: Option<(Running, bool)>,
+    running: Option<RunningCall>,
     waiting: VecDeque<StoreCall>,
 }
 
@@ -110,43 +117,47 @@ impl StoreCalls {
     /// that a scope's snapshot reaches the client before the scope's
     /// changes.
     pub(crate) fn holds_snapshot(&self) -> bool {
-        self.running.as_ref().is_some_and(|(_, snapshot)| *snapshot)
+        self.running.as_ref().is_some_and(|call| call.is_snapshot)
             || self
                 .waiting
                 .iter()
                 .any(|call| matches!(call, StoreCall::Snapshot { .. }))
     }
 
-    /// Runs the calls until one ends; waits forever when none is queued.
-    /// Cancel-safe: a running call keeps its progress when this future is
-    /// dropped.
-    pub(crate) async fn next(&mut self) -> Step {
+    /// Runs the calls until one ends, and gives its answer; waits forever
+    /// when none is queued. Cancel-safe: a running call keeps its progress
+    /// when this future is dropped.
+    pub(crate) async fn next_answer(&mut self) -> Answer {
         if self.running.is_none()
             && let Some(call) = self.waiting.pop_front()
         {
-            let snapshot = matches!(call, StoreCall::Snapshot { .. });
-            let run = run(
+            let is_snapshot = matches!(call, StoreCall::Snapshot { .. });
+            let answer = run(
                 self.presence.clone(),
                 self.user.clone(),
                 self.session.clone(),
                 call,
             );
-            self.running = Some((Box::pin(run), snapshot));
+            self.running = Some(RunningCall {
+                answer: Box::pin(answer),
+                is_snapshot,
+            });
         }
-        let Some((running, _)) = self.running.as_mut() else {
+        let Some(running) = self.running.as_mut() else {
             return std::future::pending().await;
         };
-        let step = running.await;
+        let answer = running.answer.as_mut().await;
         self.running = None;
-        step
+        answer
     }
 
-    /// Lets the running call end (the store call is not cut off halfway)
-    /// and drops those waiting: the connection is ending.
+    /// Settles the calls as the connection ends: the running one is let
+    /// end (a store call is not cut off halfway), those waiting are
+    /// dropped.
     pub(crate) async fn settle(&mut self) {
         self.waiting.clear();
-        if let Some((running, _)) = self.running.as_mut() {
-            let _ = running.await;
+        if let Some(running) = self.running.as_mut() {
+            let _ = running.answer.as_mut().await;
             self.running = None;
         }
     }
@@ -156,19 +167,34 @@ impl StoreCalls {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct TooManyCalls;
 
-async fn run(presence: Presence, user: UserId, session: SessionId, call: StoreCall) -> Step {
+async fn run(presence: Presence, user: UserId, session: SessionId, call: StoreCall) -> Answer {
     let result = match call {
         StoreCall::Activity => presence.activity(&user, &session).await,
         StoreCall::Status { status, until } => {
             presence.set_status(&user, status, until).await.map(drop)
         }
         StoreCall::Snapshot { scope, users } => {
-            return Ok(Some(snapshot(&presence, scope, users.as_deref()).await));
+            return snapshot(&presence, scope, users.as_deref()).await;
         }
     };
     match result {
-        Ok(()) => Ok(None),
-        Err(failure) => settle_failure(&user, failure),
+        Ok(()) => Answer::Nothing,
+        Err(failure) => Answer::failed(&user, failure),
+    }
+}
+
+/// A scope's snapshot (or that of some of its users).
+async fn snapshot(presence: &Presence, scope: ScopeId, users: Option<&[UserId]>) -> Answer {
+    let snapshot = match users {
+        Some(users) => presence.snapshot_of(&scope, users).await,
+        None => presence.snapshot(&scope).await,
+    };
+    match snapshot {
+        Ok(snapshot) => Answer::Snapshot(snapshot),
+        Err(failure) => {
+            tracing::warn!(%scope, error = %failure, "a snapshot failed");
+            Answer::Error(ProtocolError::Unavailable)
+        }
     }
 }
 
