@@ -180,3 +180,8 @@ pub use service::Presence;
 pub use session::{SessionEnd, SessionHandle, SessionSpec};
 pub use status::{ManualChoice, ManualStatus, RequestedStatus, Status, UnknownStatus};
 pub use store::{PresenceStore, StoreError, Transition, Update};
+
+/// The README's example, compiled (and run unless `no_run`) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
