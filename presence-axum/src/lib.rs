@@ -225,3 +225,8 @@ pub use routes::PresenceRoutes;
 pub use settings::SocketSettings;
 pub use socket::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED};
 pub use throttle::FloodLimit;
+
+/// The README's example, compiled (and run unless `no_run`) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

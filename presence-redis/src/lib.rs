@@ -98,3 +98,8 @@ mod topology;
 
 pub use config::RedisConfig;
 pub use store::RedisStore;
+
+/// The README's example, compiled (and run unless `no_run`) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

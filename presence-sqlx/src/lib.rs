@@ -166,3 +166,8 @@ pub use postgres::PgStore;
 pub use presence_core::store::PresenceStore;
 #[cfg(feature = "sqlite")]
 pub use sqlite::SqliteStore;
+
+/// The README's example (both stores), compiled as a doctest.
+#[cfg(all(doctest, feature = "postgres", feature = "sqlite"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -220,3 +220,8 @@ macro_rules! cluster_tests {
         )*
     };
 }
+
+/// The README's example, compiled (and run unless `no_run`) as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
