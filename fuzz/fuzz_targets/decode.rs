@@ -1,4 +1,4 @@
-//! Arbitrary text into the WebSocket message decoder (SPEC §6): never a
+//! Arbitrary text into the WebSocket message decoder (docs/protocol.md): never a
 //! panic; accepted messages survive a round trip; refusals carry a stable
 //! code.
 #![no_main]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use presence_core::PresenceConfig;
 
-/// The variables the demo reads (SPEC §7).
+/// The variables the demo reads (README.md#two-commands).
 const VARIABLES: [&str; 11] = [
     "LISTEN_ADDR",
     "PRESENCE_STORE_URL",

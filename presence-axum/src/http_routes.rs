@@ -116,7 +116,7 @@ pub(crate) struct SnapshotQuery {
     user_ids: Option<String>,
 }
 
-/// `GET ?scope=S[&user_ids=a,b]`: the snapshot frame of SPEC §6 as JSON,
+/// `GET ?scope=S[&user_ids=a,b]`: the snapshot frame of docs/protocol.md as JSON,
 /// for a scope the user may watch (403 otherwise, with no data).
 pub(crate) async fn snapshot<A>(
     shared: Arc<Shared>,

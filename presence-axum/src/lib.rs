@@ -1,4 +1,4 @@
-//! Presence for any axum app: the presence WebSocket of SPEC §6, an HTTP
+//! Presence for any axum app: the presence WebSocket of docs/protocol.md, an HTTP
 //! heartbeat and snapshot, a tower layer that counts page requests as
 //! activity, and the browser client, all mounted in a few lines.
 //!
@@ -165,7 +165,7 @@
 //! # Batches
 //!
 //! The events of a busy scope reach the socket in batches (see
-//! `presence_core::fanout`: a quiet scope's event is sent at once, a scope
+//! `presence_core::Subscription`: a quiet scope's event is sent at once, a scope
 //! that changes faster than the batch interval has its events gathered and
 //! sent once per interval). A client that opens the socket with `?batch=1`
 //! on its URL (`/ws/presence?batch=1`) receives each batch as
@@ -173,7 +173,7 @@
 //! `{"type":"presence_batch","scope":"S","events":[{"user_id":"…","status":"AWAY","last_seen":"…","v":8},…]}`,
 //! each entry what a `presence` frame would say, in order; a large batch
 //! comes as several such frames. Any other client receives plain
-//! `presence` frames, back to back, exactly as SPEC §6 describes. The
+//! `presence` frames, back to back, exactly as docs/protocol.md#batches describes. The
 //! shipped client asks for batches.
 //!
 //! # The browser client

@@ -1,4 +1,4 @@
-//! The WebSocket protocol of SPEC §6: what a client may send, what the
+//! The WebSocket protocol of docs/protocol.md: what a client may send, what the
 //! server answers, and the stable error codes of bad messages.
 //!
 //! One extension, for clients that ask for it: a socket opened with

@@ -64,7 +64,7 @@ impl Refusal {
     }
 
     /// The request came from a page of an origin not allowed (403: the
-    /// socket's upgrade rule of SPEC §6, applied to the HTTP routes as
+    /// socket's upgrade rule of docs/protocol.md, applied to the HTTP routes as
     /// well).
     pub(crate) fn forbidden_origin() -> Self {
         Self::new(

@@ -162,7 +162,7 @@ impl<A> PresenceRoutes<A> {
     }
 
     /// The layer that counts the host's authenticated requests as activity
-    /// (SPEC §5), coalesced per login. Apply it to the whole app; the
+    /// (docs/rules.md#http-sessions), coalesced per login. Apply it to the whole app; the
     /// presence routes' own traffic does not count.
     pub fn activity_layer<S>(&self, state: S) -> ActivityLayer<A, S>
     where

@@ -14,7 +14,7 @@ use crate::service::{Presence, Settings, Time};
 use crate::store::PresenceStore;
 
 impl Presence {
-    /// A builder with the defaults: memory store, system clock, SPEC §3
+    /// A builder with the defaults: memory store, system clock, docs/rules.md#defaults
     /// thresholds.
     pub fn builder() -> PresenceBuilder {
         PresenceBuilder {

@@ -1,4 +1,4 @@
-//! Thresholds and limits, with the defaults of SPEC §3 and their validation.
+//! Thresholds and limits, with the defaults of docs/rules.md#defaults and their validation.
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@ use crate::ids::{Epoch, ScopeId, UserId};
 use crate::status::Status;
 use crate::store::{Transition, UserRecord};
 
-/// One change of one user's effective status, told to one scope (SPEC §4).
+/// One change of one user's effective status, told to one scope (docs/rules.md#events).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceEvent {
     /// The scope this event is told in.

@@ -148,7 +148,7 @@ impl SessionId {
     }
 
     /// The session that stands for the plain HTTP requests of one login, so
-    /// a user browsing pages without any socket is present (SPEC §5).
+    /// a user browsing pages without any socket is present (docs/rules.md#http-sessions).
     pub fn for_http_login(login: &LoginId) -> Self {
         Self::from(format!("http:{login}"))
     }

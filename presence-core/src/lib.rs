@@ -188,6 +188,7 @@ pub use memory::MemoryStore;
 pub use service::Presence;
 pub use session::{SessionEnd, SessionHandle, SessionSpec};
 pub use status::{ManualChoice, ManualStatus, RequestedStatus, Status, UnknownStatus};
+
 /// The README's example, compiled (and run unless `no_run`) as a doctest.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

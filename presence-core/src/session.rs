@@ -108,7 +108,7 @@ impl SessionEnd {
 }
 
 /// A live session. Heartbeat and report activity through it; dropping it
-/// closes the session (with the linger of SPEC §2), so a socket task that
+/// closes the session (with the linger of docs/rules.md#linger), so a socket task that
 /// ends for any reason leaves no ghost.
 pub struct SessionHandle {
     pub(crate) presence: Presence,

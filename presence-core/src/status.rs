@@ -6,7 +6,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The effective status observers see (SPEC §1), with its wire name.
+/// The effective status observers see (docs/rules.md#statuses), with its wire name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Status {
@@ -38,7 +38,7 @@ impl fmt::Display for Status {
     }
 }
 
-/// A status the user chose by hand. It outranks idleness (SPEC §3) until it
+/// A status the user chose by hand. It outranks idleness (docs/rules.md#precedence) until it
 /// is cleared or expires.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -67,7 +67,7 @@ impl ManualChoice {
     }
 }
 
-/// What a client may ask for in a status change (SPEC §6): `ONLINE` clears
+/// What a client may ask for in a status change (docs/protocol.md#client-messages): `ONLINE` clears
 /// the manual status, the others set it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]

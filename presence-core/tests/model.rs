@@ -3,7 +3,7 @@
 //! Random sequences of operations (open, close, heartbeat, activity, manual
 //! status, logout, logout everywhere, time passing) are run against a real
 //! [`Presence`] on a [`ManualClock`] and against a small reference model
-//! written from SPEC §1–§4 (not from `store::machine`). After every step the
+//! written from docs/rules.md (not from `store::machine`). After every step the
 //! events a watcher received, every user's status and version, and the
 //! result of the operation must be what the model predicts.
 //!
@@ -306,7 +306,7 @@ impl ModelUser {
         }
     }
 
-    /// SPEC §3 for a settled user.
+    /// docs/rules.md#precedence for a settled user.
     fn effective(&self, now: i64) -> Status {
         if !self.present() {
             return Status::Offline;

@@ -1,4 +1,4 @@
-//! SPEC §2–§4 through the service, as a host app sees it: every row of the
+//! docs/rules.md through the service, as a host app sees it: every row of the
 //! §3 precedence, the §2 session rules, and what watchers receive. Time is a
 //! manual clock; nothing here sleeps through a threshold.
 

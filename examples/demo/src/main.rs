@@ -4,7 +4,7 @@
 //! OFFLINE when you leave.
 //!
 //! `cargo run --release -p presence-demo`, then open <http://127.0.0.1:3000>.
-//! Configuration comes from the environment (SPEC §7): `LISTEN_ADDR`,
+//! Configuration comes from the environment (README.md#two-commands): `LISTEN_ADDR`,
 //! `PRESENCE_STORE_URL` (`memory://`, `sqlite://PATH`, `postgres://…`,
 //! `redis://…`), `PRESENCE_HEARTBEAT_INTERVAL`,
 //! `PRESENCE_SESSION_TTL`, `PRESENCE_AWAY_AFTER`, `PRESENCE_OFFLINE_AFTER`,

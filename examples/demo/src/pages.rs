@@ -3,7 +3,7 @@
 //!
 //! Every rendered user is an element with `data-user-id` holding a
 //! `.status-dot` (its `data-status` is the current status) and a
-//! `.last-seen`; the client keeps both live (SPEC §7).
+//! `.last-seen`; the client keeps both live (README.md#two-commands).
 
 use std::fmt::Write;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! The demo's configuration, from the environment (SPEC §7). A bad value is
+//! The demo's configuration, from the environment (README.md#two-commands). A bad value is
 //! an error naming the variable; `main` prints it and exits with code 2.
 //! The value of `PRESENCE_DEMO_SECRET` is never shown, not even then.
 //!

@@ -1,5 +1,5 @@
 //! The security suite: the demo as a black box, attacked the way a client
-//! it does not trust would (SPEC §6, §7). Who may connect and watch what is
+//! it does not trust would (docs/protocol.md, README.md#two-commands). Who may connect and watch what is
 //! here; the socket's limits (frame size, flood, garbage) are in
 //! `security/limits.rs`, bad HTTP heartbeats in `security/http_bodies.rs`.
 //! Each test starts its own demo on the memory store. Figures are printed as `security figure:` lines

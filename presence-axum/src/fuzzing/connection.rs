@@ -2,7 +2,7 @@
 //! and clock jumps, against an in-memory service on a manual clock.
 //!
 //! Invariants, checked after every frame: handling never panics; each
-//! frame gets the answer SPEC §6 gives it (a pong, an error with the
+//! frame gets the answer docs/protocol.md gives it (a pong, an error with the
 //! decoder's code, a snapshot of the scope asked for, nothing, or the end
 //! of the connection), allowing for flood control and a lapsed session;
 //! a snapshot of some users names no one else; and nothing this socket
@@ -255,7 +255,7 @@ fn pick(names: &[&'static str], index: u8) -> &'static str {
     names[usize::from(index) % names.len()]
 }
 
-/// Whether `answer` is what SPEC §6 answers `inbound` with (`expected`:
+/// Whether `answer` is what docs/protocol.md answers `inbound` with (`expected`:
 /// how the decoder judged its text).
 fn check(
     identity: &Identity,

@@ -1,6 +1,6 @@
 //! The decoder on arbitrary text: it never panics, every message it
 //! accepts survives a round trip through JSON, and every refusal carries
-//! one of the stable codes of SPEC §6.
+//! one of the stable codes of docs/protocol.md#error-frames.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use presence_core::RequestedStatus;
@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::protocol::{ClientMessage, decode};
 
-/// The codes a refused frame may carry (SPEC §6).
+/// The codes a refused frame may carry (docs/protocol.md#error-frames).
 pub(super) const CODES: [&str; 9] = [
     "binary_frame",
     "malformed_json",

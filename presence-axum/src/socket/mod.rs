@@ -1,4 +1,4 @@
-//! The presence socket of SPEC §6: the upgrade checks, then one session held
+//! The presence socket of docs/protocol.md: the upgrade checks, then one session held
 //! for as long as the socket lives.
 //!
 //! One task per socket ([`connection`]): it reads frames and answers them

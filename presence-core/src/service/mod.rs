@@ -390,7 +390,7 @@ impl Presence {
         }
     }
 
-    /// The user did something in this session (SPEC §3 activity).
+    /// The user did something in this session (docs/rules.md#activity).
     pub async fn activity(&self, user: &UserId, session: &SessionId) -> Result<(), Error> {
         let activity = UserOp::Activity {
             session: session.clone(),
@@ -445,7 +445,7 @@ impl Presence {
 
     /// Marks an authenticated HTTP request as activity: the login's HTTP
     /// session is opened or refreshed, so a user browsing plain pages is
-    /// present without any socket (SPEC §5). Calls for one login within the
+    /// present without any socket (docs/rules.md#http-sessions). Calls for one login within the
     /// coalescing window cost the store nothing (they prove the session
     /// live in memory, as a heartbeat); returns whether this one reached
     /// the store. A login logged out within `session_ttl` is never marked, so a
@@ -497,7 +497,7 @@ impl Presence {
     /// Proves the login's HTTP session live without counting it as
     /// activity: the heartbeat of a client that cannot hold a socket. When
     /// the session is not open (the first call, or it lapsed), it is
-    /// opened, and opening counts as activity (SPEC §3).
+    /// opened, and opening counts as activity (docs/rules.md#activity).
     pub async fn http_heartbeat(
         &self,
         user: &UserId,

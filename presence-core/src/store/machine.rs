@@ -4,7 +4,7 @@
 //! No I/O and no clock reads happen here: `now` is an argument. Every store
 //! runs its changes through [`apply`] inside whatever makes them atomic for
 //! one user (a mutex, a row lock, a compare-and-set), so the rules of
-//! SPEC §2–§3 live in exactly one place.
+//! docs/rules.md#sessions and docs/rules.md#effective-status live in exactly one place.
 
 use std::time::Duration;
 
@@ -60,7 +60,7 @@ fn lapses_at(session: &SessionRecord, config: &PresenceConfig) -> Option<DateTim
     }
 }
 
-/// The effective status observers see at `now` (SPEC §3), for a record
+/// The effective status observers see at `now` (docs/rules.md#effective-status), for a record
 /// that may not be up to date with time.
 pub fn shown_status(record: &UserRecord, now: DateTime<Utc>, config: &PresenceConfig) -> Status {
     let mut current = record.clone();
@@ -550,7 +550,7 @@ fn keeps(sessions: &[SessionRecord], scope_lingers: &[ScopeLinger], scope: &Scop
         || scope_lingers.iter().any(|l| l.scope == *scope)
 }
 
-/// SPEC §3, in order of precedence, for a settled record.
+/// docs/rules.md#precedence, in order, for a settled record.
 fn evaluate(record: &UserRecord, now: DateTime<Utc>, config: &PresenceConfig) -> Status {
     if !record.is_present() {
         return Status::Offline;

@@ -28,7 +28,7 @@ pub struct UserRecord {
     pub linger: Option<Linger>,
     /// The user's newest activity, from any session.
     pub last_activity: Option<DateTime<Utc>>,
-    /// The user's newest activity or session end (SPEC §4).
+    /// The user's newest activity or session end (docs/rules.md#last-seen).
     pub last_seen: Option<DateTime<Utc>>,
     /// The scopes the user is seen in: those of the live sessions and of
     /// the lingers ([`UserRecord::linger`], [`UserRecord::scope_lingers`]).
@@ -162,7 +162,7 @@ impl Liveness {
     }
 }
 
-/// The grace period after a user's last session ended (SPEC §2).
+/// The grace period after a user's last session ended (docs/rules.md#linger).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Linger {
     /// When the grace period ends and the user goes `OFFLINE`.

@@ -1,5 +1,5 @@
 //! The simulation's independent model of what every user should show,
-//! written from the rules (SPEC §2–§4 and the crate docs), not from
+//! written from the rules (docs/rules.md and the crate docs), not from
 //! `presence_core::store::machine`, so the two can disagree.
 //!
 //! Time is the simulation's true time, in ms. Where the rules leave a
@@ -477,7 +477,7 @@ fn end_doomed(user: &mut User, now: Ms, timing: &Timing) {
     user.lingering.retain(|_, l| l.until > now);
 }
 
-/// SPEC §3 for a settled user.
+/// docs/rules.md#precedence for a settled user.
 fn shown(user: &User, now: Ms, timing: &Timing) -> Shown {
     let present = !user.sessions.is_empty() || !user.lingering.is_empty();
     if !present {

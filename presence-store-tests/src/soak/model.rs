@@ -1,8 +1,8 @@
-//! The soak's independent model of one user: written from SPEC §2–§3, not
+//! The soak's independent model of one user: written from docs/rules.md (sessions, effective status), not
 //! from `presence_core::store::machine`, so the two can disagree.
 //!
 //! It answers one question, what a user should show once every pending
-//! linger has run out, which is all the soak compares. Where the SPEC is
+//! linger has run out, which is all the soak compares. Where the rules are
 //! silent it follows what the crate documents: activity also proves its
 //! session live ([`presence_core::store::UserOp::Activity`]); idleness counts from
 //! the user's newest activity in any session
@@ -46,7 +46,7 @@ fn after(time: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
 }
 
 impl UserModel {
-    /// A session opened at `now`: live, and activity (SPEC §3).
+    /// A session opened at `now`: live, and activity (docs/rules.md#effective-status).
     pub(crate) fn open(
         &mut self,
         id: SessionId,
@@ -122,7 +122,7 @@ impl UserModel {
     }
 
     /// What observers should see at `now`, assuming no linger is pending
-    /// (the soak asks only after every linger ran out). SPEC §3, in order.
+    /// (the soak asks only after every linger ran out). docs/rules.md#precedence, in order.
     pub(crate) fn expected_status(&self, now: DateTime<Utc>, config: &PresenceConfig) -> Status {
         if !self.has_live_session(now) {
             return Status::Offline;

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! The server is `presence-demo` (beside this binary, or `--demo PATH`)
-//! started as a child process per run with the environment of SPEC §7
+//! started as a child process per run with the environment of README.md#two-commands
 //! (`LISTEN_ADDR=127.0.0.1:0`, `PRESENCE_STORE_URL` from `--store`, a random
 //! `PRESENCE_REDIS_PREFIX`, `PRESENCE_METRICS=1`), or one already running
 //! (`--url http://127.0.0.1:3000`, `--pid PID` for its memory). Clients log

@@ -1,4 +1,4 @@
-//! The server under load: a `presence-demo` child (SPEC §7), a bare
+//! The server under load: a `presence-demo` child (README.md#two-commands), a bare
 //! baseline child (this binary with `--serve bare|broadcast`), or a server
 //! already running at a given URL.
 

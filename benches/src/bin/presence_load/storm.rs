@@ -97,7 +97,7 @@ struct Joiners {
 
 impl Joiners {
     /// Joiner `j` logs in (its ONLINE event is published by the login,
-    /// SPEC §7), then opens its socket when joiners have one.
+    /// README.md#two-commands), then opens its socket when joiners have one.
     async fn join(self: Arc<Self>, j: usize, name: String) {
         let token = async {
             let mut http = http::Http::connect(self.config.server).await?;

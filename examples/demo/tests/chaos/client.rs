@@ -218,7 +218,7 @@ impl Client {
             .collect()
     }
 
-    /// What a client following SPEC §6 shows for `scope`: each snapshot
+    /// What a client following docs/protocol.md shows for `scope`: each snapshot
     /// replaces the picture, an event counts only if its `v` is newer than
     /// what is shown. Users missing from the picture are OFFLINE.
     pub(crate) fn view(&self, scope: &str) -> HashMap<String, (String, u64)> {
