@@ -1,82 +1,58 @@
-//! What the sockets record with the `metrics` feature, read back from a
-//! small recorder installed for the test's thread (each test runs on its
-//! own current-thread runtime, server included, so tests do not see each
-//! other's metrics).
+//! What the sockets record with the `metrics` feature, read back from
+//! `metrics-util`'s debugging recorder installed for the test's thread
+//! (each test runs on its own current-thread runtime, server included, so
+//! tests do not see each other's metrics).
 
 mod common;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Server;
-use metrics::{
-    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
+use metrics::{Unit, counter, gauge, histogram};
+use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use presence_axum::metrics as names;
 
-/// Every metric registered, by `name` or `name{label=value,…}`.
-#[derive(Default)]
-struct TestRecorder {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    histograms: Mutex<HashMap<String, Arc<Samples>>>,
-    units: Mutex<HashMap<String, Option<Unit>>>,
-}
+/// The totals and sample counts read so far, by `name` or `name{label=value}`
+/// (a snapshot drains the recorder; the gauge only moves by steps).
+struct Readings(Snapshotter, RefCell<HashMap<String, (f64, usize)>>);
 
-#[derive(Default)]
-struct Samples(Mutex<Vec<f64>>);
-
-impl HistogramFn for Samples {
-    fn record(&self, value: f64) {
-        self.0.lock().expect("samples").push(value);
+impl Readings {
+    fn read(&self, id: &str) -> (f64, usize) {
+        let mut readings = self.1.borrow_mut();
+        for (key, _, _, value) in self.0.snapshot().into_vec() {
+            let (name, labels) = (key.key().name(), key.key().labels());
+            let labels: Vec<_> = labels
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let id = if labels.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{name}{{{}}}", labels.join(","))
+            };
+            let (total, samples) = readings.entry(id).or_default();
+            let (sum, count) = match value {
+                DebugValue::Counter(n) => (n as f64, 0),
+                DebugValue::Gauge(step) => (step.0, 0),
+                DebugValue::Histogram(xs) => (xs.iter().map(|x| x.0).sum(), xs.len()),
+            };
+            (*total, *samples) = (*total + sum, *samples + count);
+        }
+        readings.get(id).copied().unwrap_or_default()
     }
-}
 
-fn id(key: &Key) -> String {
-    let mut labels: Vec<String> = key
-        .labels()
-        .map(|label| format!("{}={}", label.key(), label.value()))
-        .collect();
-    labels.sort();
-    if labels.is_empty() {
-        key.name().to_owned()
-    } else {
-        format!("{}{{{}}}", key.name(), labels.join(","))
-    }
-}
-
-impl TestRecorder {
     fn counter(&self, id: &str) -> u64 {
-        self.counters
-            .lock()
-            .expect("counters")
-            .get(id)
-            .map_or(0, |c| c.load(Ordering::Acquire))
+        self.read(id).0 as u64
     }
 
     fn gauge(&self, id: &str) -> f64 {
-        self.gauges
-            .lock()
-            .expect("gauges")
-            .get(id)
-            .map_or(0.0, |g| f64::from_bits(g.load(Ordering::Acquire)))
+        self.read(id).0
     }
 
     fn samples(&self, id: &str) -> usize {
-        self.histograms
-            .lock()
-            .expect("histograms")
-            .get(id)
-            .map_or(0, |h| h.0.lock().expect("samples").len())
-    }
-
-    fn describe(&self, key: KeyName, unit: Option<Unit>) {
-        self.units
-            .lock()
-            .expect("units")
-            .insert(key.as_str().to_owned(), unit);
+        self.read(id).1
     }
 
     /// Waits (the server runs on this thread too) until `gauge` reads
@@ -92,39 +68,11 @@ impl TestRecorder {
     }
 }
 
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
-        self.describe(key, unit);
-    }
-
-    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
-        self.describe(key, unit);
-    }
-
-    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
-        self.describe(key, unit);
-    }
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let mut counters = self.counters.lock().expect("counters");
-        Counter::from_arc(counters.entry(id(key)).or_default().clone())
-    }
-
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let mut gauges = self.gauges.lock().expect("gauges");
-        Gauge::from_arc(gauges.entry(id(key)).or_default().clone())
-    }
-
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        let mut histograms = self.histograms.lock().expect("histograms");
-        Histogram::from_arc(histograms.entry(id(key)).or_default().clone())
-    }
-}
-
 #[tokio::test]
 async fn sockets_count_opens_frames_error_frames_closes_and_write_lag() {
-    let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let debugging = DebuggingRecorder::new();
+    let recorder = Readings(debugging.snapshotter(), RefCell::default());
+    let _local = metrics::set_default_local_recorder(&debugging);
     let server = Server::start().await;
     let mut alice = server.connect(&server.token("alice", "acme")).await;
     alice.handshake().await;
@@ -161,18 +109,47 @@ async fn sockets_count_opens_frames_error_frames_closes_and_write_lag() {
 
 #[test]
 fn describe_gives_every_socket_metric_its_unit_and_leaves_the_core_to_the_core() {
-    let recorder = TestRecorder::default();
-    metrics::with_local_recorder(&recorder, names::describe);
-    let units = recorder.units.lock().expect("units");
+    use presence_core::metrics as core;
+    let recorder = DebuggingRecorder::new();
     let expected = [
-        (names::SOCKETS_OPEN, Unit::Count),
-        (names::SOCKET_FRAMES_RECEIVED, Unit::Count),
-        (names::SOCKET_ERROR_FRAMES, Unit::Count),
-        (names::SOCKET_CLOSES, Unit::Count),
+        (names::SOCKETS_OPEN, MetricKind::Gauge, Unit::Count),
+        (
+            names::SOCKET_FRAMES_RECEIVED,
+            MetricKind::Counter,
+            Unit::Count,
+        ),
+        (names::SOCKET_ERROR_FRAMES, MetricKind::Counter, Unit::Count),
+        (names::SOCKET_CLOSES, MetricKind::Counter, Unit::Count),
     ];
+    let core = [
+        core::SESSIONS_LIVE,
+        core::USER_ARRIVALS,
+        core::USER_DEPARTURES,
+        core::TRANSITIONS,
+        core::EVENTS_PUBLISHED,
+        core::EVENTS_DELIVERED,
+        core::EVENTS_DROPPED,
+        core::SUBSCRIBERS_LAGGED,
+        core::FANOUT_LAG,
+        core::STORE_CALL,
+        core::STORE_ERRORS,
+    ];
+    // Only a registered metric shows its unit in a snapshot: register the
+    // socket's names and the core's, each as every kind.
+    let every = expected.iter().map(|(name, ..)| *name).chain(core);
+    metrics::with_local_recorder(&recorder, || {
+        names::describe();
+        every.for_each(|name| drop((counter!(name), gauge!(name), histogram!(name))));
+    });
+    let mut units = HashMap::new();
+    for (key, unit, ..) in recorder.snapshotter().snapshot().into_vec() {
+        if let Some(unit) = unit {
+            units.insert((key.key().name().to_owned(), key.kind()), unit);
+        }
+    }
     assert_eq!(units.len(), expected.len(), "{units:?}");
-    for (name, unit) in expected {
-        assert_eq!(units.get(name), Some(&Some(unit)), "{name}");
+    for (name, kind, unit) in expected {
+        assert_eq!(units.get(&(name.to_owned(), kind)), Some(&unit), "{name}");
         assert!(name.starts_with("presence_"), "{name}");
         assert!(
             name.ends_with("_total") || name == names::SOCKETS_OPEN,

@@ -1,19 +1,20 @@
-//! What the service records with the `metrics` feature, read back from a
-//! small recorder installed for the test's thread (each test runs on its
-//! own current-thread runtime, so tests do not see each other's metrics).
+//! What the service records with the `metrics` feature, read back from
+//! `metrics-util`'s debugging recorder installed for the test's thread
+//! (each test runs on its own current-thread runtime, so tests do not see
+//! each other's metrics).
 
 #![cfg(feature = "metrics")]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use metrics::{
-    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
-};
+use metrics::{LocalRecorderGuard, Unit, counter, gauge, histogram};
+use metrics_util::MetricKind;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use presence_core::UserPresence;
 use presence_core::metrics as names;
 use presence_core::store::{PresenceStore, StoreError, Transition, Update, UserView};
@@ -22,97 +23,43 @@ use presence_core::{
     ScopeId, SessionId, SessionSpec, UserId,
 };
 
-/// Every metric registered, by `name` or `name{label=value,…}`.
+/// Every value recorded, by `name` or `name{label=value}`. A snapshot of
+/// the debugging recorder drains it, so the readings add up here (the
+/// gauge only ever moves by increments and decrements).
 #[derive(Default)]
-struct TestRecorder {
-    counters: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    gauges: Mutex<HashMap<String, Arc<AtomicU64>>>,
-    histograms: Mutex<HashMap<String, Arc<Samples>>>,
-    units: Mutex<HashMap<String, Option<Unit>>>,
-}
-
-#[derive(Default)]
-struct Samples(Mutex<Vec<f64>>);
-
-impl HistogramFn for Samples {
-    fn record(&self, value: f64) {
-        self.0.lock().expect("samples").push(value);
-    }
-}
-
-fn id(key: &Key) -> String {
-    let mut labels: Vec<String> = key
-        .labels()
-        .map(|label| format!("{}={}", label.key(), label.value()))
-        .collect();
-    labels.sort();
-    if labels.is_empty() {
-        key.name().to_owned()
-    } else {
-        format!("{}{{{}}}", key.name(), labels.join(","))
-    }
-}
+struct TestRecorder(DebuggingRecorder, RefCell<HashMap<String, Vec<f64>>>);
 
 impl TestRecorder {
-    fn counter(&self, id: &str) -> u64 {
-        self.counters
-            .lock()
-            .expect("counters")
-            .get(id)
-            .map_or(0, |c| c.load(Ordering::Acquire))
-    }
-
-    fn gauge(&self, id: &str) -> f64 {
-        self.gauges
-            .lock()
-            .expect("gauges")
-            .get(id)
-            .map_or(0.0, |g| f64::from_bits(g.load(Ordering::Acquire)))
+    fn install(&self) -> LocalRecorderGuard<'_> {
+        metrics::set_default_local_recorder(&self.0)
     }
 
     fn samples(&self, id: &str) -> Vec<f64> {
-        self.histograms
-            .lock()
-            .expect("histograms")
-            .get(id)
-            .map(|h| h.0.lock().expect("samples").clone())
-            .unwrap_or_default()
+        let mut totals = self.1.borrow_mut();
+        for (key, _, _, value) in self.0.snapshotter().snapshot().into_vec() {
+            let labels: Vec<_> = (key.key().labels())
+                .map(|label| format!("{}={}", label.key(), label.value()))
+                .collect();
+            let id = match labels.is_empty() {
+                true => key.key().name().to_owned(),
+                false => format!("{}{{{}}}", key.key().name(), labels.join(",")),
+            };
+            let values = totals.entry(id).or_default();
+            match value {
+                DebugValue::Counter(count) => values.push(count as f64),
+                DebugValue::Gauge(delta) => values.push(delta.into_inner()),
+                DebugValue::Histogram(samples) => values.extend(samples.iter().map(|x| x.0)),
+            }
+        }
+        totals.get(id).cloned().unwrap_or_default()
     }
 
-    fn describe(&self, key: KeyName, unit: Option<Unit>) {
-        self.units
-            .lock()
-            .expect("units")
-            .insert(key.as_str().to_owned(), unit);
-    }
-}
-
-impl Recorder for TestRecorder {
-    fn describe_counter(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
-        self.describe(key, unit);
+    fn counter(&self, id: &str) -> u64 {
+        self.samples(id).iter().sum::<f64>() as u64
     }
 
-    fn describe_gauge(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
-        self.describe(key, unit);
-    }
-
-    fn describe_histogram(&self, key: KeyName, unit: Option<Unit>, _: SharedString) {
-        self.describe(key, unit);
-    }
-
-    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
-        let mut counters = self.counters.lock().expect("counters");
-        Counter::from_arc(counters.entry(id(key)).or_default().clone())
-    }
-
-    fn register_gauge(&self, key: &Key, _: &Metadata<'_>) -> Gauge {
-        let mut gauges = self.gauges.lock().expect("gauges");
-        Gauge::from_arc(gauges.entry(id(key)).or_default().clone())
-    }
-
-    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
-        let mut histograms = self.histograms.lock().expect("histograms");
-        Histogram::from_arc(histograms.entry(id(key)).or_default().clone())
+    fn gauge(&self, id: &str) -> f64 {
+        self.samples(id).iter().sum()
     }
 }
 
@@ -138,7 +85,7 @@ async fn presence_on(store: impl PresenceStore, clock: Arc<ManualClock>) -> Pres
 async fn two_tabs_opened_and_closed_move_the_sessions_gauge_and_count_one_arrival_and_one_departure()
  {
     let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let _local = recorder.install();
     let clock = Arc::new(ManualClock::default());
     let presence = presence_on(MemoryStore::new(), clock.clone()).await;
     let online = "presence_transitions_total{status=ONLINE}";
@@ -189,7 +136,7 @@ async fn two_tabs_opened_and_closed_move_the_sessions_gauge_and_count_one_arriva
 #[tokio::test]
 async fn sessions_the_server_ends_leave_the_gauge_once() {
     let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let _local = recorder.install();
     let presence = presence_on(MemoryStore::new(), Arc::default()).await;
 
     let laptop = presence
@@ -220,7 +167,7 @@ async fn sessions_the_server_ends_leave_the_gauge_once() {
 #[tokio::test]
 async fn a_full_subscriber_queue_counts_its_drops_and_one_lag() {
     let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let _local = recorder.install();
     let presence = Presence::builder()
         .subscriber_capacity(1)
         .batch_interval(Duration::ZERO)
@@ -314,7 +261,7 @@ impl PresenceStore for ReadsFail {
 #[tokio::test]
 async fn store_failures_are_counted_by_operation_and_refusals_are_not() {
     let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let _local = recorder.install();
     let presence = presence_on(ReadsFail(MemoryStore::new()), Arc::default()).await;
 
     let error = presence.status(&UserId::from("alice")).await;
@@ -358,25 +305,35 @@ async fn store_failures_are_counted_by_operation_and_refusals_are_not() {
 
 #[test]
 fn describe_gives_every_metric_its_unit() {
-    let recorder = TestRecorder::default();
-    metrics::with_local_recorder(&recorder, names::describe);
-    let units = recorder.units.lock().expect("units");
+    use MetricKind::{Counter, Gauge, Histogram};
     let expected = [
-        (names::SESSIONS_LIVE, Unit::Count),
-        (names::USER_ARRIVALS, Unit::Count),
-        (names::USER_DEPARTURES, Unit::Count),
-        (names::TRANSITIONS, Unit::Count),
-        (names::EVENTS_PUBLISHED, Unit::Count),
-        (names::EVENTS_DELIVERED, Unit::Count),
-        (names::EVENTS_DROPPED, Unit::Count),
-        (names::SUBSCRIBERS_LAGGED, Unit::Count),
-        (names::FANOUT_LAG, Unit::Seconds),
-        (names::STORE_CALL, Unit::Seconds),
-        (names::STORE_ERRORS, Unit::Count),
+        (names::SESSIONS_LIVE, Gauge, Unit::Count),
+        (names::USER_ARRIVALS, Counter, Unit::Count),
+        (names::USER_DEPARTURES, Counter, Unit::Count),
+        (names::TRANSITIONS, Counter, Unit::Count),
+        (names::EVENTS_PUBLISHED, Counter, Unit::Count),
+        (names::EVENTS_DELIVERED, Counter, Unit::Count),
+        (names::EVENTS_DROPPED, Counter, Unit::Count),
+        (names::SUBSCRIBERS_LAGGED, Counter, Unit::Count),
+        (names::FANOUT_LAG, Histogram, Unit::Seconds),
+        (names::STORE_CALL, Histogram, Unit::Seconds),
+        (names::STORE_ERRORS, Counter, Unit::Count),
     ];
-    assert_eq!(units.len(), expected.len());
-    for (name, unit) in expected {
-        assert_eq!(units.get(name), Some(&Some(unit)), "{name}");
+    let recorder = DebuggingRecorder::new();
+    metrics::with_local_recorder(&recorder, || {
+        names::describe();
+        // A snapshot shows the unit of a registered metric only: each
+        // name, as each kind.
+        for (name, _, _) in expected {
+            let _ = (counter!(name), gauge!(name), histogram!(name));
+        }
+    });
+    let units: HashMap<_, _> = (recorder.snapshotter().snapshot().into_vec().into_iter())
+        .filter_map(|(key, unit, _, _)| Some(((key.kind(), key.key().name().to_owned()), unit?)))
+        .collect();
+    assert_eq!(units.len(), expected.len(), "{units:?}");
+    for (name, kind, unit) in expected {
+        assert_eq!(units.get(&(kind, name.to_owned())), Some(&unit), "{name}");
         assert!(name.starts_with("presence_"), "{name}");
         let suffixed = name.ends_with("_total") || name.ends_with("_seconds");
         assert!(
@@ -389,7 +346,7 @@ fn describe_gives_every_metric_its_unit() {
 #[tokio::test]
 async fn heartbeat_flushes_reported_by_a_store_are_timed_and_failures_counted() {
     let recorder = TestRecorder::default();
-    let _local = metrics::set_default_local_recorder(&recorder);
+    let _local = recorder.install();
     names::heartbeat_flush(Duration::from_millis(3), false);
     names::heartbeat_flush(Duration::from_millis(7), true);
     assert_eq!(
