@@ -577,8 +577,10 @@ mod tests {
                 status: presence_core::Status::Online,
                 last_seen: None,
                 v: 3,
+                details: None,
             }],
             epoch: epoch.clone(),
+            occupancy: None,
         };
         assert_eq!(
             ServerMessage::snapshot(&snapshot).to_json(),
@@ -594,6 +596,7 @@ mod tests {
             last_seen: Some(now()),
             v,
             at: now(),
+            details: None,
         }))
     }
 
@@ -635,6 +638,7 @@ mod tests {
             status: presence_core::Status::Online,
             last_seen: None,
             v,
+            details: None,
         }
     }
 
@@ -644,6 +648,7 @@ mod tests {
             scope: "acme".into(),
             users: vec![online("alice", 3)],
             epoch: "e1".into(),
+            occupancy: None,
         };
         assert_eq!(
             snapshot_frames(&snapshot),
@@ -653,6 +658,7 @@ mod tests {
             scope: "acme".into(),
             users: Vec::new(),
             epoch: "e1".into(),
+            occupancy: None,
         };
         assert_eq!(
             snapshot_frames(&empty),
@@ -666,6 +672,7 @@ mod tests {
             scope: "acme".into(),
             users: (1..=40).map(|v| online(&format!("user-{v}"), v)).collect(),
             epoch: "e1".into(),
+            occupancy: None,
         };
         let frames = encode_snapshot(&snapshot, 1024);
         assert!(frames.len() > 1, "split into {} frames", frames.len());

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::fanout::Batching;
 use crate::ids::NodeId;
 use crate::memory::MemoryStore;
+use crate::occupancy::LargeScopes;
 use crate::service::{Presence, Settings, Time};
 use crate::store::PresenceStore;
 
@@ -26,6 +27,7 @@ impl Presence {
             node: None,
             subscriber_capacity: 256,
             batching: Batching::default(),
+            large_scopes: LargeScopes::default(),
             sweep_interval: Duration::from_secs(1),
             http_coalesce: None,
             store_timeout: Duration::from_secs(5),
@@ -44,6 +46,7 @@ pub struct PresenceBuilder {
     node: Option<NodeId>,
     subscriber_capacity: usize,
     batching: Batching,
+    large_scopes: LargeScopes,
     sweep_interval: Duration,
     http_coalesce: Option<Duration>,
     store_timeout: Duration,
@@ -63,6 +66,21 @@ impl PresenceBuilder {
     /// A store shared with other services (or kept by the caller).
     pub fn shared_store(mut self, store: Arc<dyn PresenceStore>) -> Self {
         self.store = Some(store);
+        self
+    }
+
+    /// A scope with more members than this (not `OFFLINE`) is large: its
+    /// watchers who asked for counts get counts instead of each member's
+    /// events (docs/rules.md#large-scopes). Default 200.
+    pub fn large_scope_threshold(mut self, members: usize) -> Self {
+        self.large_scopes.threshold = members;
+        self
+    }
+
+    /// How often, at most, a large scope's counts go out (only when they
+    /// changed). Default one second.
+    pub fn occupancy_interval(mut self, interval: Duration) -> Self {
+        self.large_scopes.interval = interval.max(Duration::from_millis(1));
         self
     }
 
@@ -190,6 +208,7 @@ impl PresenceBuilder {
             node: self.node.unwrap_or_else(|| NodeId::new("local")),
             subscriber_capacity: self.subscriber_capacity,
             batching: self.batching,
+            large_scopes: self.large_scopes,
             sweep_interval: self.sweep_interval,
             // Short enough that a user browsing pages turns neither AWAY
             // nor lapses between two counted requests.

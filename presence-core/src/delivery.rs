@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::event::PresenceEvent;
 use crate::ids::ScopeId;
+use crate::occupancy::Occupancy;
 
 /// What a [`crate::Subscription`] yields.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -21,6 +22,10 @@ pub enum Delivery {
     /// handed out by a subscription that
     /// [accepts batches](crate::Subscription::accept_batches).
     Batch(Arc<EventBatch>),
+    /// The counts of a large scope watched with
+    /// [`watch_counts`](crate::Subscription::watch_counts), instead of its
+    /// members' events.
+    Occupancy(Arc<Occupancy>),
     /// This subscriber fell behind and missed events: re-read a snapshot of
     /// what it watches (events with a `v` at or below the snapshot's are
     /// stale).
@@ -29,12 +34,12 @@ pub enum Delivery {
 
 impl Delivery {
     /// The events delivered, in order: one for [`Delivery::Event`], all of a
-    /// batch, none for [`Delivery::Lagged`].
+    /// batch, none for [`Delivery::Occupancy`] and [`Delivery::Lagged`].
     pub fn events(&self) -> &[Arc<SharedEvent>] {
         match self {
             Delivery::Event(event) => std::slice::from_ref(event),
             Delivery::Batch(batch) => batch.events(),
-            Delivery::Lagged => &[],
+            Delivery::Occupancy(_) | Delivery::Lagged => &[],
         }
     }
 }

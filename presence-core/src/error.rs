@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::config::ConfigError;
+use crate::details::DetailsError;
 use crate::store::StoreError;
 
 /// Why a call to the presence service failed.
@@ -19,6 +20,21 @@ pub enum Error {
     ExpiryInPast {
         /// The rejected expiry.
         until: DateTime<Utc>,
+    },
+    /// A custom status, session kind or app state was refused; its
+    /// [`DetailsError::code`] is stable.
+    #[error(transparent)]
+    Details(#[from] DetailsError),
+    /// A members cursor that this service did not hand out.
+    #[error("the cursor is not one a members page gave")]
+    BadCursor,
+    /// A page size outside `1..=max`.
+    #[error("limit {limit} is not between 1 and {max}")]
+    BadLimit {
+        /// The limit asked for.
+        limit: usize,
+        /// The largest page.
+        max: usize,
     },
     /// The service has been shut down.
     #[error("the presence service has shut down")]

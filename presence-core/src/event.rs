@@ -1,36 +1,45 @@
 //! What watchers and queries receive: presence events, users' presence and
 //! scope snapshots.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::details::Details;
 use crate::ids::{Epoch, ScopeId, UserId};
+use crate::occupancy::Occupancy;
 use crate::status::Status;
 use crate::store::{Transition, UserRecord};
 
-/// One change of one user's effective status, told to one scope (docs/rules.md#events).
+/// One change of what observers see of one user, told to one scope
+/// (docs/rules.md#events): the user's whole presence after it, not a diff.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PresenceEvent {
     /// The scope this event is told in.
     pub scope: ScopeId,
-    /// The user whose status changed.
+    /// The user whose presence changed.
     pub user_id: UserId,
-    /// The new status.
+    /// The status now.
     pub status: Status,
-    /// The user's newest activity or session end.
+    /// The user's newest activity or session end (none if hidden).
     pub last_seen: Option<DateTime<Utc>>,
     /// The new version: one more than the one before.
     pub v: u64,
     /// When the change happened.
     pub at: DateTime<Utc>,
+    /// What the user shows beyond the status, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Arc<Details>>,
 }
 
 impl PresenceEvent {
-    /// The events of a transition: a change of status is told in every
-    /// scope of the user, a scope joined is told the current status, a
-    /// scope left is told `OFFLINE`; nothing when observers see no change.
+    /// The events of a transition: a change of status or details is told
+    /// in every scope of the user, a scope joined is told the current
+    /// presence, a scope left is told `OFFLINE`; nothing when observers see
+    /// no change.
     pub fn for_transition(transition: &Transition) -> impl Iterator<Item = PresenceEvent> + '_ {
-        let told_status: &[ScopeId] = if transition.status_changed() {
+        let told_status: &[ScopeId] = if transition.status_changed() || transition.updated {
             &transition.scopes
         } else {
             &transition.joined_scopes
@@ -42,6 +51,11 @@ impl PresenceEvent {
             last_seen: transition.last_seen,
             v: transition.version,
             at: transition.at,
+            details: if status == Status::Offline {
+                None
+            } else {
+                transition.details.clone()
+            },
         };
         told_status
             .iter()
@@ -60,8 +74,13 @@ impl PresenceEvent {
 pub struct Snapshot {
     /// The scope.
     pub scope: ScopeId,
-    /// Every member who is not `OFFLINE`, and every user asked for by name.
+    /// Every member who is not `OFFLINE`, and every user asked for by name;
+    /// only the named users when the scope is shown as counts.
     pub users: Vec<UserPresence>,
+    /// The scope's counts, when it is large and watched as counts
+    /// ([`crate::Presence::watch_counts`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occupancy: Option<Occupancy>,
     /// The store's epoch: versions of another epoch are not comparable with
     /// these (see [`Epoch`]).
     pub epoch: Epoch,
@@ -84,8 +103,12 @@ pub struct UserPresence {
     pub status: Status,
     /// Their newest activity or session end, as far as observers may know.
     pub last_seen: Option<DateTime<Utc>>,
-    /// The version of `status`; events with a lower `v` are stale.
+    /// The version of what observers see; events with a lower `v` are
+    /// stale.
     pub v: u64,
+    /// What the user shows beyond the status, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Arc<Details>>,
 }
 
 impl UserPresence {
@@ -98,6 +121,7 @@ impl UserPresence {
             status: record.shown.status,
             last_seen: record.observed_last_seen(),
             v: record.shown.version,
+            details: record.shown.details.clone(),
         }
     }
 

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 pub use crate::delivery::{Delivery, EncodingCache, EventBatch, SharedEvent};
 use crate::event::PresenceEvent;
 use crate::ids::{NodeId, ScopeId, UserId};
+use crate::occupancy::{LargeScopes, Occupancy};
 use crate::scope_views::ScopeViews;
 use crate::store::{ClusterFeed, Transition};
 pub use crate::subscription::Subscription;
@@ -39,6 +40,15 @@ type ByUser = HashMap<UserId, HashMap<SubscriberId, Mailbox>>;
 struct ScopeWatchers {
     whole: HashMap<SubscriberId, Mailbox>,
     by_user: Option<Box<ByUser>>,
+    /// Watchers of the scope as counts while it is large
+    /// ([`Watch::Counts`]); their named users are in `by_user` too.
+    counting: HashMap<SubscriberId, Mailbox>,
+    /// Whether the scope is large (its counting watchers get counts).
+    large: AtomicBool,
+    /// Whether an event reached the scope since it was last counted.
+    dirty: AtomicBool,
+    /// The counts last sent to the counting watchers.
+    counts: Mutex<Option<Occupancy>>,
     /// Deliveries to this scope's watchers happen under this lock, so
     /// events leave in the order they arrived. Allocated with the scope's
     /// first event.
@@ -115,7 +125,11 @@ struct Flow {
 
 impl ScopeWatchers {
     fn is_empty(&self) -> bool {
-        self.whole.is_empty() && self.by_user.is_none()
+        self.whole.is_empty() && self.by_user.is_none() && self.counting.is_empty()
+    }
+
+    fn is_large(&self) -> bool {
+        self.large.load(Ordering::Acquire)
     }
 
     fn watchers_of(&self, user: &UserId) -> Option<&HashMap<SubscriberId, Mailbox>> {
@@ -124,7 +138,10 @@ impl ScopeWatchers {
 
     fn every_mailbox(&self) -> impl Iterator<Item = &Mailbox> {
         let by_user = self.by_user.iter().flat_map(|by_user| by_user.values());
-        self.whole.values().chain(by_user.flat_map(|m| m.values()))
+        self.whole
+            .values()
+            .chain(self.counting.values())
+            .chain(by_user.flat_map(|m| m.values()))
     }
 
     fn flow(&self) -> MutexGuard<'_, Option<Box<Flow>>> {
@@ -133,6 +150,7 @@ impl ScopeWatchers {
 
     fn remove(&mut self, id: SubscriberId, users: &[UserId]) {
         self.whole.remove(&id);
+        self.counting.remove(&id);
         let Some(by_user) = &mut self.by_user else {
             return;
         };
@@ -148,6 +166,14 @@ impl ScopeWatchers {
             self.by_user = None;
         }
     }
+}
+
+/// A scope as a counting watcher sees it now.
+pub(crate) enum Counted {
+    /// Small: every member, every event.
+    Small,
+    /// Large: these counts, and the named users' events.
+    Large(Occupancy),
 }
 
 /// Counters of what fan-out did, for operators and benches.
@@ -186,6 +212,7 @@ pub(crate) struct Hub {
     next_id: AtomicU64,
     capacity: usize,
     batching: Batching,
+    large_scopes: LargeScopes,
     /// Where batch tasks run; without a runtime every event goes at once.
     runtime: Option<tokio::runtime::Handle>,
     /// Set once at shutdown; `closing` wakes the subscriptions waiting.
@@ -202,13 +229,19 @@ pub(crate) struct Hub {
 
 impl Hub {
     /// A hub; with `keep_views`, it keeps the view of each watched scope.
-    pub(crate) fn new(capacity: usize, batching: Batching, keep_views: bool) -> Arc<Self> {
+    pub(crate) fn new(
+        capacity: usize,
+        batching: Batching,
+        large_scopes: LargeScopes,
+        keep_views: bool,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|this| Self {
             this: this.clone(),
             scopes: DashMap::new(),
             next_id: AtomicU64::new(1),
             capacity: capacity.max(1),
             batching,
+            large_scopes,
             runtime: tokio::runtime::Handle::try_current().ok(),
             closed: AtomicBool::new(false),
             closing: Notify::new(),
@@ -278,8 +311,15 @@ impl Hub {
             views.note(&event);
         }
         let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+        let counting = !watchers.counting.is_empty();
+        if counting {
+            watchers.dirty.store(true, Ordering::Release);
+        }
+        // While the scope is small, its counting watchers watch it whole.
+        let large = watchers.is_large();
+        let whole = !watchers.whole.is_empty() || (counting && !large);
         let by_user = watchers.watchers_of(&event.user_id);
-        if watchers.whole.is_empty() && by_user.is_none() {
+        if !whole && by_user.is_none() {
             return;
         }
         let mut guard = watchers.flow();
@@ -296,11 +336,15 @@ impl Hub {
         if let Some(by_user) = by_user {
             let item = Queued::Event(event.clone());
             crate::metrics::queued(std::slice::from_ref(&event));
-            for mailbox in by_user.values() {
+            for (id, mailbox) in by_user {
+                // A counting watcher gets this event with the whole scope's.
+                if !large && watchers.counting.contains_key(id) {
+                    continue;
+                }
                 tally.push(mailbox, &item);
             }
         }
-        if !watchers.whole.is_empty() {
+        if whole {
             let busy = flow.rate.busy_after(Instant::now(), &self.batching);
             if (!busy && flow.pending.is_empty()) || self.batching.interval.is_zero() {
                 flow.pending.push(event);
@@ -339,6 +383,11 @@ impl Hub {
         };
         for mailbox in watchers.whole.values() {
             tally.push(mailbox, &item);
+        }
+        if !watchers.is_large() {
+            for mailbox in watchers.counting.values() {
+                tally.push(mailbox, &item);
+            }
         }
         flow.last_sent = Some(Instant::now());
     }
@@ -427,6 +476,68 @@ impl Hub {
         }
     }
 
+    /// The scopes watched as counts that changed since they were last
+    /// counted (each is then counted with [`Hub::note_counts`]).
+    pub(crate) fn scopes_to_count(&self) -> Vec<ScopeId> {
+        self.scopes
+            .iter()
+            .filter(|entry| {
+                let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+                !watchers.counting.is_empty() && watchers.dirty.swap(false, Ordering::AcqRel)
+            })
+            .map(|entry| entry.key().clone())
+            .collect()
+    }
+
+    /// Counts `scope` again at the next tick (this count failed).
+    pub(crate) fn count_again(&self, scope: &ScopeId) {
+        if let Some(entry) = self.scopes.get(scope) {
+            let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+            watchers.dirty.store(true, Ordering::Release);
+        }
+    }
+
+    /// Takes `counts` as the scope's members now: decides whether the
+    /// scope is large, sends its counting watchers the counts when they
+    /// changed, and says what a counting watcher's snapshot shows.
+    pub(crate) fn note_counts(&self, scope: &ScopeId, mut counts: Occupancy) -> Counted {
+        let Some(entry) = self.scopes.get(scope) else {
+            return if self.large_scopes.is_large(counts.total(), false) {
+                Counted::Large(counts)
+            } else {
+                Counted::Small
+            };
+        };
+        let watchers = entry.read().unwrap_or_else(|e| e.into_inner());
+        let mut last = watchers.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let was_large = watchers.is_large();
+        let large = self.large_scopes.is_large(counts.total(), was_large);
+        watchers.large.store(large, Ordering::Release);
+        if !large {
+            if was_large {
+                // They see counts, not members: a snapshot brings the members.
+                for mailbox in watchers.counting.values() {
+                    mailbox.mark_lagged();
+                }
+            }
+            return Counted::Small;
+        }
+        if let Some(sent) = last.as_ref().filter(|sent| sent.same_counts(&counts)) {
+            return Counted::Large(sent.clone());
+        }
+        counts.v = last.as_ref().map_or(1, |sent| sent.v + 1);
+        *last = Some(counts.clone());
+        let item = Queued::Occupancy(Arc::new(counts.clone()));
+        let mut tally = Tally::default();
+        for mailbox in watchers.counting.values() {
+            tally.push(mailbox, &item);
+        }
+        drop(last);
+        drop(watchers);
+        self.count(tally);
+        Counted::Large(counts)
+    }
+
     pub(crate) fn stats(&self) -> FanoutStats {
         FanoutStats {
             delivered: self.delivered.load(Ordering::Relaxed),
@@ -460,7 +571,12 @@ impl Hub {
             Watch::Scope => {
                 watchers.whole.insert(id, mailbox.clone());
             }
-            Watch::Users(users) => {
+            Watch::Users(users) | Watch::Counts(users) => {
+                if matches!(watch, Watch::Counts(_)) {
+                    watchers.counting.insert(id, mailbox.clone());
+                    // Counted at the next tick, even with no event.
+                    watchers.dirty.store(true, Ordering::Release);
+                }
                 let by_user = watchers.by_user.get_or_insert_default();
                 for user in users {
                     by_user
@@ -473,10 +589,7 @@ impl Hub {
     }
 
     pub(crate) fn remove(&self, scope: &ScopeId, id: SubscriberId, watch: &Watch) {
-        let users: &[UserId] = match watch {
-            Watch::Scope => &[],
-            Watch::Users(users) => users,
-        };
+        let users = watch.named();
         if let Some(entry) = self.scopes.get(scope) {
             entry
                 .write()
@@ -523,6 +636,7 @@ mod tests {
             last_seen: None,
             v,
             at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            details: None,
         }
     }
 
@@ -552,7 +666,7 @@ mod tests {
 
     #[tokio::test]
     async fn with_a_feed_duplicates_and_stragglers_are_dropped() {
-        let hub = Hub::new(16, Batching::OFF, false);
+        let hub = Hub::new(16, Batching::OFF, LargeScopes::default(), false);
         hub.attach_feed(Arc::new(SilentFeed), NodeId::new("a"));
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
@@ -575,7 +689,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_resync_wakes_a_waiting_subscriber_with_lagged() {
-        let hub = Hub::new(16, EAGER, false);
+        let hub = Hub::new(16, EAGER, LargeScopes::default(), false);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         let waiting = tokio::spawn(async move { subscription.recv().await });
@@ -590,7 +704,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_quiet_scopes_event_goes_out_at_once() {
-        let hub = Hub::new(16, EAGER, false);
+        let hub = Hub::new(16, EAGER, LargeScopes::default(), false);
         let mut subscription = hub.subscribe();
         subscription.watch_scope("acme".into());
         hub.deliver(event("alice", 1));
@@ -605,7 +719,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_burst_reaches_scope_watchers_in_one_batch_per_tick_in_order() {
-        let hub = Hub::new(16, EAGER, false);
+        let hub = Hub::new(16, EAGER, LargeScopes::default(), false);
         let mut batched = hub.subscribe();
         batched.accept_batches();
         batched.watch_scope("acme".into());
@@ -656,7 +770,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_batch_task_ends_once_the_scope_is_quiet() {
-        let hub = Hub::new(16, EAGER, false);
+        let hub = Hub::new(16, EAGER, LargeScopes::default(), false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -686,7 +800,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_goes_out_without_waiting_for_the_tick() {
-        let hub = Hub::new(16, EAGER, false);
+        let hub = Hub::new(16, EAGER, LargeScopes::default(), false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -702,7 +816,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_subscriber_whose_queue_fills_with_batches_lags_and_others_do_not() {
-        let hub = Hub::new(2, EAGER, false);
+        let hub = Hub::new(2, EAGER, LargeScopes::default(), false);
         let mut slow = hub.subscribe();
         slow.accept_batches();
         slow.watch_scope("acme".into());
@@ -735,7 +849,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn paced_changes_at_the_rate_never_wait_for_a_batch() {
-        let hub = Hub::new(16, Batching::default(), false);
+        let hub = Hub::new(16, Batching::default(), LargeScopes::default(), false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());
@@ -751,7 +865,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_scope_above_the_rate_is_batched_after_its_burst() {
-        let hub = Hub::new(16, Batching::default(), false);
+        let hub = Hub::new(16, Batching::default(), LargeScopes::default(), false);
         let mut subscription = hub.subscribe();
         subscription.accept_batches();
         subscription.watch_scope("acme".into());

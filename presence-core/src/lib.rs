@@ -157,15 +157,18 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod changes;
 mod clock;
 mod config;
 mod delivery;
+mod details;
 mod error;
 mod event;
 mod fanout;
 mod ids;
 mod memory;
 pub mod metrics;
+mod occupancy;
 mod scope_views;
 mod service;
 mod session;
@@ -175,8 +178,13 @@ mod subscription;
 mod timers;
 
 pub use builder::PresenceBuilder;
+pub use changes::{CHANGES_CAPACITY, Change, Changes, Missed};
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
+pub use details::{
+    AppState, CustomStatus, Details, DetailsError, MAX_EMOJI_BYTES, MAX_KIND_CHARS,
+    MAX_STATE_BYTES, MAX_TEXT_CHARS, SessionKind,
+};
 pub use error::Error;
 pub use event::{PresenceEvent, Snapshot, UserPresence};
 pub use fanout::{
@@ -185,7 +193,8 @@ pub use fanout::{
 };
 pub use ids::{Epoch, LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 pub use memory::MemoryStore;
-pub use service::Presence;
+pub use occupancy::{LargeScopes, Occupancy};
+pub use service::{MAX_MEMBERS_PAGE, MembersPage, Presence};
 pub use session::{SessionEnd, SessionHandle, SessionSpec};
 pub use status::{ManualChoice, ManualStatus, RequestedStatus, Status, UnknownStatus};
 

@@ -12,6 +12,7 @@ use dashmap::DashMap;
 
 use crate::clock::Clock;
 use crate::config::PresenceConfig;
+use crate::details::Details;
 use crate::event::UserPresence;
 use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::session::SessionEnd;
@@ -318,8 +319,8 @@ impl MemoryStore {
             &slot.user,
             &mut state.indexed_scopes,
             wanted_scopes,
-            state.indexed_shown != Some(shown),
-            shown,
+            state.indexed_shown.as_ref() != Some(&shown),
+            &shown,
         );
         state.indexed_shown = Some(shown);
 
@@ -587,11 +588,12 @@ fn sync_node_index(
 }
 
 /// What observers see of a scope member, as the scope index keeps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct MemberView {
     status: Status,
     last_seen: Option<DateTime<Utc>>,
     v: u64,
+    details: Option<Arc<Details>>,
 }
 
 impl MemberView {
@@ -600,6 +602,7 @@ impl MemberView {
             status: record.shown.status,
             last_seen: record.observed_last_seen(),
             v: record.shown.version,
+            details: record.shown.details.clone(),
         }
     }
 
@@ -609,6 +612,7 @@ impl MemberView {
             status: self.status,
             last_seen: self.last_seen,
             v: self.v,
+            details: self.details.clone(),
         }
     }
 }
@@ -622,12 +626,12 @@ fn sync_scope_index(
     indexed: &mut Vec<ScopeId>,
     wanted: &[ScopeId],
     changed: bool,
-    shown: MemberView,
+    shown: &MemberView,
 ) {
     indexed.retain(|scope| {
         if wanted.contains(scope) {
             if changed && let Some(mut members) = index.get_mut(scope) {
-                members.insert(user.clone(), shown);
+                members.insert(user.clone(), shown.clone());
             }
             return true;
         }
@@ -642,7 +646,7 @@ fn sync_scope_index(
             index
                 .entry(scope.clone())
                 .or_default()
-                .insert(user.clone(), shown);
+                .insert(user.clone(), shown.clone());
             indexed.reserve_exact(1);
             indexed.push(scope.clone());
         }
@@ -754,6 +758,7 @@ mod tests {
             scopes: vec!["org".into()],
             metadata: BTreeMap::new(),
             liveness: Default::default(),
+            kind: None,
         });
         change(&store, &open, at(0)).await.expect("opens");
         store

@@ -101,6 +101,7 @@ impl ScopeViews {
                 status: event.status,
                 last_seen: event.last_seen,
                 v: event.v,
+                details: event.details.clone(),
             });
         }
     }
@@ -190,6 +191,7 @@ mod tests {
             status,
             last_seen: None,
             v,
+            details: None,
         }
     }
 
@@ -201,6 +203,7 @@ mod tests {
             last_seen: None,
             v,
             at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+            details: None,
         }
     }
 

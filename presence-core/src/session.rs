@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
+use crate::details::SessionKind;
 use crate::error::Error;
 use crate::ids::{LoginId, ScopeId, SessionId, UserId};
 use crate::service::Presence;
@@ -35,6 +36,8 @@ pub struct SessionSpec {
     pub metadata: BTreeMap<String, String>,
     /// The session id; a random one if `None`.
     pub id: Option<SessionId>,
+    /// What kind of client it is (watchers see a status per kind).
+    pub kind: Option<SessionKind>,
 }
 
 impl SessionSpec {
@@ -46,6 +49,7 @@ impl SessionSpec {
             scopes: Vec::new(),
             metadata: BTreeMap::new(),
             id: None,
+            kind: None,
         }
     }
 
@@ -68,6 +72,13 @@ impl SessionSpec {
     /// Keeps a fact with the session.
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Says what kind of client the session is: watchers see a status per
+    /// kind (`"devices": {"web": "ONLINE", "mobile": "AWAY"}`).
+    pub fn kind(mut self, kind: SessionKind) -> Self {
+        self.kind = Some(kind);
         self
     }
 

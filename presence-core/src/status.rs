@@ -32,6 +32,24 @@ impl Status {
     }
 }
 
+impl Status {
+    /// The more present of two statuses of one user's devices: `ONLINE`
+    /// over `BUSY` over `AWAY` over `OFFLINE`.
+    pub(crate) fn max_by_rank(self, other: Status) -> Status {
+        let rank = |status: Status| match status {
+            Status::Online => 3,
+            Status::Busy => 2,
+            Status::Away => 1,
+            Status::Offline => 0,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

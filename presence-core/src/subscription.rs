@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::delivery::{Delivery, EventBatch, SharedEvent};
 use crate::fanout::Hub;
 use crate::ids::{ScopeId, UserId};
+use crate::occupancy::Occupancy;
 
 pub(crate) type SubscriberId = u64;
 
@@ -22,12 +23,13 @@ pub(crate) type SubscriberId = u64;
 pub(crate) enum Queued {
     Event(Arc<SharedEvent>),
     Batch(Arc<EventBatch>),
+    Occupancy(Arc<Occupancy>),
 }
 
 impl Queued {
     pub(crate) fn len(&self) -> usize {
         match self {
-            Queued::Event(_) => 1,
+            Queued::Event(_) | Queued::Occupancy(_) => 1,
             Queued::Batch(batch) => batch.len(),
         }
     }
@@ -110,6 +112,19 @@ impl Mailbox {
 pub(crate) enum Watch {
     Scope,
     Users(Box<[UserId]>),
+    /// The whole scope while it is small; its counts (and these users'
+    /// events) while it is large.
+    Counts(Box<[UserId]>),
+}
+
+impl Watch {
+    /// The users watched by name.
+    pub(crate) fn named(&self) -> &[UserId] {
+        match self {
+            Watch::Scope => &[],
+            Watch::Users(users) | Watch::Counts(users) => users,
+        }
+    }
 }
 
 /// A stream of presence events for the scopes (or users) it watches. Create
@@ -188,6 +203,30 @@ impl Subscription {
         self.set_watch(scope, Watch::Users(list.into_boxed_slice()));
     }
 
+    /// Watches `scope` as counts while it is large (see
+    /// [`crate::Presence::watch_counts`]): while it has more members than
+    /// the large-scope threshold, [`Delivery::Occupancy`] at most once per
+    /// interval, and the events of the `named` users only; while it is
+    /// small, every event, as [`Subscription::watch_scope`]. When it turns
+    /// small again the subscription is told [`Delivery::Lagged`], to read
+    /// the members anew.
+    pub fn watch_counts(&mut self, scope: ScopeId, named: impl IntoIterator<Item = UserId>) {
+        let mut list: Vec<UserId> = named.into_iter().collect();
+        list.sort_unstable();
+        list.dedup();
+        self.set_watch(scope, Watch::Counts(list.into_boxed_slice()));
+    }
+
+    /// The users named in a counts watch of `scope`
+    /// ([`Subscription::watch_counts`]), or `None` if `scope` is not
+    /// watched as counts.
+    pub fn counted_named(&self, scope: &ScopeId) -> Option<&[UserId]> {
+        self.watches.iter().find_map(|(s, watch)| match watch {
+            Watch::Counts(users) if s == scope => Some(&users[..]),
+            _ => None,
+        })
+    }
+
     /// Stops watching `scope`. Events of it already queued may still arrive.
     pub fn unwatch(&mut self, scope: &ScopeId) {
         if let Some(at) = self.watches.iter().position(|(s, _)| s == scope) {
@@ -250,6 +289,7 @@ impl Subscription {
         }
         match self.mailbox.pop()? {
             Queued::Event(event) => Some(Delivery::Event(event)),
+            Queued::Occupancy(counts) => Some(Delivery::Occupancy(counts)),
             Queued::Batch(batch) if self.accepts_batches => Some(Delivery::Batch(batch)),
             Queued::Batch(batch) => {
                 self.unrolling = Some((batch, 0));

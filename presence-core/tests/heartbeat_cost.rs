@@ -41,6 +41,7 @@ fn heartbeats_allocate_nothing_and_change_nothing_visible() {
             scopes: vec!["org".into()],
             metadata: BTreeMap::new(),
             liveness: Default::default(),
+            kind: None,
         });
         let update = Update {
             user,

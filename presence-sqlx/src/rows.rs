@@ -30,6 +30,7 @@ pub(crate) fn presence_of(
         status: status_of(status),
         last_seen: last_seen.and_then(DateTime::<Utc>::from_timestamp_millis),
         v: u64::try_from(version).unwrap_or(0),
+        details: None,
     }
 }
 

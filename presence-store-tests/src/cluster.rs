@@ -304,6 +304,10 @@ impl Watcher {
                         return Some(event);
                     }
                 }
+                Ok(Some(Delivery::Occupancy(counts))) => panic!(
+                    "{}: counts {counts:?} for a watch that did not ask for them",
+                    self.label
+                ),
                 Ok(Some(Delivery::Lagged)) => panic!(
                     "{}: told to resnapshot (events were lost) in the middle of a scenario",
                     self.label

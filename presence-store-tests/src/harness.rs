@@ -85,6 +85,7 @@ impl Harness {
             scopes: scopes.iter().map(|s| ScopeId::from(*s)).collect(),
             metadata: BTreeMap::new(),
             liveness: Default::default(),
+            kind: None,
         })
     }
 

@@ -178,6 +178,7 @@ fn open(session: &SessionId, node: &NodeId) -> UserOp {
         scopes: vec!["org".into()],
         metadata: BTreeMap::new(),
         liveness: Default::default(),
+        kind: None,
     })
 }
 

@@ -67,6 +67,7 @@ fn main() {
                 scopes: vec![scope.clone()],
                 metadata: Default::default(),
                 liveness: Default::default(),
+                kind: None,
             });
             store
                 .apply(Update {

@@ -227,6 +227,7 @@ mod tests {
                 status: Status::Away,
                 last_seen: Some(now - chrono::TimeDelta::minutes(5)),
                 v: 2,
+                details: None,
             }),
         };
         let row = member_row(&member, now);

@@ -13,13 +13,16 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::changes::{ChangeFeed, Changes};
 use crate::clock::Clock;
 use crate::config::{ConfigError, PresenceConfig};
+use crate::details::SessionKind;
 use crate::error::Error;
 use crate::event::UserPresence;
 use crate::fanout::{Batching, FanoutStats, Hub};
 use crate::ids::{LoginId, NodeId, ScopeId, SessionId, UserId};
 use crate::metrics;
+use crate::occupancy::LargeScopes;
 use crate::session::{EndSignal, SessionEnd, SessionHandle, SessionSpec};
 use crate::status::{ManualChoice, RequestedStatus};
 use crate::store::{
@@ -27,10 +30,15 @@ use crate::store::{
     UserOp, kit::KnownEpoch, machine::later,
 };
 
+mod details;
 mod held_sessions;
 mod incarnations;
+mod members;
+mod occupancy;
 mod queries;
 mod time;
+
+pub use members::{MAX_MEMBERS_PAGE, MembersPage};
 
 use crate::timers::{self, SweeperControl};
 pub(crate) use time::Time;
@@ -93,6 +101,8 @@ pub(crate) struct Inner {
     /// When a held session may lapse next (Unix ms): the sweep scans them
     /// only from then on.
     next_reap_ms: AtomicI64,
+    /// The host's hook on the changes this node makes.
+    changes: ChangeFeed,
 }
 
 /// The holder of a session opened through this service: a
@@ -107,6 +117,7 @@ struct LocalSession {
     login: LoginId,
     scopes: Box<[ScopeId]>,
     metadata: BTreeMap<String, String>,
+    kind: Option<SessionKind>,
     /// Its newest heartbeat or activity as this node heard it, in ms since
     /// the Unix epoch: it lapses a `session_ttl` later, and a registration
     /// after a data loss says it, so a half-open socket still lapses on
@@ -199,6 +210,7 @@ pub(crate) struct Settings {
     pub(crate) node: NodeId,
     pub(crate) subscriber_capacity: usize,
     pub(crate) batching: Batching,
+    pub(crate) large_scopes: LargeScopes,
     pub(crate) sweep_interval: Duration,
     pub(crate) http_coalesce: Duration,
     pub(crate) store_timeout: Duration,
@@ -225,7 +237,12 @@ impl Presence {
             clock: time.clock.clone(),
             config: settings.config,
             node: settings.node,
-            hub: Hub::new(settings.subscriber_capacity, settings.batching, keep_views),
+            hub: Hub::new(
+                settings.subscriber_capacity,
+                settings.batching,
+                settings.large_scopes,
+                keep_views,
+            ),
             user_locks: (0..USER_LOCK_STRIPES).map(|_| Mutex::new(())).collect(),
             lock_hasher: Default::default(),
             local_sessions: DashMap::new(),
@@ -241,6 +258,7 @@ impl Presence {
             sweeping: tokio::sync::Mutex::new(()),
             released: std::sync::Mutex::default(),
             next_reap_ms: AtomicI64::new(i64::MAX),
+            changes: ChangeFeed::new(),
         });
         let presence = Presence { inner };
         time.keep_in_step(Arc::downgrade(&presence.inner));
@@ -257,6 +275,10 @@ impl Presence {
                 .await?;
         }
         presence.take_lease().await?;
+        occupancy::spawn(
+            Arc::downgrade(&presence.inner),
+            settings.large_scopes.interval,
+        );
         timers::spawn(
             Arc::downgrade(&presence.inner),
             sweeper,
@@ -307,6 +329,7 @@ impl Presence {
             scopes: spec.scopes,
             metadata: spec.metadata,
             liveness: Liveness::HeldByNode,
+            kind: spec.kind,
         };
         let now = self.inner.clock.now();
         let local = LocalSession {
@@ -316,6 +339,7 @@ impl Presence {
             login: opened.login.clone(),
             scopes: opened.scopes.as_slice().into(),
             metadata: opened.metadata.clone(),
+            kind: opened.kind.clone(),
             heard_ms: AtomicI64::new(now.timestamp_millis()),
             confirmed: AtomicBool::new(false),
             closing: AtomicBool::new(false),
@@ -481,6 +505,8 @@ impl Presence {
             metadata: BTreeMap::from([("kind".to_owned(), "http".to_owned())]),
             // Any node may hear the login's next request.
             liveness: Liveness::Heartbeats,
+            // Requests are not a device: the login's sockets are.
+            kind: None,
         });
         match self.change(user, open).await {
             Ok(_) => Ok(true),
@@ -537,6 +563,13 @@ impl Presence {
         };
         let transition = self.change(user, UserOp::SetManual(choice)).await?;
         Ok(presence_of(&transition))
+    }
+
+    /// Every change of presence this node makes from now on, for the
+    /// host's hooks (a webhook when a user goes `OFFLINE`, an audit log):
+    /// see [`Changes`] for which node tells which change.
+    pub fn changes(&self) -> Changes {
+        self.inner.changes.subscribe()
     }
 
     /// Logs one login out: its sessions end at once, with no linger; the
@@ -682,6 +715,7 @@ impl Presence {
                     scopes: entry.scopes.to_vec(),
                     metadata: entry.metadata.clone(),
                     liveness: Liveness::HeldByNode,
+                    kind: entry.kind.clone(),
                 };
                 (entry.user.clone(), session, heard, entry.generation)
             })
@@ -813,6 +847,7 @@ impl Presence {
             );
         }
         self.inner.hub.publish(&transition);
+        self.inner.changes.tell(&transition);
         let reason = SessionEnd::for_op(&op);
         // A session reopened under the id of one that lapsed unswept lives
         // on: its new holder is not told it ended.
@@ -925,12 +960,13 @@ fn may_have_applied(error: &Error) -> bool {
     )
 }
 
-fn presence_of(transition: &Transition) -> UserPresence {
+pub(crate) fn presence_of(transition: &Transition) -> UserPresence {
     UserPresence {
         user_id: transition.user.clone(),
         status: transition.to,
         last_seen: transition.last_seen,
         v: transition.version,
+        details: transition.details.clone(),
     }
 }
 

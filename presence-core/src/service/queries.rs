@@ -56,6 +56,7 @@ impl Presence {
                 .into_iter()
                 .filter(|member| member.status != Status::Offline)
                 .collect(),
+            occupancy: None,
             // Read after the members: a snapshot is never labelled with an
             // epoch older than its data.
             epoch: self.epoch(),
@@ -80,6 +81,7 @@ impl Presence {
                     }
                 })
                 .collect(),
+            occupancy: None,
             epoch: self.epoch(),
         })
     }

@@ -6,11 +6,14 @@
 //! one user (a mutex, a row lock, a compare-and-set), so the rules of
 //! docs/rules.md#sessions and docs/rules.md#effective-status live in exactly one place.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
+use crate::details::Details;
 use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::{ManualStatus, Status};
 use crate::store::{
@@ -125,6 +128,7 @@ pub fn apply(
         UserOp::Activity { session } => {
             if let Some(session) = record.sessions.iter_mut().find(|s| s.id == *session) {
                 session.last_heartbeat = now;
+                session.last_activity = Some(now);
             }
             touch(record, now);
         }
@@ -194,6 +198,21 @@ pub fn apply(
         UserOp::SetManual(choice) => {
             record.manual = choice.filter(|c| c.holds_at(now));
         }
+        UserOp::SetCustom(custom) => {
+            record.custom = custom.clone().filter(|c| c.holds_at(now));
+        }
+        UserOp::SetStatus { manual, custom } => {
+            record.manual = manual.filter(|c| c.holds_at(now));
+            record.custom = custom.clone().filter(|c| c.holds_at(now));
+        }
+        UserOp::SetState { session, state } => {
+            if let Some(session) = record.sessions.iter_mut().find(|s| s.id == *session) {
+                session.state = state.clone().map(|state| (state, now));
+            }
+        }
+        UserOp::HideLastSeen(hide) => {
+            record.hide_last_seen = *hide;
+        }
         UserOp::ClearNode { node, alive } => {
             let stale = |s: &SessionRecord| {
                 s.node.name == node.name
@@ -229,11 +248,16 @@ pub fn apply(
     } else {
         difference(&seen_in, &record.scopes)
     };
-    if to != from || !joined_scopes.is_empty() || !left_scopes.is_empty() {
+    let details = details(record, to, now, config);
+    let updated =
+        details != record.shown.details || record.hide_last_seen != record.shown.last_seen_hidden;
+    if to != from || updated || !joined_scopes.is_empty() || !left_scopes.is_empty() {
         record.shown = Shown {
             status: to,
             last_seen: record.last_seen,
             version: record.shown.version + 1,
+            details,
+            last_seen_hidden: record.hide_last_seen,
         };
     }
     Ok(Transition {
@@ -241,7 +265,11 @@ pub fn apply(
         from,
         to,
         version: record.shown.version,
-        last_seen: record.shown.last_seen,
+        last_seen: (!record.shown.last_seen_hidden)
+            .then_some(record.shown.last_seen)
+            .flatten(),
+        details: record.shown.details.clone(),
+        updated,
         at: now,
         scopes: record.scopes.clone(),
         joined_scopes,
@@ -306,6 +334,9 @@ fn open(
             opened_at: now,
             last_heartbeat: heard_at,
             liveness: new.liveness,
+            kind: new.kind.clone(),
+            last_activity: (heard_at == now).then_some(now).or(record.last_activity),
+            state: None,
         });
     }
     if let Some(linger) = record.linger.take() {
@@ -413,7 +444,9 @@ fn check(
                 });
             }
         }
-        UserOp::Activity { session } if !live.any(|s| s.id == *session) => {
+        UserOp::Activity { session } | UserOp::SetState { session, .. }
+            if !live.any(|s| s.id == *session) =>
+        {
             return Err(OpError::SessionNotFound);
         }
         _ => {}
@@ -454,6 +487,9 @@ fn settle(record: &mut UserRecord, now: DateTime<Utc>, config: &PresenceConfig) 
     end_lingers(record, now);
     if record.manual.is_some_and(|m| !m.holds_at(now)) {
         record.manual = None;
+    }
+    if record.custom.as_ref().is_some_and(|c| !c.holds_at(now)) {
+        record.custom = None;
     }
     record.retired_logins.retain(|r| r.until > now);
     lapsed
@@ -583,6 +619,13 @@ fn next_deadline(
     let linger_end = record.linger.as_ref().map(|l| l.until);
     let scope_linger_ends = record.scope_lingers.iter().map(|l| l.until);
     let manual_end = record.manual.and_then(|m| m.until);
+    let custom_end = record.custom.as_ref().and_then(|c| c.until);
+    // A kind's status turns AWAY on its own sessions' idleness.
+    let kinds_away = record
+        .sessions
+        .iter()
+        .filter(|s| s.kind.is_some() && record.manual.is_none())
+        .map(|s| later(session_activity(s), config.away_after));
     let idle = record.last_activity.into_iter().flat_map(|active| {
         let away = record
             .manual
@@ -596,6 +639,8 @@ fn next_deadline(
         .chain(linger_end)
         .chain(scope_linger_ends)
         .chain(manual_end)
+        .chain(custom_end)
+        .chain(kinds_away)
         .chain(idle)
         .filter(|deadline| *deadline > now)
         .min()
@@ -650,4 +695,56 @@ fn union_into(into: &mut Vec<ScopeId>, more: &[ScopeId]) {
             into.push(scope.clone());
         }
     }
+}
+
+/// When a session was last active: its own newest activity, or its opening.
+fn session_activity(session: &SessionRecord) -> DateTime<Utc> {
+    session.last_activity.unwrap_or(session.opened_at)
+}
+
+/// What observers see of a settled record beyond its status `shown`
+/// (docs/rules.md#details): nothing while it shows `OFFLINE` (gone, idle
+/// or invisible), so none of it leaks.
+fn details(
+    record: &UserRecord,
+    shown: Status,
+    now: DateTime<Utc>,
+    config: &PresenceConfig,
+) -> Option<Arc<Details>> {
+    if shown == Status::Offline {
+        return None;
+    }
+    let mut devices = BTreeMap::new();
+    for session in &record.sessions {
+        let Some(kind) = &session.kind else { continue };
+        let status = match record.manual.map(|m| m.status) {
+            Some(ManualStatus::Busy) => Status::Busy,
+            Some(ManualStatus::Away) => Status::Away,
+            _ if later(session_activity(session), config.away_after) <= now => Status::Away,
+            _ => Status::Online,
+        };
+        devices
+            .entry(kind.clone())
+            .and_modify(|known: &mut Status| *known = (*known).max_by_rank(status))
+            .or_insert(status);
+    }
+    let mut states: Vec<_> = record
+        .sessions
+        .iter()
+        .filter_map(|s| s.state.as_ref().map(|(state, at)| (*at, &s.id, state)))
+        .collect();
+    states.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    let state = (!states.is_empty()).then(|| {
+        let mut merged = serde_json::Map::new();
+        for (_, _, state) in states {
+            state.merge_into(&mut merged);
+        }
+        merged
+    });
+    let details = Details {
+        custom: record.custom.clone(),
+        devices,
+        state,
+    };
+    (!details.is_empty()).then(|| Arc::new(details))
 }

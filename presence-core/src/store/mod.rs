@@ -89,6 +89,7 @@ use chrono::{DateTime, Utc};
 
 use self::machine::OpError;
 use crate::config::PresenceConfig;
+use crate::details::Details;
 use crate::event::UserPresence;
 use crate::ids::{Epoch, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::Status;
@@ -107,8 +108,15 @@ pub struct Transition {
     pub to: Status,
     /// The version of `to` (grew by one if `from != to`).
     pub version: u64,
-    /// `last_seen` as observers may know it.
+    /// `last_seen` as observers may know it (none for a user who hides it).
     pub last_seen: Option<DateTime<Utc>>,
+    /// What observers see beyond the status ([`Details`]); none while
+    /// `OFFLINE`.
+    pub details: Option<Arc<Details>>,
+    /// Whether what observers see besides the status changed: the details
+    /// or whether `last_seen` is hidden (told as an update: one event with
+    /// a new version, in every scope of the user).
+    pub updated: bool,
     /// When the change happened.
     pub at: DateTime<Utc>,
     /// The scopes the user is seen in ([`UserRecord::scopes`]): told
@@ -143,7 +151,10 @@ impl Transition {
     /// user joined or left a scope in sight of its watchers. The version
     /// grew by one exactly when this is true.
     pub fn changed(&self) -> bool {
-        self.status_changed() || !self.joined_scopes.is_empty() || !self.left_scopes.is_empty()
+        self.status_changed()
+            || self.updated
+            || !self.joined_scopes.is_empty()
+            || !self.left_scopes.is_empty()
     }
 
     /// Whether the status observers see changed.
@@ -274,6 +285,31 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// Reads every member of a scope: each user with a session or a pending
     /// linger whose scopes include it, as observers see them.
     async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError>;
+
+    /// Up to `limit` members of a scope who are not `OFFLINE`, in order of
+    /// user id, each greater than `after` when given: a page of
+    /// [`crate::Presence::members`].
+    ///
+    /// The default reads every member with
+    /// [`PresenceStore::scope_members`] and keeps the page; a store that
+    /// can read a range of a scope in order overrides it.
+    async fn scope_members_page(
+        &self,
+        scope: &ScopeId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserPresence>, StoreError> {
+        let mut members: Vec<UserPresence> = self
+            .scope_members(scope)
+            .await?
+            .into_iter()
+            .filter(|member| member.status != Status::Offline)
+            .filter(|member| after.is_none_or(|after| member.user_id > *after))
+            .collect();
+        members.sort_unstable_by(|a, b| a.user_id.cmp(&b.user_id));
+        members.truncate(limit);
+        Ok(members)
+    }
 
     /// Up to `limit` users whose next deadline is at or before `now`, oldest
     /// first. Applying [`UserOp::Refresh`] to each moves its deadline on.

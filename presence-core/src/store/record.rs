@@ -4,10 +4,12 @@
 //! [`machine::apply`](super::machine::apply); they never decide a status themselves.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::details::{AppState, CustomStatus, Details, SessionKind};
 use crate::event::UserPresence;
 use crate::ids::{LoginId, NodeId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::{ManualChoice, Status};
@@ -24,6 +26,12 @@ pub struct UserRecord {
     pub sessions: Vec<SessionRecord>,
     /// The manual status, if one is set (it may have expired since).
     pub manual: Option<ManualChoice>,
+    /// The custom status, if one is set (it may have expired since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom: Option<CustomStatus>,
+    /// The user hides when they were last seen: observers get none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hide_last_seen: bool,
     /// A pending grace period after the last session ended.
     pub linger: Option<Linger>,
     /// The user's newest activity, from any session.
@@ -53,9 +61,12 @@ pub struct UserRecord {
 
 impl UserRecord {
     /// `last_seen` as observers may know it: frozen while the user shows
-    /// `OFFLINE`, so an invisible user's activity never leaks.
+    /// `OFFLINE`, so an invisible user's activity never leaks, and none
+    /// for a user who hides it.
     pub(crate) fn observed_last_seen(&self) -> Option<DateTime<Utc>> {
-        if self.shown.status == Status::Offline {
+        if self.shown.last_seen_hidden {
+            None
+        } else if self.shown.status == Status::Offline {
             self.shown.last_seen
         } else {
             self.last_seen
@@ -99,8 +110,15 @@ pub struct Shown {
     pub status: Status,
     /// `last_seen` at the moment of that change.
     pub last_seen: Option<DateTime<Utc>>,
-    /// Grows by one with every change of `status`; 0 before the first.
+    /// Grows by one with every change observers are told of (status,
+    /// details, scopes joined or left); 0 before the first.
     pub version: u64,
+    /// The details shown with `status` (none while `OFFLINE`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<Arc<Details>>,
+    /// Whether `last_seen` was hidden from observers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub last_seen_hidden: bool,
 }
 
 impl Default for Shown {
@@ -109,6 +127,8 @@ impl Default for Shown {
             status: Status::Offline,
             last_seen: None,
             version: 0,
+            details: None,
+            last_seen_hidden: false,
         }
     }
 }
@@ -134,6 +154,16 @@ pub struct SessionRecord {
     /// What keeps it live.
     #[serde(default, skip_serializing_if = "Liveness::is_heartbeats")]
     pub liveness: Liveness,
+    /// What kind of client it is, as the host said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SessionKind>,
+    /// The newest activity in this session (its kind's status); `None`
+    /// reads as `opened_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_activity: Option<DateTime<Utc>>,
+    /// The app state the session set, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<(AppState, DateTime<Utc>)>,
 }
 
 /// What keeps a session live, and so who ends it when its client goes
@@ -187,6 +217,9 @@ pub struct NewSession {
     /// What keeps it live.
     #[serde(default)]
     pub liveness: Liveness,
+    /// What kind of client it is (watchers see a status per kind).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SessionKind>,
 }
 
 /// One change to one user's presence. Stores apply it atomically with
@@ -231,6 +264,25 @@ pub enum UserOp {
     LogoutEverywhere,
     /// Set (`Some`) or clear (`None`) the manual status.
     SetManual(Option<ManualChoice>),
+    /// Set (`Some`) or clear (`None`) the custom status, keeping the
+    /// manual status.
+    SetCustom(Option<CustomStatus>),
+    /// Set both the manual status and the custom status, as one change.
+    SetStatus {
+        /// The manual status (`None` clears it).
+        manual: Option<ManualChoice>,
+        /// The custom status (`None` clears it).
+        custom: Option<CustomStatus>,
+    },
+    /// Set (`Some`) or clear (`None`) one session's app state.
+    SetState {
+        /// The session.
+        session: SessionId,
+        /// Its new state.
+        state: Option<AppState>,
+    },
+    /// Hide (`true`) or show when the user was last seen.
+    HideLastSeen(bool),
     /// End the sessions that earlier incarnations of `node` left behind:
     /// those of `node`'s name held by any incarnation other than `node`'s
     /// own and those in `alive` (processes of the same node still running,

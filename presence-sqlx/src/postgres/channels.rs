@@ -164,6 +164,7 @@ mod tests {
             last_seen: None,
             v: 1,
             at: chrono::DateTime::from_timestamp(0, 0).expect("valid"),
+            details: None,
         };
         let origin = NodeName::from("node-a");
         let short = event_payload(&origin, event("acme".into())).expect("json");

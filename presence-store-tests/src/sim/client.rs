@@ -146,6 +146,7 @@ mod tests {
             status,
             last_seen: None,
             v,
+            details: None,
         }
     }
 

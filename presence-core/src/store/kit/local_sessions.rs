@@ -352,6 +352,9 @@ mod tests {
             opened_at: at(0),
             last_heartbeat: at(0),
             liveness: Liveness::HeldByNode,
+            kind: None,
+            last_activity: None,
+            state: None,
         });
         local.saw(&record);
         local
