@@ -20,6 +20,9 @@ pub const MAX_TEXT_CHARS: usize = 100;
 pub const MAX_EMOJI_BYTES: usize = 32;
 /// Most bytes of a session's app state, as compact JSON.
 pub const MAX_STATE_BYTES: usize = 1024;
+/// Most bytes of a user's merged app state, as compact JSON: the states of
+/// the sessions set last that fit.
+pub const MAX_MERGED_STATE_BYTES: usize = 4 * MAX_STATE_BYTES;
 /// Most characters of a session kind.
 pub const MAX_KIND_CHARS: usize = 32;
 
@@ -275,11 +278,34 @@ impl AppState {
         serde_json::to_vec(&self.0).map_or(usize::MAX, |bytes| bytes.len())
     }
 
-    /// Puts this state's keys into `merged`, over the ones there.
-    pub(crate) fn merge_into(&self, merged: &mut Map<String, Value>) {
-        for (key, value) in &self.0 {
+    /// Adds this state's keys that `merged` lacks (it holds newer
+    /// states), if they take at most `room` more bytes of JSON; the bytes
+    /// added, or `None` (nothing added) when they do not fit.
+    pub(crate) fn merge_under(
+        &self,
+        merged: &mut Map<String, Value>,
+        room: usize,
+    ) -> Option<usize> {
+        let new: Vec<(&String, &Value)> = self
+            .0
+            .iter()
+            .filter(|(key, _)| !merged.contains_key(*key))
+            .collect();
+        let grown: usize = new
+            .iter()
+            .map(|(key, value)| {
+                // "key":value, — quotes, colon and comma around the two.
+                let value = serde_json::to_vec(value).map_or(usize::MAX / 4, |v| v.len());
+                serde_json::to_vec(key).map_or(usize::MAX / 4, |k| k.len()) + value + 2
+            })
+            .sum();
+        if grown > room {
+            return None;
+        }
+        for (key, value) in new {
             merged.insert(key.clone(), value.clone());
         }
+        Some(grown)
     }
 }
 
@@ -310,8 +336,8 @@ pub struct Details {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub devices: BTreeMap<SessionKind, Status>,
     /// The app states of the user's sessions merged: where two set one
-    /// key, the one set last wins. (Each session's is at most
-    /// [`MAX_STATE_BYTES`]; the merge of a user's sessions may be larger.)
+    /// key, the one set last wins; at most [`MAX_MERGED_STATE_BYTES`]
+    /// (the states set last that fit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<Map<String, Value>>,
 }
@@ -380,14 +406,24 @@ mod tests {
             AppState::new(big),
             Err(DetailsError::StateTooLarge { limit: 1024 })
         );
+        // Newest first: the newer "page" stays.
         let mut merged = Map::new();
-        AppState::new(json!({"in_call": true, "page": "a"}))
-            .unwrap()
-            .merge_into(&mut merged);
-        AppState::new(json!({"page": "b"}))
-            .unwrap()
-            .merge_into(&mut merged);
-        assert_eq!(Value::Object(merged), json!({"in_call": true, "page": "b"}));
+        let newer = AppState::new(json!({"page": "b"})).unwrap();
+        let older = AppState::new(json!({"in_call": true, "page": "a"})).unwrap();
+        let first = newer.merge_under(&mut merged, 100).unwrap();
+        let second = older.merge_under(&mut merged, 100 - first).unwrap();
+        assert_eq!(
+            Value::Object(merged.clone()),
+            json!({"in_call": true, "page": "b"})
+        );
+        assert_eq!(
+            serde_json::to_vec(&merged).unwrap().len(),
+            2 + first + second - 1,
+            "the bytes counted are the JSON's (less the last comma)"
+        );
+        let big = AppState::new(json!({"x": "y".repeat(50)})).unwrap();
+        assert_eq!(big.merge_under(&mut merged, 10), None);
+        assert!(!merged.contains_key("x"));
     }
 
     #[test]

@@ -183,7 +183,7 @@ pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
 pub use details::{
     AppState, CustomStatus, Details, DetailsError, MAX_EMOJI_BYTES, MAX_KIND_CHARS,
-    MAX_STATE_BYTES, MAX_TEXT_CHARS, SessionKind,
+    MAX_MERGED_STATE_BYTES, MAX_STATE_BYTES, MAX_TEXT_CHARS, SessionKind,
 };
 pub use error::Error;
 pub use event::{PresenceEvent, Snapshot, UserPresence};

@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
-use crate::details::Details;
+use crate::details::{Details, MAX_MERGED_STATE_BYTES};
 use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::{ManualStatus, Status};
 use crate::store::{
@@ -733,11 +733,17 @@ fn details(
         .iter()
         .filter_map(|s| s.state.as_ref().map(|(state, at)| (*at, &s.id, state)))
         .collect();
-    states.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    // Newest first: a key keeps the value set last, and the merge stops
+    // before a state that would take it past its bound.
+    states.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
     let state = (!states.is_empty()).then(|| {
         let mut merged = serde_json::Map::new();
+        let mut size = 2;
         for (_, _, state) in states {
-            state.merge_into(&mut merged);
+            let Some(grown) = state.merge_under(&mut merged, MAX_MERGED_STATE_BYTES - size) else {
+                break;
+            };
+            size += grown;
         }
         merged
     });
