@@ -1,11 +1,14 @@
 //! Model-based property test of the presence service.
 //!
 //! Random sequences of operations (open, close, heartbeat, activity, manual
-//! status, logout, logout everywhere, time passing) are run against a real
+//! status, custom status, logout, logout everywhere, time passing) are run against a real
 //! [`Presence`] on a [`ManualClock`] and against a small reference model
 //! written from docs/rules.md (not from `store::machine`). After every step the
 //! events a watcher received, every user's status and version, and the
-//! result of the operation must be what the model predicts.
+//! result of the operation must be what the model predicts. What observers
+//! see includes the custom status's text and the status of each kind of
+//! device (slot 0 is a web session, slot 1 a mobile one, slot 2 has no
+//! kind): a change of those alone is one event with the next version.
 //!
 //! The model settles eagerly (every step, every user) where the library
 //! settles lazily; both must agree on everything observers can see.
@@ -16,8 +19,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use presence_core::{
-    Delivery, LoginId, ManualClock, Presence, PresenceConfig, RequestedStatus, ScopeId,
-    SessionHandle, SessionId, SessionSpec, Status, Subscription, UserId,
+    CustomStatus, Delivery, Details, LoginId, ManualClock, Presence, PresenceConfig,
+    RequestedStatus, ScopeId, SessionHandle, SessionId, SessionKind, SessionSpec, Status,
+    Subscription, UserId,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -38,6 +42,41 @@ const ADVANCES_MS: &[i64] = &[
     1, 1_000, 7_000, 8_000, 10_000, 15_000, 17_000, 24_000, 24_999, 25_000, 25_001, 26_000, 33_000,
     35_000, 59_000, 60_000, 61_000, 240_000, 299_000, 300_000, 301_000,
 ];
+
+/// The custom status texts users pick from.
+const TEXTS: &[&str] = &["lunch", "in a meeting"];
+
+/// The kind of each session slot.
+fn kind_of(slot: usize) -> Option<&'static str> {
+    match slot {
+        0 => Some("web"),
+        1 => Some("mobile"),
+        _ => None,
+    }
+}
+
+/// What observers see besides the status: the custom text with its expiry
+/// (ms since the start), and each kind of device with its status.
+type Extra = (Option<(String, Option<i64>)>, Vec<(String, Status)>);
+
+fn extra_of(details: Option<&Details>, start: DateTime<Utc>) -> Extra {
+    let Some(details) = details else {
+        return (None, Vec::new());
+    };
+    (
+        details.custom.as_ref().map(|c| {
+            (
+                c.text.clone().unwrap_or_default(),
+                c.until.map(|until| (until - start).num_milliseconds()),
+            )
+        }),
+        details
+            .devices
+            .iter()
+            .map(|(kind, status)| (kind.to_string(), *status))
+            .collect(),
+    )
+}
 
 /// Seconds from now at which a manual status may expire.
 const EXPIRIES_S: &[i64] = &[1, 7, 8, 25, 59, 60, 61, 300];
@@ -112,6 +151,12 @@ enum Op {
     SetStatus {
         user: usize,
         manual: Option<Manual>,
+        until_s: Option<i64>,
+    },
+    /// `text: None` clears the custom status.
+    SetCustom {
+        user: usize,
+        text: Option<usize>,
         until_s: Option<i64>,
     },
     Logout {
@@ -195,6 +240,12 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         3 => (user(), 0..SLOTS).prop_map(|(user, slot)| Op::Activity { user, slot }),
         3 => (user(), manual, proptest::option::of(proptest::sample::select(EXPIRIES_S)))
             .prop_map(|(user, manual, until_s)| Op::SetStatus { user, manual, until_s }),
+        2 => (
+            user(),
+            proptest::option::of(0..TEXTS.len()),
+            proptest::option::of(proptest::sample::select(EXPIRIES_S)),
+        )
+            .prop_map(|(user, text, until_s)| Op::SetCustom { user, text, until_s }),
         3 => (user(), 0..LOGINS).prop_map(|(user, login)| Op::Logout { user, login }),
         1 => user().prop_map(|user| Op::LogoutEverywhere { user }),
         1 => (user(), 1..USERS, 0..SLOTS, prop_oneof![
@@ -223,6 +274,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
 struct ModelSession {
     login: usize,
     heartbeat: i64,
+    /// Newest activity in this session (its kind's status).
+    activity: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -241,8 +294,11 @@ struct ModelUser {
     /// Newest activity of the user, from any session.
     last_activity: Option<i64>,
     manual: Option<(Manual, Option<i64>)>,
+    /// The custom status: a text of [`TEXTS`] and its expiry.
+    custom: Option<(usize, Option<i64>)>,
     /// What observers were told, and its version.
     shown: Status,
+    shown_extra: Extra,
     v: u64,
     /// Logins logged out, refused until the given time (logout + TTL).
     retired: BTreeMap<usize, i64>,
@@ -255,7 +311,9 @@ impl Default for ModelUser {
             linger: None,
             last_activity: None,
             manual: None,
+            custom: None,
             shown: Status::Offline,
+            shown_extra: (None, Vec::new()),
             v: 0,
             retired: BTreeMap::new(),
         }
@@ -304,6 +362,38 @@ impl ModelUser {
         if matches!(self.manual, Some((_, Some(until))) if until <= now) {
             self.manual = None;
         }
+        if matches!(self.custom, Some((_, Some(until))) if until <= now) {
+            self.custom = None;
+        }
+    }
+
+    /// What observers see besides `status` (docs/rules.md#details):
+    /// nothing while `OFFLINE`; else the custom text, and per kind the
+    /// manual BUSY/AWAY or, without one, ONLINE unless that kind's sessions
+    /// were all idle for `away_after`.
+    fn extra(&self, status: Status, now: i64) -> Extra {
+        if status == Status::Offline {
+            return (None, Vec::new());
+        }
+        let mut devices: BTreeMap<String, Status> = BTreeMap::new();
+        for (slot, session) in &self.sessions {
+            let Some(kind) = kind_of(*slot) else { continue };
+            let status = match self.manual.map(|(manual, _)| manual) {
+                Some(Manual::Busy) => Status::Busy,
+                Some(Manual::Away) => Status::Away,
+                _ if now >= session.activity + AWAY => Status::Away,
+                _ => Status::Online,
+            };
+            let known = devices.entry(kind.to_owned()).or_insert(status);
+            if status == Status::Online {
+                *known = Status::Online;
+            }
+        }
+        (
+            self.custom
+                .map(|(text, until)| (TEXTS[text].to_owned(), until)),
+            devices.into_iter().collect(),
+        )
     }
 
     /// docs/rules.md#precedence for a settled user.
@@ -371,7 +461,7 @@ impl Expected {
     }
 }
 
-type Events = BTreeMap<usize, Vec<(Status, u64)>>;
+type Events = BTreeMap<usize, Vec<(Status, Extra, u64)>>;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct World {
@@ -414,14 +504,19 @@ impl World {
                     branches.push((world, Expected::Refused));
                 } else {
                     match model.sessions.get_mut(&slot) {
-                        // Re-opening an open session refreshes it (its login stays).
-                        Some(session) => session.heartbeat = now,
+                        // Re-opening an open session refreshes it (its login
+                        // stays); opening is activity.
+                        Some(session) => {
+                            session.heartbeat = now;
+                            session.activity = now;
+                        }
                         None => {
                             model.sessions.insert(
                                 slot,
                                 ModelSession {
                                     login,
                                     heartbeat: now,
+                                    activity: now,
                                 },
                             );
                         }
@@ -459,6 +554,7 @@ impl World {
                 let result = match model.sessions.get_mut(&slot) {
                     Some(session) => {
                         session.heartbeat = now;
+                        session.activity = now;
                         model.last_activity = Some(now);
                         Expected::Ok
                     }
@@ -473,6 +569,14 @@ impl World {
             } => {
                 world.users[user].manual =
                     manual.map(|manual| (manual, until_s.map(|s| now + s * 1000)));
+                branches.push((world, Expected::Ok));
+            }
+            Op::SetCustom {
+                user,
+                text,
+                until_s,
+            } => {
+                world.users[user].custom = text.map(|text| (text, until_s.map(|s| now + s * 1000)));
                 branches.push((world, Expected::Ok));
             }
             Op::Logout { user, login } => {
@@ -554,10 +658,15 @@ impl World {
         let mut events = Events::new();
         for (index, user) in self.users.iter_mut().enumerate() {
             let status = user.effective(now);
-            if status != user.shown {
+            let extra = user.extra(status, now);
+            if status != user.shown || extra != user.shown_extra {
                 user.shown = status;
+                user.shown_extra = extra.clone();
                 user.v += 1;
-                events.entry(index).or_default().push((status, user.v));
+                events
+                    .entry(index)
+                    .or_default()
+                    .push((status, extra, user.v));
             }
         }
         events
@@ -623,9 +732,12 @@ impl Sut {
         let presence = self.presence.clone();
         match *op {
             Op::Open { user, slot, login } => {
-                let spec = SessionSpec::new(user_id(user), login_id(user, login))
+                let mut spec = SessionSpec::new(user_id(user), login_id(user, login))
                     .scope(scope_of(user))
                     .id(session_id(user, slot));
+                if let Some(kind) = kind_of(slot) {
+                    spec = spec.kind(SessionKind::new(kind).expect("a valid kind"));
+                }
                 match presence.open_session(spec).await {
                     Ok(handle) => {
                         self.handles.push(handle);
@@ -666,6 +778,21 @@ impl Sut {
                     .set_status(&user_id(user), requested, until)
                     .await
                     .map_err(|error| format!("set_status failed: {error}"))?;
+                Ok(Actual::Ok)
+            }
+            Op::SetCustom {
+                user,
+                text,
+                until_s,
+            } => {
+                let custom = text.map(|text| {
+                    let until = until_s.map(|s| self.at(now + s * 1000));
+                    CustomStatus::new(Some(TEXTS[text].into()), None, until).expect("valid")
+                });
+                presence
+                    .set_custom_status(&user_id(user), custom)
+                    .await
+                    .map_err(|error| format!("set_custom_status failed: {error}"))?;
                 Ok(Actual::Ok)
             }
             Op::Logout { user, login } => {
@@ -744,10 +871,11 @@ impl Sut {
                 if event.scope != scope_of(user) {
                     return Err(format!("event in a scope the user is not in: {event:?}"));
                 }
-                events
-                    .entry(user)
-                    .or_default()
-                    .push((event.status, event.v));
+                events.entry(user).or_default().push((
+                    event.status,
+                    extra_of(event.details.as_deref(), self.start),
+                    event.v,
+                ));
             }
         }
         Ok(events)
@@ -755,7 +883,7 @@ impl Sut {
 
     /// Every user's (status, v) as the service reports it, checking that
     /// versions moved by exactly one per event.
-    async fn statuses(&mut self, events: &Events) -> Result<Vec<(Status, u64)>, String> {
+    async fn statuses(&mut self, events: &Events) -> Result<Vec<(Status, Extra, u64)>, String> {
         let mut statuses = Vec::with_capacity(USERS);
         for user in 0..USERS {
             let presence = self
@@ -765,17 +893,17 @@ impl Sut {
                 .map_err(|error| format!("status failed: {error}"))?;
             let mut v = self.versions[user];
             let mut last = None;
-            for &(status, event_v) in events.get(&user).into_iter().flatten() {
-                if event_v != v + 1 {
+            for (status, extra, event_v) in events.get(&user).into_iter().flatten() {
+                if *event_v != v + 1 {
                     return Err(format!(
                         "user {user}: event v={event_v} after v={v} (events {events:?})"
                     ));
                 }
-                if last == Some(status) {
-                    return Err(format!("user {user}: two events with the same status"));
+                if last == Some((*status, extra)) {
+                    return Err(format!("user {user}: two events with the same presence"));
                 }
-                v = event_v;
-                last = Some(status);
+                v = *event_v;
+                last = Some((*status, extra));
             }
             if presence.v != v {
                 return Err(format!(
@@ -783,16 +911,17 @@ impl Sut {
                     presence.v
                 ));
             }
-            if let Some(status) = last
-                && status != presence.status
+            let read_extra = extra_of(presence.details.as_deref(), self.start);
+            if let Some((status, extra)) = last
+                && (status != presence.status || *extra != read_extra)
             {
                 return Err(format!(
-                    "user {user}: last event {status} but status {}",
+                    "user {user}: last event {status} {extra:?} but status {} {read_extra:?}",
                     presence.status
                 ));
             }
             self.versions[user] = presence.v;
-            statuses.push((presence.status, presence.v));
+            statuses.push((presence.status, read_extra, presence.v));
         }
         Ok(statuses)
     }
@@ -824,11 +953,11 @@ async fn check(ops: &[Op], sut: &mut Sut) -> Result<(), String> {
 
         let mut next: Vec<World> = Vec::new();
         for (before, prediction) in &predictions {
-            let shown: Vec<(Status, u64)> = prediction
+            let shown: Vec<(Status, Extra, u64)> = prediction
                 .world
                 .users
                 .iter()
-                .map(|user| (user.shown, user.v))
+                .map(|user| (user.shown, user.shown_extra.clone(), user.v))
                 .collect();
             if !prediction.result.matches(&result)
                 || prediction.events != events
@@ -861,11 +990,11 @@ async fn check(ops: &[Op], sut: &mut Sut) -> Result<(), String> {
             let expected: Vec<String> = predictions
                 .iter()
                 .map(|(_, prediction)| {
-                    let shown: Vec<(Status, u64)> = prediction
+                    let shown: Vec<(Status, Extra, u64)> = prediction
                         .world
                         .users
                         .iter()
-                        .map(|user| (user.shown, user.v))
+                        .map(|user| (user.shown, user.shown_extra.clone(), user.v))
                         .collect();
                     format!(
                         "  result {:?}\n  events {:?}\n  statuses {shown:?}\n  model {:#?}",

@@ -111,6 +111,10 @@ pub fn apply(
     match op {
         UserOp::Open(new) => {
             open(record, new, now, now, &mut moved_sessions);
+            // Opening is activity, in this session too.
+            if let Some(session) = record.sessions.iter_mut().find(|s| s.id == new.id) {
+                session.last_activity = Some(now);
+            }
             touch(record, now);
         }
         UserOp::Restore {
