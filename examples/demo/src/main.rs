@@ -16,7 +16,10 @@
 //! `PRESENCE_DEMO_SECRET` (at least 16 bytes: signs the login tokens, so
 //! logins survive a restart and work on every node with the same secret;
 //! unset, a random secret per process, and a warning) and
-//! `PRESENCE_DEMO_LOGIN_TTL` (how long a login lasts, default `7d`).
+//! `PRESENCE_DEMO_LOGIN_TTL` (how long a login lasts, default `7d`),
+//! `PRESENCE_WEBHOOK_URL` (an `http://` URL posted to when a user goes
+//! OFFLINE) and `PRESENCE_DEMO_CROWD` (`org:N`: N guests kept present in
+//! `org`, which then shows counts).
 //! `PRESENCE_REDIS_PREFIX` and `PRESENCE_PG_SCHEMA` name the keys and the
 //! schema in a shared store.
 //!
@@ -26,12 +29,14 @@
 mod accounts;
 mod app;
 mod auth;
+mod crowd;
 mod logins;
 mod metrics;
 mod pages;
 mod revocations;
 mod settings;
 mod tokens;
+mod webhook;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -156,6 +161,14 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
             builder.store(store).build().await?
         }
     };
+    if let Some(url) = settings.webhook_url.clone() {
+        webhook::spawn(&presence, url);
+    }
+    if let Some((org, size)) = &settings.crowd {
+        crowd::spawn(&presence, org, *size)
+            .await
+            .map_err(|e| format!("cannot seat the crowd of {org}: {e}"))?;
+    }
     let routes = PresenceRoutes::<CurrentLogin>::new(presence.clone())
         .snapshot_path("/api/presence")
         .allowed_origins(settings.allowed_origins.clone());

@@ -31,6 +31,11 @@ pub(crate) struct Settings {
     /// lasts; a dead process's sockets' users go OFFLINE about this long
     /// (and a third of it, and the linger) after it died.
     pub(crate) node_lease: Duration,
+    /// `PRESENCE_WEBHOOK_URL`: where to post when a user goes OFFLINE
+    /// (`http://` only: the demo's client has no TLS).
+    pub(crate) webhook_url: Option<String>,
+    /// `PRESENCE_DEMO_CROWD=org:N`: N guests kept present in `org`.
+    pub(crate) crowd: Option<(String, usize)>,
 }
 
 /// The bytes of `PRESENCE_DEMO_SECRET`, at least [`MIN_SECRET_BYTES`]
@@ -151,6 +156,10 @@ impl Settings {
                 why: "must be at most 10 years".into(),
             });
         }
+        let webhook_url = get("PRESENCE_WEBHOOK_URL")
+            .map(parse_webhook_url)
+            .transpose()?;
+        let crowd = get("PRESENCE_DEMO_CROWD").map(parse_crowd).transpose()?;
         Ok(Self {
             listen,
             store,
@@ -161,6 +170,8 @@ impl Settings {
             secret,
             login_ttl,
             node_lease,
+            webhook_url,
+            crowd,
         })
     }
 }
@@ -211,6 +222,38 @@ fn parse_duration(variable: &'static str, value: &str) -> Result<Duration, BadSe
 
 /// An on/off variable: `1`, `true`, `yes`, `on` or `0`, `false`, `no`,
 /// `off` (any case); unset or empty is off.
+/// The most guests `PRESENCE_DEMO_CROWD` may ask for.
+const MAX_CROWD: usize = 10_000;
+
+fn parse_webhook_url(value: String) -> Result<String, BadSetting> {
+    let host = value.strip_prefix("http://").unwrap_or_default();
+    if host.is_empty() || value.chars().any(char::is_whitespace) {
+        return Err(BadSetting {
+            variable: "PRESENCE_WEBHOOK_URL",
+            value,
+            why: "not a URL like http://127.0.0.1:9000/hooks/presence (http only)".into(),
+        });
+    }
+    Ok(value)
+}
+
+fn parse_crowd(value: String) -> Result<(String, usize), BadSetting> {
+    let parsed = value.split_once(':').and_then(|(org, size)| {
+        let org = org.trim().to_ascii_lowercase();
+        let fits = (1..=32).contains(&org.len())
+            && org
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let size = size.trim().parse::<usize>().ok()?;
+        (fits && size <= MAX_CROWD).then_some((org, size))
+    });
+    parsed.ok_or_else(|| BadSetting {
+        variable: "PRESENCE_DEMO_CROWD",
+        value,
+        why: format!("not an organisation and a size up to {MAX_CROWD}, like acme:300"),
+    })
+}
+
 fn parse_switch(variable: &'static str, value: Option<String>) -> Result<bool, BadSetting> {
     let Some(value) = value else {
         return Ok(false);
@@ -305,6 +348,25 @@ mod tests {
         assert!(said.contains("at least 16 bytes"), "{said}");
         let error = settings(&[("PRESENCE_DEMO_SECRET", "")]).expect_err("empty");
         assert_eq!(error.variable, "PRESENCE_DEMO_SECRET");
+    }
+
+    #[test]
+    fn the_webhook_and_the_crowd_are_read_and_bad_ones_refused() {
+        let s = settings(&[
+            ("PRESENCE_WEBHOOK_URL", "http://127.0.0.1:9000/hook"),
+            ("PRESENCE_DEMO_CROWD", "Acme:300"),
+        ])
+        .expect("valid");
+        assert_eq!(s.webhook_url.as_deref(), Some("http://127.0.0.1:9000/hook"));
+        assert_eq!(s.crowd, Some(("acme".into(), 300)));
+        for bad in ["https://x", "ftp://x", "http://", "http://a b"] {
+            let error = settings(&[("PRESENCE_WEBHOOK_URL", bad)]).expect_err(bad);
+            assert_eq!(error.variable, "PRESENCE_WEBHOOK_URL");
+        }
+        for bad in ["acme", "acme:lots", ":3", "acme:10001", "a c:3"] {
+            let error = settings(&[("PRESENCE_DEMO_CROWD", bad)]).expect_err(bad);
+            assert_eq!(error.variable, "PRESENCE_DEMO_CROWD");
+        }
     }
 
     #[test]
