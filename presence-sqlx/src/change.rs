@@ -50,6 +50,8 @@ pub(crate) struct UserRow {
     pub(crate) manual_until: Option<i64>,
     pub(crate) last_seen: Option<i64>,
     pub(crate) next_deadline: Option<i64>,
+    /// What observers see beyond the status, as JSON (`None`: nothing).
+    pub(crate) details: Option<String>,
 }
 
 /// Sessions to insert or refresh, column by column (as PostgreSQL's
@@ -154,7 +156,7 @@ pub(crate) fn compute(
         .map(ToString::to_string)
         .collect();
 
-    let row = user_row(update.user, &record, &transition);
+    let row = user_row(update.user, &record, &transition)?;
     let record_json = serde_json::to_string(&record).map_err(StoreError::corrupt)?;
     Ok(Change {
         scopes_joined: difference(&scopes_after, &scopes_before),
@@ -185,9 +187,19 @@ fn difference(these: &[String], but_not: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn user_row(user: &presence_core::UserId, record: &UserRecord, transition: &Transition) -> UserRow {
+fn user_row(
+    user: &presence_core::UserId,
+    record: &UserRecord,
+    transition: &Transition,
+) -> Result<UserRow, StoreError> {
     let shown = UserPresence::of(user.clone(), record);
-    UserRow {
+    let details = shown
+        .details
+        .as_deref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(StoreError::corrupt)?;
+    Ok(UserRow {
         status: shown.status.as_str(),
         version: i64::try_from(shown.v).unwrap_or(i64::MAX),
         manual_status: record.manual.map(|manual| manual_name(manual.status)),
@@ -197,7 +209,8 @@ fn user_row(user: &presence_core::UserId, record: &UserRecord, transition: &Tran
             .map(|until| until.timestamp_millis()),
         last_seen: shown.last_seen.map(|at| at.timestamp_millis()),
         next_deadline: transition.next_deadline.map(|at| at.timestamp_millis()),
-    }
+        details,
+    })
 }
 
 fn manual_name(status: ManualStatus) -> &'static str {

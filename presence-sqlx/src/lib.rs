@@ -112,15 +112,21 @@
 //!
 //! | table | columns | indexes |
 //! | --- | --- | --- |
-//! | `users` | `user_id` (key), `record` (the user's `UserRecord` as JSON), `rev` (bumped by every write), `status`, `version`, `manual_status`, `manual_until`, `last_seen`, `next_deadline` | `next_deadline` (partial: not null) |
+//! | `users` | `user_id` (key), `record` (the user's `UserRecord` as JSON), `rev` (bumped by every write), `status`, `version`, `manual_status`, `manual_until`, `last_seen`, `next_deadline`, `details` | `next_deadline` (partial: not null) |
 //! | `sessions` | `session_id` (key), `user_id`, `node`, `login`, `opened_at`, `last_heartbeat`, `expires_at` | `user_id`, `node` |
-//! | `scope_members` | `scope`, `user_id` (key: both) | |
+//! | `scope_members` | `scope`, `user_id` (key: both; on PostgreSQL `user_id` is `COLLATE "C"`) | |
 //!
 //! The JSON record is the source of truth; every change rewrites the other
 //! `users` columns with it, for operators' queries (and the store reads
 //! them for scope snapshots, which then need no JSON). `last_seen` there is
 //! what observers may see (frozen while the user shows OFFLINE, so an
-//! invisible user's activity never leaks). `sessions.last_heartbeat` is
+//! invisible user's activity never leaks; none for a user who hides it),
+//! and `details` what they see beyond the status (`presence_core::Details`
+//! as JSON: custom status, kinds of session, merged app state; NULL when
+//! there is none, always while the user shows OFFLINE). A page of a scope's
+//! members (`Presence::members`) is one range of `scope_members`' key, in
+//! byte order of user id as the services compare ids, whatever the
+//! database's collation. `sessions.last_heartbeat` is
 //! deliberately not indexed, and the table keeps free space on each page
 //! (`fillfactor = 70`), so that heartbeat updates are HOT updates (no
 //! index writes).

@@ -1,11 +1,12 @@
 //! Rows read back as the core's types.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::PendingBeat;
 use presence_core::store::{StoreError, UserRecord, UserView};
-use presence_core::{NodeId, NodeName, SessionId, Status, UserId, UserPresence};
+use presence_core::{Details, NodeId, NodeName, SessionId, Status, UserId, UserPresence};
 
 /// A stored `status` column back as a status (an unknown name reads as
 /// `OFFLINE`).
@@ -18,20 +19,31 @@ fn status_of(name: &str) -> Status {
     }
 }
 
-/// A `users` row's columns as observers see the user.
+/// A `users` row's columns as observers see the user: `(user_id, status,
+/// version, last_seen, details)`.
+pub(crate) type MemberRow = (String, String, i64, Option<i64>, Option<String>);
+
+/// A `users` row's columns as observers see the user. A `details` value
+/// that does not decode is [`StoreError::Corrupt`].
 pub(crate) fn presence_of(
-    user: String,
-    status: &str,
-    version: i64,
-    last_seen: Option<i64>,
-) -> UserPresence {
-    UserPresence {
+    (user, status, version, last_seen, details): MemberRow,
+) -> Result<UserPresence, StoreError> {
+    let details = details
+        .map(|json| serde_json::from_str::<Details>(&json).map(Arc::new))
+        .transpose()
+        .map_err(StoreError::corrupt)?;
+    Ok(UserPresence {
         user_id: user.into(),
-        status: status_of(status),
+        status: status_of(&status),
         last_seen: last_seen.and_then(DateTime::<Utc>::from_timestamp_millis),
         v: u64::try_from(version).unwrap_or(0),
-        details: None,
-    }
+        details,
+    })
+}
+
+/// Rows of [`MemberRow`] as observers see their users.
+pub(crate) fn members(rows: Vec<MemberRow>) -> Result<Vec<UserPresence>, StoreError> {
+    rows.into_iter().map(presence_of).collect()
 }
 
 /// `(user_id, record)` rows as the views of `users`, in that order; a user
@@ -106,4 +118,46 @@ pub(crate) fn gone(unwritten: &[&str], existing: &[String]) -> Vec<SessionId> {
         .filter(|id| !existing.contains(*id))
         .map(|id| SessionId::from(*id))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_members_row_reads_back_with_its_details_and_corrupt_details_fail() {
+        let row = |details: Option<&str>| -> MemberRow {
+            (
+                "alice".into(),
+                "BUSY".into(),
+                7,
+                Some(1_000),
+                details.map(str::to_owned),
+            )
+        };
+        let plain = presence_of(row(None)).expect("no details");
+        assert_eq!(
+            (plain.status, plain.v, plain.details),
+            (Status::Busy, 7, None)
+        );
+        let shown = presence_of(row(Some(
+            r#"{"custom":{"text":"Lunch","emoji":"🥪"},"devices":{"web":"BUSY"},"state":{"in_call":true}}"#,
+        )))
+        .expect("details");
+        let details = shown.details.expect("some details");
+        let custom = details.custom.as_ref().expect("a custom status");
+        assert_eq!(custom.text.as_deref(), Some("Lunch"));
+        assert_eq!(details.devices.len(), 1);
+        for corrupt in [
+            "{",
+            "[1]",
+            r#"{"devices":{"Not A Kind":"ONLINE"}}"#,
+            "\"null\"",
+        ] {
+            assert!(
+                matches!(presence_of(row(Some(corrupt))), Err(StoreError::Corrupt(_))),
+                "{corrupt}"
+            );
+        }
+    }
 }

@@ -2,8 +2,9 @@
 //! pool and listener), on one real PostgreSQL schema and one manual clock:
 //! first and last sessions racing from two stores, socket and HTTP
 //! heartbeats, a listener connection that drops, notifications past
-//! PostgreSQL's limit, the database's clock, flushes racing changes, a
-//! session taken over, and a database emptied under a node. What every
+//! PostgreSQL's limit (a long scope name, details of many sessions), the
+//! database's clock, flushes racing changes, a session taken over, and a
+//! database emptied under a node. What every
 //! store shares across two nodes on one store is the cluster suite
 //! (`cluster_suite_postgres.rs`).
 
@@ -16,13 +17,14 @@ use std::time::Duration;
 
 use presence_core::store::PresenceStore;
 use presence_core::{
-    Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, ScopeId, SessionEnd,
-    SessionId, SessionSpec, Status, Subscription, UserId,
+    AppState, Delivery, LoginId, ManualClock, NodeId, Presence, PresenceConfig, ScopeId,
+    SessionEnd, SessionId, SessionKind, SessionSpec, Status, Subscription, UserId,
 };
 use presence_sqlx::{PgConfig, PgStore};
 use presence_store_tests::helpers::{
     WAIT, ev, eventually, expect_lagged, next_seen, quiet, status_becomes, test_config,
 };
+use serde_json::json;
 
 /// How long a watcher listens (real time) to conclude that nothing more
 /// arrives.
@@ -291,6 +293,71 @@ async fn a_change_whose_notification_would_be_too_long_applies_and_is_told() {
             .expect("every tab is told");
         assert_eq!(end, SessionEnd::LoggedOut);
     }
+}
+
+/// Details past PostgreSQL's payload limit (the merged app state of many
+/// sessions: about 16 KiB here) reach the other node intact: while an
+/// event fits it carries them, and once it does not, the watchers are told
+/// to resnapshot and read them back from the `details` column, as every
+/// read on that node does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn details_too_long_for_a_notification_reach_the_other_node_intact() {
+    let schema = Schema::new();
+    let clock = Arc::new(ManualClock::default());
+    let a = schema.node("node-a", &clock).await;
+    let b = schema.node("node-b", &clock).await;
+    let mut events = watch(&b).await;
+    let alice = UserId::from("alice");
+    let mut tabs = Vec::new();
+    for _ in 0..16 {
+        let spec = SessionSpec::new("alice", "laptop")
+            .scope("acme")
+            .kind(SessionKind::web());
+        tabs.push(a.open_session(spec).await.expect("open"));
+    }
+    let mut shown = None;
+    for (n, tab) in tabs.iter().enumerate() {
+        let state = json!({ format!("tab{n:02}"): "x".repeat(1_000) });
+        let state = AppState::new(state).expect("at most 1 KiB");
+        let set = a.set_session_state(&alice, tab.id(), Some(state)).await;
+        shown = Some(set.expect("the change applies"));
+    }
+    let shown = shown.expect("set");
+    let merged = shown
+        .details
+        .as_deref()
+        .and_then(|details| details.state.as_ref())
+        .map_or(0, |state| state.len());
+    assert_eq!(merged, 16, "every tab's key, merged");
+    let size = serde_json::to_string(&shown.details).expect("json").len();
+    assert!(size > 16_000, "{size} bytes of details");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Only a resnapshot can show the last change.
+    let on_b = loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(Delivery::Lagged)) => {
+                let snapshot = b.snapshot(&"acme".into()).await.expect("snapshot");
+                match snapshot.user(&alice) {
+                    Some(seen) if seen.v == shown.v => break seen.clone(),
+                    _ => {}
+                }
+            }
+            Ok(Some(delivery)) => {
+                for event in delivery.events() {
+                    assert!(
+                        event.v < shown.v,
+                        "the last change cannot fit: {size} bytes"
+                    );
+                }
+            }
+            other => panic!("node B never learned alice's last state: {other:?}"),
+        }
+    };
+    assert_eq!(on_b, shown, "the details intact");
+    assert_eq!(b.status(&alice).await.expect("status"), shown);
+    let page = b.members(&"acme".into(), None, 10).await.expect("page");
+    assert_eq!(page.members, vec![shown]);
 }
 
 /// A heartbeat flush and a change to the same user lock the user's session

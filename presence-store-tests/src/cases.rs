@@ -6,10 +6,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use presence_core::store::{PresenceStore, StoreError, Transition, UserOp};
 use presence_core::{
-    ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent, SessionId, Status, UserId,
+    AppState, CustomStatus, Details, ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent,
+    SessionId, Status, UserId, UserPresence,
 };
+use serde_json::{Value, json};
 
 use crate::harness::Harness;
 
@@ -1214,4 +1217,466 @@ pub async fn restoring_a_session_is_not_activity(store: Arc<dyn PresenceStore>) 
         "a session silent for a TTL is not brought back"
     );
     assert_eq!(h.view("carol").await.status, Status::Offline);
+}
+
+/// A custom status, checked.
+fn custom(text: &str, emoji: &str, until: Option<DateTime<Utc>>) -> CustomStatus {
+    CustomStatus::new(Some(text.into()), Some(emoji.into()), until).expect("a valid custom status")
+}
+
+/// The custom status shown in `details`.
+fn custom_in(details: &Option<Arc<Details>>) -> Option<&CustomStatus> {
+    details
+        .as_deref()
+        .and_then(|details| details.custom.as_ref())
+}
+
+/// The kinds of session shown in `details`, with their statuses, in order
+/// of kind.
+fn devices_in(details: &Option<Arc<Details>>) -> Vec<(String, Status)> {
+    details.as_deref().map_or_else(Vec::new, |details| {
+        details
+            .devices
+            .iter()
+            .map(|(kind, status)| (kind.to_string(), *status))
+            .collect()
+    })
+}
+
+/// The merged app state shown in `details`.
+fn state_in(details: &Option<Arc<Details>>) -> Option<Value> {
+    details
+        .as_deref()
+        .and_then(|details| details.state.clone())
+        .map(Value::Object)
+}
+
+/// The operation that sets (or clears) a session's app state.
+fn set_state(session: &str, state: Option<Value>) -> UserOp {
+    UserOp::SetState {
+        session: session.into(),
+        state: state.map(|state| AppState::new(state).expect("a valid app state")),
+    }
+}
+
+/// `user` as [`PresenceStore::scope_members`] reads them in `scope`.
+async fn member(h: &Harness, scope: &str, user: &str) -> Option<UserPresence> {
+    h.store
+        .scope_members(&scope.into())
+        .await
+        .expect("scope_members")
+        .into_iter()
+        .find(|member| member.user_id.as_str() == user)
+}
+
+/// `user` as `load_many` reads them, checked against what
+/// `scope_members` reads of them in `scope`: every read agrees.
+async fn seen(h: &Harness, user: &str, scope: &str) -> UserPresence {
+    let view = h.view(user).await;
+    assert_eq!(
+        member(h, scope, user).await.as_ref(),
+        Some(&view),
+        "scope_members and load_many agree on {user}"
+    );
+    view
+}
+
+/// A custom status reads back as it was set, through `load_many` and
+/// `scope_members` alike. Changing only its text is an update: the version
+/// grows by exactly one, the status stays, and each scope of the user is
+/// told once, never `OFFLINE` in between. The same custom status set again
+/// tells nothing.
+pub async fn a_custom_status_reads_back_and_a_new_text_is_one_update(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_op("s1", "l", &["acme", "team-x"]), 0.0)
+        .await;
+    let meeting = custom("En réunion – 会議", "👩‍💻", None);
+    let t = h
+        .apply("alice", UserOp::SetCustom(Some(meeting.clone())), 1.0)
+        .await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Online, 2)
+    );
+    assert!(t.updated && t.changed() && !t.status_changed(), "{t:?}");
+    assert_eq!(custom_in(&t.details), Some(&meeting));
+    let view = seen(&h, "alice", "acme").await;
+    assert_eq!((view.status, view.v), (Status::Online, 2));
+    assert_eq!(
+        custom_in(&view.details),
+        Some(&meeting),
+        "same text and emoji"
+    );
+
+    let lunch = custom("Lunch", "👩‍💻", None);
+    let t = h
+        .apply("alice", UserOp::SetCustom(Some(lunch.clone())), 2.0)
+        .await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Online, 3),
+        "one more version, the status kept"
+    );
+    assert!(t.updated, "{t:?}");
+    let events: Vec<PresenceEvent> = PresenceEvent::for_transition(&t).collect();
+    let mut told: Vec<(String, Status, u64)> = events
+        .iter()
+        .map(|event| (event.scope.to_string(), event.status, event.v))
+        .collect();
+    told.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        told,
+        vec![
+            ("acme".to_owned(), Status::Online, 3),
+            ("team-x".to_owned(), Status::Online, 3),
+        ],
+        "one event per scope, no leave and join"
+    );
+    for event in &events {
+        assert_eq!(custom_in(&event.details), Some(&lunch));
+    }
+    let view = seen(&h, "alice", "team-x").await;
+    assert_eq!(view.v, 3);
+    assert_eq!(custom_in(&view.details), Some(&lunch));
+
+    let t = h.apply("alice", UserOp::SetCustom(Some(lunch)), 3.0).await;
+    assert!(!t.changed() && t.version == 3, "nothing new to tell: {t:?}");
+}
+
+/// A custom status with an expiry is a deadline: the user is due then,
+/// and the refresh at that instant clears it with one more version (the
+/// status unchanged).
+pub async fn a_custom_status_clears_by_itself_at_its_expiry(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    let back_soon = custom("Back soon", "☕", Some(h.at(20.0)));
+    let t = h
+        .apply("alice", UserOp::SetCustom(Some(back_soon.clone())), 1.0)
+        .await;
+    assert_eq!(t.version, 2);
+    assert_eq!(
+        t.next_deadline,
+        Some(h.at(20.0)),
+        "the expiry comes before the lapse at 30 s"
+    );
+    assert_eq!(custom_in(&h.view("alice").await.details), Some(&back_soon));
+    assert_eq!(
+        h.store.next_deadline().await.expect("next"),
+        Some(h.at(20.0))
+    );
+    assert!(h.due(19.999).await.is_empty());
+    assert_eq!(h.due(20.0).await, vec!["alice"]);
+    let t = h.refresh("alice", 19.999).await;
+    assert!(!t.changed(), "not yet: {t:?}");
+    let t = h.refresh("alice", 20.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Online, 3)
+    );
+    assert!(t.updated && t.details.is_none(), "cleared: {t:?}");
+    assert_eq!(t.next_deadline, Some(h.at(30.0)));
+    let view = seen(&h, "alice", "acme").await;
+    assert_eq!((view.v, view.details), (3, None));
+}
+
+/// Each kind of session shows a status of its own: two kinds, web and
+/// mobile, both `ONLINE`; with activity only on the web, the mobile one
+/// turns `AWAY` `away_after` after its own last activity (the user is due
+/// then) while the user stays `ONLINE`; closing it removes its kind.
+pub async fn each_kind_of_session_shows_its_own_status(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let t = h
+        .apply("alice", h.open_kind_op("w", "web", "l", &["acme"]), 0.0)
+        .await;
+    assert_eq!(devices_in(&t.details), [("web".into(), Status::Online)]);
+    let t = h
+        .apply("alice", h.open_kind_op("m", "mobile", "l", &["acme"]), 1.0)
+        .await;
+    assert_eq!((t.to, t.version), (Status::Online, 2));
+    assert!(t.updated, "a kind more is an update: {t:?}");
+    let both = [
+        ("mobile".to_owned(), Status::Online),
+        ("web".to_owned(), Status::Online),
+    ];
+    assert_eq!(devices_in(&t.details), both);
+    assert_eq!(devices_in(&seen(&h, "alice", "acme").await.details), both);
+
+    for session in ["w", "m"] {
+        h.heartbeat("alice", session, 25.0).expect("heartbeat");
+    }
+    h.heartbeat("alice", "m", 50.0).expect("heartbeat");
+    let activity = UserOp::Activity {
+        session: "w".into(),
+    };
+    let t = h.apply("alice", activity, 50.0).await;
+    assert!(!t.changed(), "{t:?}");
+    assert_eq!(
+        t.next_deadline,
+        Some(h.at(61.0)),
+        "the mobile session turns away 60 s after it opened"
+    );
+    assert!(h.due(60.999).await.is_empty());
+    assert_eq!(h.due(61.0).await, vec!["alice"]);
+    let t = h.refresh("alice", 61.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Online, 3)
+    );
+    let apart = [
+        ("mobile".to_owned(), Status::Away),
+        ("web".to_owned(), Status::Online),
+    ];
+    assert_eq!(devices_in(&t.details), apart);
+    assert_eq!(devices_in(&seen(&h, "alice", "acme").await.details), apart);
+
+    let t = h.close("alice", "m", 62.0).await;
+    assert_eq!((t.to, t.version), (Status::Online, 4));
+    assert_eq!(t.ended_sessions, vec!["m".into()]);
+    let web = [("web".to_owned(), Status::Online)];
+    assert_eq!(devices_in(&t.details), web);
+    assert_eq!(devices_in(&seen(&h, "alice", "acme").await.details), web);
+}
+
+/// Sessions' app states show merged, the one set last winning a key; a
+/// session's new state replaces its old one; clearing removes it; setting
+/// the state of a session that is not open fails and stores nothing.
+pub async fn session_state_merges_newest_first_and_clears(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    h.open("alice", "s2", 0.5).await;
+    let steps = [
+        (
+            set_state("s1", Some(json!({"in_call": true, "page": "a"}))),
+            json!({"in_call": true, "page": "a"}),
+        ),
+        (
+            set_state("s2", Some(json!({"page": "b"}))),
+            json!({"in_call": true, "page": "b"}),
+        ),
+        (
+            set_state("s1", Some(json!({"in_call": true, "page": "c"}))),
+            json!({"in_call": true, "page": "c"}),
+        ),
+        (set_state("s1", None), json!({"page": "b"})),
+    ];
+    for (n, (op, merged)) in steps.into_iter().enumerate() {
+        let t = h.apply("alice", op, 1.0 + n as f64).await;
+        let version = 2 + n as u64;
+        assert_eq!((t.to, t.version), (Status::Online, version), "step {n}");
+        assert!(t.updated, "step {n}: {t:?}");
+        assert_eq!(state_in(&t.details), Some(merged.clone()), "step {n}");
+        let view = seen(&h, "alice", "acme").await;
+        assert_eq!(
+            (view.v, state_in(&view.details)),
+            (version, Some(merged)),
+            "step {n}"
+        );
+    }
+
+    let before = h.view_with_scopes("alice").await;
+    let err = h
+        .try_apply("alice", set_state("ghost", Some(json!({"x": 1}))), 6.0)
+        .await
+        .expect_err("no such session");
+    assert!(matches!(err, StoreError::SessionNotFound), "{err:?}");
+    assert_eq!(h.view_with_scopes("alice").await, before, "nothing stored");
+
+    let t = h.apply("alice", set_state("s2", None), 7.0).await;
+    assert_eq!((t.version, t.details), (6, None), "no state left");
+    assert_eq!(seen(&h, "alice", "acme").await.details, None);
+}
+
+/// A user who hides when they were last seen shows `last_seen` none to
+/// every read and event (one more version); their activity meanwhile
+/// tells nothing; showing it again brings back the truth.
+pub async fn hiding_last_seen_hides_it_from_every_read(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    h.open("alice", "s1", 0.0).await;
+    assert_eq!(h.view("alice").await.last_seen, Some(h.at(0.0)));
+    let t = h.apply("alice", UserOp::HideLastSeen(true), 1.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Online, 2)
+    );
+    assert!(t.updated && t.last_seen.is_none(), "{t:?}");
+    let events: Vec<PresenceEvent> = PresenceEvent::for_transition(&t).collect();
+    assert_eq!(events.len(), 1);
+    assert!(events.iter().all(|event| event.last_seen.is_none()));
+    let view = seen(&h, "alice", "acme").await;
+    assert_eq!((view.v, view.last_seen), (2, None));
+
+    let t = h.apply("alice", UserOp::HideLastSeen(true), 2.0).await;
+    assert!(!t.changed(), "hidden already: {t:?}");
+    let activity = UserOp::Activity {
+        session: "s1".into(),
+    };
+    let t = h.apply("alice", activity, 3.0).await;
+    assert!(!t.changed() && t.last_seen.is_none(), "{t:?}");
+    assert_eq!(seen(&h, "alice", "acme").await.last_seen, None);
+
+    let t = h.apply("alice", UserOp::HideLastSeen(false), 4.0).await;
+    assert_eq!((t.version, t.last_seen), (3, Some(h.at(3.0))));
+    let view = seen(&h, "alice", "acme").await;
+    assert_eq!((view.v, view.last_seen), (3, Some(h.at(3.0))));
+}
+
+/// An invisible user leaks none of the new fields: the custom status,
+/// kinds and app state they set (before or while invisible) show in no
+/// read, transition or event, `last_seen` stays frozen, and pages of the
+/// scope leave them out. Visible again, all of it shows.
+pub async fn an_invisible_user_shows_no_custom_status_devices_or_state(
+    store: Arc<dyn PresenceStore>,
+) {
+    let h = Harness::new(store);
+    h.apply("alice", h.open_kind_op("w", "web", "l", &["acme"]), 0.0)
+        .await;
+    h.apply(
+        "alice",
+        UserOp::SetCustom(Some(custom("Focus", "🎧", None))),
+        1.0,
+    )
+    .await;
+    h.apply("alice", set_state("w", Some(json!({"in_call": true}))), 2.0)
+        .await;
+    let invisible = ManualChoice {
+        status: ManualStatus::Invisible,
+        until: None,
+    };
+    let t = h
+        .apply("alice", UserOp::SetManual(Some(invisible)), 3.0)
+        .await;
+    assert_eq!(
+        (t.from, t.to, t.version),
+        (Status::Online, Status::Offline, 4)
+    );
+    assert_eq!(t.details, None);
+    for event in PresenceEvent::for_transition(&t) {
+        assert_eq!((event.status, event.details), (Status::Offline, None));
+    }
+    let frozen = seen(&h, "alice", "acme").await;
+    assert_eq!(
+        (frozen.status, frozen.last_seen, frozen.details.clone()),
+        (Status::Offline, Some(h.at(0.0)), None)
+    );
+
+    let meanwhile = [
+        (
+            UserOp::Activity {
+                session: "w".into(),
+            },
+            10.0,
+        ),
+        (
+            UserOp::SetCustom(Some(custom("Hiding", ":see_no_evil:", None))),
+            11.0,
+        ),
+        (set_state("w", Some(json!({"in_call": false}))), 12.0),
+        (h.open_kind_op("m", "mobile", "l", &["acme"]), 13.0),
+    ];
+    for (op, second) in meanwhile {
+        let t = h.apply("alice", op.clone(), second).await;
+        assert!(!t.changed() && t.details.is_none(), "{op:?}: {t:?}");
+        assert_eq!(PresenceEvent::for_transition(&t).count(), 0, "{op:?}");
+    }
+    assert_eq!(seen(&h, "alice", "acme").await, frozen, "nothing leaks");
+    assert!(h.members_page("acme", None, 10).await.is_empty());
+
+    let t = h.apply("alice", UserOp::SetManual(None), 14.0).await;
+    assert_eq!(
+        (t.from, t.to, t.version, t.last_seen),
+        (Status::Offline, Status::Online, 5, Some(h.at(13.0)))
+    );
+    assert_eq!(
+        custom_in(&t.details),
+        Some(&custom("Hiding", ":see_no_evil:", None))
+    );
+    assert_eq!(
+        devices_in(&t.details),
+        [
+            ("mobile".to_owned(), Status::Online),
+            ("web".to_owned(), Status::Online)
+        ]
+    );
+    assert_eq!(state_in(&t.details), Some(json!({"in_call": false})));
+    assert_eq!(seen(&h, "alice", "acme").await.details, t.details);
+}
+
+/// Pages of a scope's members: in order of user id (as Rust compares
+/// strings: byte by byte), each after the cursor (which need not be a
+/// member), at most the limit; members shown `OFFLINE` (invisible) and
+/// users no longer present are left out; an empty scope has none. Each
+/// entry is what the other reads give.
+pub async fn members_pages_run_in_user_id_order(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store);
+    let users = ["zed", "alice", "Bob", "éva", "carol", "al", "dave"];
+    for (n, user) in users.into_iter().enumerate() {
+        let open = h.open_op(&format!("{user}-1"), "l", &["acme"]);
+        h.apply(user, open, n as f64 / 10.0).await;
+    }
+    let busy = ManualChoice {
+        status: ManualStatus::Busy,
+        until: None,
+    };
+    h.apply("dave", UserOp::SetManual(Some(busy)), 1.0).await;
+    h.apply(
+        "alice",
+        UserOp::SetCustom(Some(custom("Here", "👋", None))),
+        1.0,
+    )
+    .await;
+    h.apply("frank", h.open_op("f1", "l", &["acme"]), 1.0).await;
+    let invisible = ManualChoice {
+        status: ManualStatus::Invisible,
+        until: None,
+    };
+    h.apply("frank", UserOp::SetManual(Some(invisible)), 1.1)
+        .await;
+    h.apply("gina", h.open_op("g1", "l", &["acme"]), 1.2).await;
+    h.apply("gina", UserOp::LogoutEverywhere, 1.3).await;
+    h.apply("hal", h.open_op("h1", "l", &["globex"]), 1.4).await;
+
+    let ids = |page: &[UserPresence]| -> Vec<String> {
+        page.iter()
+            .map(|member| member.user_id.to_string())
+            .collect()
+    };
+    let all = h.members_page("acme", None, 100).await;
+    assert_eq!(
+        ids(&all),
+        ["Bob", "al", "alice", "carol", "dave", "zed", "éva"],
+        "byte order"
+    );
+    let members = h
+        .store
+        .scope_members(&"acme".into())
+        .await
+        .expect("scope_members");
+    for entry in &all {
+        assert_eq!(
+            members.iter().find(|m| m.user_id == entry.user_id),
+            Some(entry)
+        );
+    }
+    let dave = all.iter().find(|m| m.user_id.as_str() == "dave");
+    assert_eq!(dave.map(|m| m.status), Some(Status::Busy));
+    let alice = all.iter().find(|m| m.user_id.as_str() == "alice");
+    assert!(alice.is_some_and(|m| custom_in(&m.details).is_some()));
+
+    let pages = [
+        (None, 3, vec!["Bob", "al", "alice"]),
+        (Some("alice"), 3, vec!["carol", "dave", "zed"]),
+        (Some("zed"), 3, vec!["éva"]),
+        (Some("éva"), 3, vec![]),
+        (Some("b"), 2, vec!["carol", "dave"]),
+        (Some("Bob"), 1, vec!["al"]),
+        (Some("alicf"), 1, vec!["carol"]),
+    ];
+    for (after, limit, expected) in pages {
+        let page = h.members_page("acme", after, limit).await;
+        assert_eq!(ids(&page), expected, "after {after:?}, {limit} at most");
+    }
+    assert_eq!(ids(&h.members_page("globex", None, 10).await), ["hal"]);
+    assert!(h.members_page("nowhere", None, 10).await.is_empty());
 }

@@ -29,8 +29,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use presence_core::store::PresenceStore;
 use presence_core::{
-    Clock, Delivery, ManualClock, NodeId, Presence, RequestedStatus, ScopeId, SessionEnd,
-    SessionHandle, SessionSpec, SharedEvent, Status, Subscription, UserId,
+    AppState, Clock, CustomStatus, Delivery, ManualClock, NodeId, Presence, RequestedStatus,
+    ScopeId, SessionEnd, SessionHandle, SessionKind, SessionSpec, SharedEvent, Status,
+    Subscription, UserId,
 };
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -440,6 +441,60 @@ pub async fn a_session_on_one_node_is_online_on_the_other(store: Arc<dyn Presenc
         vec![("alice".to_owned(), Status::Online, 1)]
     );
     on_b.quiet().await;
+}
+
+/// What a user shows beyond the status crosses the feed whole: a session's
+/// kind, a custom status, a session's app state and hiding last seen, each
+/// set on node A, reach a watcher on node B as one event each (the status
+/// unchanged, versions one apart), with the details and `last_seen` of node
+/// A's answer; node B's reads agree.
+pub async fn details_set_on_one_node_reach_the_other_as_one_event_each(
+    store: Arc<dyn PresenceStore>,
+) {
+    let c = Cluster::start(store).await;
+    let mut on_b = c.watch(c.b(), "acme").await;
+    let alice = UserId::from("alice");
+    let spec = SessionSpec::new("alice", "laptop")
+        .scope("acme")
+        .kind(SessionKind::web());
+    let tab = c.a().open_session(spec).await.expect("open");
+    let opened = on_b.expect(&[ev("alice", Status::Online, 1)]).await;
+    let devices = opened[0].details.as_ref().map(|d| d.devices.clone());
+    let web = BTreeMap::from([(SessionKind::web(), Status::Online)]);
+    assert_eq!(devices, Some(web), "the kind crossed");
+
+    let meeting = CustomStatus::new(
+        Some("In a meeting".into()),
+        Some("📅".into()),
+        Some(c.at(3_600)),
+    )
+    .expect("a valid custom status");
+    let custom = c.a().set_custom_status(&alice, Some(meeting)).await;
+    let state = AppState::new(serde_json::json!({"in_call": true})).expect("a valid state");
+    let stated = c.a().set_session_state(&alice, tab.id(), Some(state)).await;
+    let hidden = c.a().set_last_seen_hidden(&alice, true).await;
+    let answers = [custom, stated, hidden].map(|answer| answer.expect("applied on node A"));
+    let events = on_b
+        .expect(&[
+            ev("alice", Status::Online, 2),
+            ev("alice", Status::Online, 3),
+            ev("alice", Status::Online, 4),
+        ])
+        .await;
+    for (event, answer) in events.iter().zip(&answers) {
+        assert_eq!(
+            (&event.details, event.last_seen),
+            (&answer.details, answer.last_seen),
+            "v{}",
+            event.v
+        );
+    }
+    on_b.quiet().await;
+    let [.., hidden] = answers;
+    assert_eq!(hidden.last_seen, None);
+    assert_eq!(c.b().status(&alice).await.expect("status"), hidden);
+    let snapshot = c.b().snapshot(&"acme".into()).await.expect("snapshot");
+    assert_eq!(snapshot.user(&alice), Some(&hidden));
 }
 
 /// Closing the last session on node A keeps the user ONLINE on node B for

@@ -68,6 +68,15 @@ impl PresenceStore for CountingReads {
         self.inner.scope_members(scope).await
     }
 
+    async fn scope_members_page(
+        &self,
+        scope: &ScopeId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserPresence>, StoreError> {
+        self.inner.scope_members_page(scope, after, limit).await
+    }
+
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
         self.inner.due(now, limit).await
     }

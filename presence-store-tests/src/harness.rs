@@ -8,7 +8,9 @@ use chrono::{DateTime, TimeDelta, Utc};
 use presence_core::store::{
     NewSession, PresenceStore, StoreError, Transition, Update, UserOp, UserView,
 };
-use presence_core::{NodeId, PresenceConfig, ScopeId, SessionId, UserId, UserPresence};
+use presence_core::{
+    NodeId, PresenceConfig, ScopeId, SessionId, SessionKind, UserId, UserPresence,
+};
 
 /// A store under test, the thresholds the cases assume, and a fixed start.
 #[derive(Clone)]
@@ -100,6 +102,16 @@ impl Harness {
         op
     }
 
+    /// The operation that opens `session` of kind `kind` (`web`,
+    /// `mobile`, …) under `login` in `scopes`, on this harness's node.
+    pub fn open_kind_op(&self, session: &str, kind: &str, login: &str, scopes: &[&str]) -> UserOp {
+        let mut op = self.open_op(session, login, scopes);
+        if let UserOp::Open(new) = &mut op {
+            new.kind = Some(SessionKind::new(kind).expect("a valid session kind"));
+        }
+        op
+    }
+
     /// Opens a session in scope `acme` under login `login-1`.
     pub async fn open(&self, user: &str, session: &str, seconds: f64) -> Transition {
         self.apply(user, self.open_op(session, "login-1", &["acme"]), seconds)
@@ -158,6 +170,21 @@ impl Harness {
             .collect();
         members.sort();
         members
+    }
+
+    /// Up to `limit` members of `scope` who are not `OFFLINE`, after
+    /// `after`, as [`PresenceStore::scope_members_page`] reads them.
+    pub async fn members_page(
+        &self,
+        scope: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<UserPresence> {
+        let after = after.map(UserId::from);
+        self.store
+            .scope_members_page(&ScopeId::from(scope), after.as_ref(), limit)
+            .await
+            .expect("scope_members_page")
     }
 
     /// The users due at `seconds`, as strings.

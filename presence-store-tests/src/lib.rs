@@ -5,8 +5,11 @@
 //! Each case in [`cases`] takes a fresh, empty store and checks one part of
 //! the contract at the store level: transitions and versions, reference
 //! counting of sessions, linger, logout, heartbeats and lapses, manual
-//! status, scope membership, deadlines, node clean-up, and races of many
-//! tasks on one user. A backend runs all of them with one macro call in an
+//! status, scope membership, deadlines, node clean-up, races of many
+//! tasks on one user, and what a user shows beyond the status (custom
+//! status and its expiry, session kinds, app state, hidden last seen, none
+//! of it while invisible) read back alike by `load_many` and
+//! `scope_members`, and pages of a scope's members. A backend runs all of them with one macro call in an
 //! integration test:
 //!
 //! ```
@@ -27,6 +30,9 @@
 //!
 //! - a session opened on node A is `ONLINE` (version 1) to a watcher on
 //!   node B, and node B's queries agree;
+//! - a session's kind, a custom status, an app state and hidden last
+//!   seen set on node A reach a watcher on node B whole, one event each,
+//!   and node B's reads agree;
 //! - closing it on node A shows `OFFLINE` on node B after the linger, not a
 //!   second before;
 //! - a node that dies without a word leaves no ghost: node B's sweeper
@@ -161,6 +167,13 @@ macro_rules! conformance_tests {
             versions_survive_going_offline_and_coming_back,
             concurrent_first_and_last_sessions_are_decided_once,
             concurrent_open_close_pairs_leave_no_ghost,
+            a_custom_status_reads_back_and_a_new_text_is_one_update,
+            a_custom_status_clears_by_itself_at_its_expiry,
+            each_kind_of_session_shows_its_own_status,
+            session_state_merges_newest_first_and_clears,
+            hiding_last_seen_hides_it_from_every_read,
+            an_invisible_user_shows_no_custom_status_devices_or_state,
+            members_pages_run_in_user_id_order,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -192,6 +205,7 @@ macro_rules! cluster_tests {
     (@every $how:ident $make:expr) => {
         $crate::cluster_tests!(@$how $make;
             a_session_on_one_node_is_online_on_the_other,
+            details_set_on_one_node_reach_the_other_as_one_event_each,
             a_close_on_one_node_is_offline_on_the_other_after_the_linger,
             a_dead_nodes_users_go_offline_once_after_its_lease_and_linger,
             racing_opens_and_closes_on_both_nodes_show_one_online_and_one_offline,

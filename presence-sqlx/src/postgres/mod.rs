@@ -256,6 +256,7 @@ impl PgStore {
             .bind(&change.scopes_joined)
             .bind(channels)
             .bind(payloads)
+            .bind(row.details.as_deref())
             .execute(&mut **tx)
             .await
             .map_err(|e| self.fail(e))?;
@@ -367,17 +368,37 @@ impl PresenceStore for PgStore {
     }
 
     async fn scope_members(&self, scope: &ScopeId) -> Result<Vec<UserPresence>, StoreError> {
-        let rows: Vec<(String, String, i64, Option<i64>)> = sqlx::query_as(sql::SCOPE_MEMBERS)
+        let rows: Vec<rows::MemberRow> = sqlx::query_as(sql::SCOPE_MEMBERS)
             .bind(scope.as_str())
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(rows
-            .into_iter()
-            .map(|(user, status, version, last_seen)| {
-                rows::presence_of(user, &status, version, last_seen)
-            })
-            .collect())
+        rows::members(rows)
+    }
+
+    /// One ordered range of the scope's primary key, joined with the
+    /// users' rows (not every member read and sorted, as the default does).
+    async fn scope_members_page(
+        &self,
+        scope: &ScopeId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserPresence>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let query = match after {
+            None => sqlx::query_as(sql::SCOPE_MEMBERS_PAGE)
+                .bind(scope.as_str())
+                .bind(limit),
+            Some(after) => sqlx::query_as(sql::SCOPE_MEMBERS_PAGE_AFTER)
+                .bind(scope.as_str())
+                .bind(after.as_str())
+                .bind(limit),
+        };
+        let rows: Vec<rows::MemberRow> = query
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        rows::members(rows)
     }
 
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {

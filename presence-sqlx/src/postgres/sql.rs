@@ -38,13 +38,14 @@ ON CONFLICT (user_id) DO NOTHING";
 /// $1 user; $2 record; $3 status; $4 version; $5 manual status; $6 manual
 /// until; $7 last seen; $8 next deadline; $9 ended session ids; $10–$15 the
 /// sessions to write (id, node, login, opened, heartbeat, expires); $16
-/// scopes left; $17 scopes joined; $18 channels; $19 payloads.
+/// scopes left; $17 scopes joined; $18 channels; $19 payloads; $20 details.
 pub(crate) const WRITE_CHANGE: &str = "\
 WITH
 written AS (
     UPDATE users SET
         record = $2, rev = rev + 1, status = $3, version = $4,
-        manual_status = $5, manual_until = $6, last_seen = $7, next_deadline = $8
+        manual_status = $5, manual_until = $6, last_seen = $7, next_deadline = $8,
+        details = $20
     WHERE user_id = $1
 ),
 ended AS (
@@ -79,11 +80,34 @@ pub(crate) const LOAD_MANY: &str = "\
 SELECT user_id, record FROM users WHERE user_id = ANY($1::text[])";
 
 /// The present members of a scope as observers see them. $1 scope.
+///
+/// `scope_members.user_id` sorts byte by byte (`COLLATE "C"`, migration
+/// 0004); the join compares in the database's collation, as the users'
+/// primary key is built, so that each member is found through it.
 pub(crate) const SCOPE_MEMBERS: &str = "\
-SELECT u.user_id, u.status, u.version, u.last_seen
-FROM scope_members m JOIN users u ON u.user_id = m.user_id
+SELECT u.user_id, u.status, u.version, u.last_seen, u.details
+FROM scope_members m JOIN users u ON u.user_id = m.user_id COLLATE \"default\"
 WHERE m.scope = $1
-ORDER BY u.user_id";
+ORDER BY m.user_id";
+
+/// The first page of a scope's members not shown `OFFLINE`, in order of
+/// user id (byte by byte: a range of the primary key). $1 scope, $2 limit.
+pub(crate) const SCOPE_MEMBERS_PAGE: &str = "\
+SELECT u.user_id, u.status, u.version, u.last_seen, u.details
+FROM scope_members m JOIN users u ON u.user_id = m.user_id COLLATE \"default\"
+WHERE m.scope = $1 AND u.status <> 'OFFLINE'
+ORDER BY m.user_id
+LIMIT $2";
+
+/// A later page of a scope's members not shown `OFFLINE`: those after
+/// user $2, in order of user id. $1 scope, $2 the last user of the page
+/// before, $3 limit.
+pub(crate) const SCOPE_MEMBERS_PAGE_AFTER: &str = "\
+SELECT u.user_id, u.status, u.version, u.last_seen, u.details
+FROM scope_members m JOIN users u ON u.user_id = m.user_id COLLATE \"default\"
+WHERE m.scope = $1 AND m.user_id > $2 AND u.status <> 'OFFLINE'
+ORDER BY m.user_id
+LIMIT $3";
 
 /// Users due at $1 (ms), oldest deadline first, at most $2.
 pub(crate) const DUE: &str = "\

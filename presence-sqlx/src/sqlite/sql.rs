@@ -10,16 +10,17 @@ SELECT session_id, last_heartbeat FROM sessions WHERE user_id = ?1";
 
 /// The user's row, created or rewritten. ?1 user; ?2 record; ?3 status; ?4
 /// version; ?5 manual status; ?6 manual until; ?7 last seen; ?8 next
-/// deadline.
+/// deadline; ?9 details.
 pub(crate) const WRITE_USER: &str = "\
 INSERT INTO users
-    (user_id, record, rev, status, version, manual_status, manual_until, last_seen, next_deadline)
-VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8)
+    (user_id, record, rev, status, version, manual_status, manual_until, last_seen, next_deadline,
+     details)
+VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
 ON CONFLICT (user_id) DO UPDATE SET
     record = excluded.record, rev = users.rev + 1, status = excluded.status,
     version = excluded.version, manual_status = excluded.manual_status,
     manual_until = excluded.manual_until, last_seen = excluded.last_seen,
-    next_deadline = excluded.next_deadline";
+    next_deadline = excluded.next_deadline, details = excluded.details";
 
 /// Sessions that ended. ?1 user, ?2 JSON array of session ids.
 pub(crate) const DELETE_SESSIONS: &str = "\
@@ -59,10 +60,30 @@ SELECT user_id, record FROM users WHERE user_id IN (SELECT value FROM json_each(
 
 /// The present members of a scope as observers see them. ?1 scope.
 pub(crate) const SCOPE_MEMBERS: &str = "\
-SELECT u.user_id, u.status, u.version, u.last_seen
+SELECT u.user_id, u.status, u.version, u.last_seen, u.details
 FROM scope_members m JOIN users u ON u.user_id = m.user_id
 WHERE m.scope = ?1
-ORDER BY u.user_id";
+ORDER BY m.user_id";
+
+/// The first page of a scope's members not shown `OFFLINE`, in order of
+/// user id (SQLite compares text byte by byte: a range of the primary
+/// key). ?1 scope, ?2 limit.
+pub(crate) const SCOPE_MEMBERS_PAGE: &str = "\
+SELECT u.user_id, u.status, u.version, u.last_seen, u.details
+FROM scope_members m JOIN users u ON u.user_id = m.user_id
+WHERE m.scope = ?1 AND u.status <> 'OFFLINE'
+ORDER BY m.user_id
+LIMIT ?2";
+
+/// A later page of a scope's members not shown `OFFLINE`: those after
+/// user ?2, in order of user id. ?1 scope, ?2 the last user of the page
+/// before, ?3 limit.
+pub(crate) const SCOPE_MEMBERS_PAGE_AFTER: &str = "\
+SELECT u.user_id, u.status, u.version, u.last_seen, u.details
+FROM scope_members m JOIN users u ON u.user_id = m.user_id
+WHERE m.scope = ?1 AND m.user_id > ?2 AND u.status <> 'OFFLINE'
+ORDER BY m.user_id
+LIMIT ?3";
 
 /// Users due at ?1 (ms), oldest deadline first, at most ?2.
 pub(crate) const DUE: &str = "\

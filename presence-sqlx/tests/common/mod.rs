@@ -135,6 +135,17 @@ impl PresenceStore for CleanedUp {
         self.store().scope_members(scope).await
     }
 
+    // Forwarded, or the trait's default would answer instead of the store's
+    // own query.
+    async fn scope_members_page(
+        &self,
+        scope: &ScopeId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<UserPresence>, StoreError> {
+        self.store().scope_members_page(scope, after, limit).await
+    }
+
     async fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<UserId>, StoreError> {
         self.store().due(now, limit).await
     }
