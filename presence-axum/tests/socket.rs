@@ -1163,6 +1163,23 @@ async fn a_counted_subscribe_of_a_large_scope_gets_counts_and_the_named_users_on
         .until(|frame| frame["type"] == "presence" && frame["user_id"] == "m2")
         .await;
     assert_eq!(change(frame.last().expect("m2")).1, "BUSY");
+
+    // Large again, with the very counts last sent (8, 1, 1): sent again,
+    // newer, so the client goes back to counts.
+    server
+        .presence
+        .set_status(&"m5".into(), presence_core::RequestedStatus::Online, None)
+        .await
+        .expect("m5 no longer BUSY");
+    members.extend(crowd(&server, "lobby", (3..10).map(|n| format!("m{n}"))).await);
+    let frames = bob.until(|frame| frame["type"] == "occupancy").await;
+    assert_eq!(counts(frames.last().expect("counts")), (8, 1, 1, 4));
+    for frame in &frames[..frames.len() - 1] {
+        assert_eq!(
+            frame["type"], "presence",
+            "members' joins while small: {frame}"
+        );
+    }
 }
 
 #[tokio::test]
