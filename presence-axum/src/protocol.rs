@@ -354,8 +354,8 @@ pub enum ServerMessage<'a> {
             serialize_with = "snapshot_counts"
         )]
         occupancy: Option<&'a Occupancy>,
-        /// Every user not `OFFLINE`, and every user asked for; each as
-        /// [`UserEntry`] (`custom`, `devices` and `state` when shown).
+        /// Every user not `OFFLINE`, and every user asked for; each with
+        /// `custom`, `devices` and `state` when shown.
         #[serde(serialize_with = "user_entries")]
         users: &'a [UserPresence],
     },
