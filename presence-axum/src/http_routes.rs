@@ -1,5 +1,6 @@
 //! The HTTP side of presence: a heartbeat for clients that cannot hold a
-//! socket (and for `navigator.sendBeacon`), and a scope snapshot.
+//! socket (and for `navigator.sendBeacon`), a scope snapshot, and a scope's
+//! members page by page.
 
 use std::sync::Arc;
 
@@ -10,10 +11,11 @@ use axum::http::HeaderValue;
 use axum::http::StatusCode;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::Response;
-use serde::Deserialize;
+use presence_core::{Error, MAX_MEMBERS_PAGE, UserPresence};
+use serde::{Deserialize, Serialize};
 
 use crate::admitted::Admitted;
-use crate::protocol::{ServerMessage, scope_name, watched_users};
+use crate::protocol::{ServerMessage, scope_name, user_entries, watched_users};
 use crate::reply::{Refusal, presence_traffic};
 use crate::settings::Shared;
 
@@ -189,6 +191,117 @@ pub(crate) async fn snapshot<A>(
             Err(Refusal::unavailable())
         }
     }
+}
+
+/// A members page when the query names no `limit`.
+pub(crate) const DEFAULT_MEMBERS_LIMIT: usize = 100;
+
+/// The query of the members route: its pairs, as given. Only `scope`,
+/// `cursor` and `limit` are read (the last of each, when repeated); other
+/// pairs are ignored, as the host's own parameters may ride along (a
+/// token its extractor reads).
+pub(crate) type MembersQuery = Vec<(String, String)>;
+
+/// A members page as JSON.
+#[derive(Serialize)]
+struct MembersReply<'a> {
+    #[serde(serialize_with = "user_entries")]
+    members: &'a [UserPresence],
+    next_cursor: Option<&'a str>,
+}
+
+/// `GET ?scope=S[&cursor=C][&limit=N]`: up to `limit` (default 100, at
+/// most 1000) members of a scope the user may watch who are not
+/// `OFFLINE`, in order of user id, each as in a snapshot, and the cursor
+/// of the next page (`null` on the last).
+pub(crate) async fn members<A>(
+    shared: Arc<Shared>,
+    Admitted { identity, .. }: Admitted<A>,
+    query: Result<Query<MembersQuery>, QueryRejection>,
+) -> Result<Response, Refusal> {
+    let Query(pairs) = query.map_err(|rejection| {
+        Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_message",
+            rejection.body_text(),
+        )
+    })?;
+    let last = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    };
+    let scope = match last("scope").map(|scope| scope_name(scope.to_owned())) {
+        Some(Ok(scope)) => scope,
+        Some(Err(refused)) => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                refused.code(),
+                refused.message(),
+            ));
+        }
+        None => {
+            return Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                "scope is required",
+            ));
+        }
+    };
+    let limit = match last("limit") {
+        None => DEFAULT_MEMBERS_LIMIT,
+        Some(limit) => limit
+            .parse::<usize>()
+            .ok()
+            .filter(|limit| (1..=MAX_MEMBERS_PAGE).contains(limit))
+            .ok_or_else(bad_limit)?,
+    };
+    // An empty cursor is the first page, as no cursor is.
+    let cursor = last("cursor").filter(|cursor| !cursor.is_empty());
+    if !identity.can_watch(&scope) {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "forbidden_scope",
+            "you may not watch this scope",
+        ));
+    }
+    match shared.presence.members(&scope, cursor, limit).await {
+        Ok(page) => {
+            let reply = MembersReply {
+                members: &page.members,
+                next_cursor: page.next_cursor.as_deref(),
+            };
+            // Serialising these plain structs cannot fail.
+            let json = serde_json::to_string(&reply).unwrap_or_default();
+            Ok(presence_traffic((
+                [
+                    (CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+                ],
+                json,
+            )))
+        }
+        Err(Error::BadCursor) => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "bad_cursor",
+            "the cursor is not one a members page gave",
+        )),
+        Err(Error::BadLimit { .. }) => Err(bad_limit()),
+        Err(failure) => {
+            tracing::warn!(%scope, error = %failure, "members page failed");
+            Err(Refusal::unavailable())
+        }
+    }
+}
+
+fn bad_limit() -> Refusal {
+    Refusal::new(
+        StatusCode::BAD_REQUEST,
+        "bad_limit",
+        format!("limit must be a whole number from 1 to {MAX_MEMBERS_PAGE}"),
+    )
 }
 
 #[cfg(test)]

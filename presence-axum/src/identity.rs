@@ -1,6 +1,6 @@
 //! [`Identity`]: who a request belongs to, as the host's own auth says.
 
-use presence_core::{LoginId, ScopeId, UserId};
+use presence_core::{LoginId, ScopeId, SessionKind, UserId};
 
 /// Who a request or socket belongs to. The host's auth decides it; nothing a
 /// client sends can change it.
@@ -23,6 +23,12 @@ pub struct Identity {
     /// The scopes a new socket watches from the start (each gets a
     /// snapshot after `hello`).
     pub watch_on_connect: Vec<ScopeId>,
+    /// What kind of client the socket's session is (`web`, `mobile`,
+    /// `desktop` or the host's own): watchers see a status per kind
+    /// (`devices`). `None`: a session of no kind, shown in no `devices`.
+    /// The host decides it (from the User-Agent, a token's claims…); a
+    /// client never picks it.
+    pub kind: Option<SessionKind>,
 }
 
 impl Identity {
@@ -34,7 +40,23 @@ impl Identity {
             member_of: Vec::new(),
             may_watch: Vec::new(),
             watch_on_connect: Vec::new(),
+            kind: None,
         }
+    }
+
+    /// The socket's session is of `kind`: watchers see it in the user's
+    /// `devices`.
+    ///
+    /// ```
+    /// use presence_axum::Identity;
+    /// use presence_core::SessionKind;
+    ///
+    /// let phone = Identity::new("alice", "login-1").in_scope("acme").kind(SessionKind::mobile());
+    /// assert_eq!(phone.kind, Some(SessionKind::mobile()));
+    /// ```
+    pub fn kind(mut self, kind: SessionKind) -> Self {
+        self.kind = Some(kind);
+        self
     }
 
     /// The user is in `scope`, may watch it, and watches it from the start

@@ -146,8 +146,13 @@
 //! One session per socket. The server sends `hello`, then a `snapshot` of
 //! each scope in [`Identity::watch_on_connect`], then `presence` events of
 //! watched scopes; it answers `heartbeat` with `pong` and applies
-//! `activity`, `status_change` (the caller's own user only) and
-//! `subscribe`/`unsubscribe` (scopes in [`Identity::may_watch`] only). Bad
+//! `activity`, `status_change` (manual and custom status, the caller's own
+//! user only), `set_state` (the socket's own session's app state, rate
+//! limited), `privacy` (hide last seen) and `subscribe`/`unsubscribe`
+//! (scopes in [`Identity::may_watch`] only; `counts` for `occupancy` frames
+//! while a scope is large). The host names the kind of client a socket is
+//! with [`Identity::kind`] (watchers see `devices`). `GET
+//! /presence/members` lists a scope page by page. Bad
 //! messages get an `error` frame with a stable code
 //! ([`ProtocolError::code`]) and change nothing. Closes: 1009 for a frame
 //! over [`SocketSettings::max_message_bytes`] (4 KiB); 1008 after a flood

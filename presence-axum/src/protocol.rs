@@ -21,8 +21,8 @@ use std::sync::Arc;
 use axum::extract::ws::Utf8Bytes;
 use chrono::{DateTime, Utc};
 use presence_core::{
-    Epoch, EventBatch, PresenceEvent, RequestedStatus, ScopeId, SharedEvent, Snapshot, UserId,
-    UserPresence,
+    AppState, CustomStatus, Details, DetailsError, Epoch, EventBatch, Occupancy, PresenceEvent,
+    RequestedStatus, ScopeId, SharedEvent, Snapshot, UserId, UserPresence,
 };
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::Value;
@@ -34,19 +34,40 @@ pub enum ClientMessage {
     Heartbeat,
     /// The user did something.
     Activity,
-    /// The user's manual status, with an optional expiry.
+    /// The user's manual status and custom status, with an optional
+    /// expiry: one change, one event.
     StatusChange {
-        /// `ONLINE` clears the manual status.
-        status: RequestedStatus,
-        /// When the manual status clears by itself.
+        /// The manual status; `ONLINE` clears it. `None` keeps it (only
+        /// when `custom` is given).
+        status: Option<RequestedStatus>,
+        /// When the manual status and the custom status clear by
+        /// themselves.
         until: Option<DateTime<Utc>>,
+        /// `None`: the custom status is kept. `Some(None)`: it is cleared.
+        /// `Some(Some(_))`: it is set (its `until` is the message's).
+        custom: Option<Option<CustomStatus>>,
     },
-    /// Watch a scope, whole or only some of its users.
+    /// This socket's session's app state (`None` clears it).
+    SetState {
+        /// The state, checked.
+        state: Option<AppState>,
+    },
+    /// Whether the user hides when they were last seen.
+    Privacy {
+        /// `true` hides it: watchers get `last_seen: null`.
+        hide_last_seen: bool,
+    },
+    /// Watch a scope, whole or only some of its users, or as counts while
+    /// it is large.
     Subscribe {
         /// The scope.
         scope: ScopeId,
-        /// Only these users, when given.
+        /// Only these users, when given (with `counts`: the users whose
+        /// events still come while the scope is large).
         user_ids: Option<Vec<UserId>>,
+        /// Counts instead of each member's events while the scope is
+        /// large (`occupancy` frames).
+        counts: bool,
     },
     /// Stop watching a scope.
     Unsubscribe {
@@ -71,6 +92,11 @@ pub enum ProtocolError {
     UnknownStatus(String),
     /// An `until` that is not an RFC 3339 time in the future.
     BadUntil(String),
+    /// A custom status or app state that breaks its bounds; the code is
+    /// [`DetailsError::code`] (`text_too_long`, `bad_text`, `bad_emoji`,
+    /// `empty_custom_status`, `bad_until`, `state_not_object`,
+    /// `state_too_large`).
+    Details(DetailsError),
     /// A scope this user may not watch.
     ForbiddenScope(ScopeId),
     /// Too many messages: this one was dropped.
@@ -89,6 +115,7 @@ impl ProtocolError {
             ProtocolError::InvalidMessage(_) => "invalid_message",
             ProtocolError::UnknownStatus(_) => "unknown_status",
             ProtocolError::BadUntil(_) => "bad_until",
+            ProtocolError::Details(refused) => refused.code(),
             ProtocolError::ForbiddenScope(_) => "forbidden_scope",
             ProtocolError::RateLimited => "rate_limited",
             ProtocolError::Unavailable => "unavailable",
@@ -106,6 +133,7 @@ impl ProtocolError {
                 format!("unknown status {status:?}; expected ONLINE, AWAY, BUSY or INVISIBLE")
             }
             ProtocolError::BadUntil(why) => format!("bad until: {why}"),
+            ProtocolError::Details(refused) => refused.to_string(),
             ProtocolError::ForbiddenScope(scope) => format!("you may not watch scope {scope}"),
             ProtocolError::RateLimited => "too many messages; this one was dropped".into(),
             ProtocolError::Unavailable => "presence is unavailable right now; try again".into(),
@@ -118,9 +146,30 @@ impl ProtocolError {
 struct StatusChangeFields {
     #[serde(rename = "type")]
     _type: String,
-    status: String,
+    #[serde(default)]
+    status: Option<String>,
     #[serde(default)]
     until: Option<String>,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    emoji: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetStateFields {
+    #[serde(rename = "type")]
+    _type: String,
+    state: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrivacyFields {
+    #[serde(rename = "type")]
+    _type: String,
+    hide_last_seen: bool,
 }
 
 #[derive(Deserialize)]
@@ -131,6 +180,8 @@ struct SubscribeFields {
     scope: String,
     #[serde(default)]
     user_ids: Option<Vec<String>>,
+    #[serde(default)]
+    counts: bool,
 }
 
 #[derive(Deserialize)]
@@ -160,24 +211,63 @@ pub fn decode(text: &str, now: DateTime<Utc>) -> Result<ClientMessage, ProtocolE
         "heartbeat" => Ok(ClientMessage::Heartbeat),
         "activity" => Ok(ClientMessage::Activity),
         "status_change" => {
+            // A `text` or `emoji` key, even `null`, sets the custom status.
+            let sets_custom = ["text", "emoji"].iter().any(|key| value.get(key).is_some());
             let fields: StatusChangeFields =
                 serde_json::from_value(value.clone()).map_err(invalid)?;
-            let status = fields
-                .status
-                .parse::<RequestedStatus>()
-                .map_err(|_| ProtocolError::UnknownStatus(clip(&fields.status)))?;
+            let status = match &fields.status {
+                Some(status) => Some(
+                    status
+                        .parse::<RequestedStatus>()
+                        .map_err(|_| ProtocolError::UnknownStatus(clip(status)))?,
+                ),
+                None if sets_custom => None,
+                None => {
+                    return Err(ProtocolError::InvalidMessage(
+                        "missing field `status` (needed unless `text` or `emoji` is given)".into(),
+                    ));
+                }
+            };
             let until = fields
                 .until
                 .as_deref()
                 .map(|u| parse_until(u, now))
                 .transpose()?;
-            Ok(ClientMessage::StatusChange { status, until })
+            let custom = if !sets_custom {
+                None
+            } else if fields.text.is_none() && fields.emoji.is_none() {
+                Some(None)
+            } else {
+                let custom = CustomStatus::new(fields.text, fields.emoji, until)
+                    .map_err(ProtocolError::Details)?;
+                Some(Some(custom))
+            };
+            Ok(ClientMessage::StatusChange {
+                status,
+                until,
+                custom,
+            })
+        }
+        "set_state" => {
+            let fields: SetStateFields = serde_json::from_value(value.clone()).map_err(invalid)?;
+            let state = match fields.state {
+                Value::Null => None,
+                state => Some(AppState::new(state).map_err(ProtocolError::Details)?),
+            };
+            Ok(ClientMessage::SetState { state })
+        }
+        "privacy" => {
+            let fields: PrivacyFields = serde_json::from_value(value.clone()).map_err(invalid)?;
+            Ok(ClientMessage::Privacy {
+                hide_last_seen: fields.hide_last_seen,
+            })
         }
         "subscribe" => {
             let fields: SubscribeFields = serde_json::from_value(value.clone()).map_err(invalid)?;
             Ok(ClientMessage::Subscribe {
                 scope: scope_name(fields.scope)?,
                 user_ids: fields.user_ids.map(watched_users).transpose()?,
+                counts: fields.counts,
             })
         }
         "unsubscribe" => {
@@ -257,10 +347,20 @@ pub enum ServerMessage<'a> {
         scope: &'a ScopeId,
         /// The store's epoch when the snapshot was read.
         epoch: &'a Epoch,
-        /// Every user not `OFFLINE`, and every user asked for.
+        /// The scope's counts, when it is large and watched as counts
+        /// (then `users` holds only the named users).
+        #[serde(
+            skip_serializing_if = "Option::is_none",
+            serialize_with = "snapshot_counts"
+        )]
+        occupancy: Option<&'a Occupancy>,
+        /// Every user not `OFFLINE`, and every user asked for; each with
+        /// `custom`, `devices` and `state` when shown.
+        #[serde(serialize_with = "user_entries")]
         users: &'a [UserPresence],
     },
-    /// One change of one user's status in a watched scope.
+    /// One change of one user's presence in a watched scope: the whole of
+    /// it (a field absent is cleared), not a diff.
     Presence {
         /// The scope.
         scope: &'a ScopeId,
@@ -268,9 +368,26 @@ pub enum ServerMessage<'a> {
         user_id: &'a UserId,
         /// The new status.
         status: presence_core::Status,
-        /// The user's newest activity or session end.
+        /// The user's newest activity or session end (`None` if hidden).
         last_seen: Option<DateTime<Utc>>,
         /// The new version.
+        v: u64,
+        /// `custom`, `devices` and `state`, each only when shown.
+        #[serde(flatten)]
+        details: Option<&'a Details>,
+    },
+    /// The counts of a large scope watched as counts, at most once per
+    /// interval, instead of its members' events.
+    Occupancy {
+        /// The scope.
+        scope: &'a ScopeId,
+        /// Members `ONLINE`.
+        online: u64,
+        /// Members `AWAY`.
+        away: u64,
+        /// Members `BUSY`.
+        busy: u64,
+        /// Grows with each count of the scope this connection gets.
         v: u64,
     },
     /// Several changes in one busy scope, oldest first; only to a socket
@@ -278,7 +395,8 @@ pub enum ServerMessage<'a> {
     PresenceBatch {
         /// The scope of every event.
         scope: &'a ScopeId,
-        /// Each: `user_id`, `status`, `last_seen`, `v`, as in `presence`.
+        /// Each: `user_id`, `status`, `last_seen`, `v` and the details, as
+        /// in `presence`.
         #[serde(serialize_with = "batch_entries")]
         events: &'a [Arc<SharedEvent>],
     },
@@ -301,7 +419,19 @@ impl<'a> ServerMessage<'a> {
         ServerMessage::Snapshot {
             scope: &snapshot.scope,
             epoch: &snapshot.epoch,
+            occupancy: snapshot.occupancy.as_ref(),
             users: &snapshot.users,
+        }
+    }
+
+    /// The frame for a large scope's counts.
+    pub fn occupancy(counts: &'a Occupancy) -> Self {
+        ServerMessage::Occupancy {
+            scope: &counts.scope,
+            online: counts.online,
+            away: counts.away,
+            busy: counts.busy,
+            v: counts.v,
         }
     }
 
@@ -313,6 +443,7 @@ impl<'a> ServerMessage<'a> {
             status: event.status,
             last_seen: event.last_seen,
             v: event.v,
+            details: event.details.as_deref(),
         }
     }
 
@@ -332,28 +463,76 @@ impl<'a> ServerMessage<'a> {
     }
 }
 
-/// One event of a `presence_batch` frame: its scope is the frame's.
+/// One user as a snapshot, a members page or a `presence_batch` entry
+/// shows them: `user_id`, `status`, `last_seen`, `v`, then `custom`,
+/// `devices` and `state`, each only when shown.
 #[derive(Serialize)]
-struct BatchEntry<'a> {
+pub(crate) struct UserEntry<'a> {
     user_id: &'a UserId,
     status: presence_core::Status,
     last_seen: Option<DateTime<Utc>>,
     v: u64,
+    #[serde(flatten)]
+    details: Option<&'a Details>,
 }
 
-impl<'a> From<&'a PresenceEvent> for BatchEntry<'a> {
+impl<'a> From<&'a PresenceEvent> for UserEntry<'a> {
     fn from(event: &'a PresenceEvent) -> Self {
-        BatchEntry {
+        UserEntry {
             user_id: &event.user_id,
             status: event.status,
             last_seen: event.last_seen,
             v: event.v,
+            details: event.details.as_deref(),
         }
     }
 }
 
+impl<'a> From<&'a UserPresence> for UserEntry<'a> {
+    fn from(user: &'a UserPresence) -> Self {
+        UserEntry {
+            user_id: &user.user_id,
+            status: user.status,
+            last_seen: user.last_seen,
+            v: user.v,
+            details: user.details.as_deref(),
+        }
+    }
+}
+
+/// A large scope's counts inside a snapshot: its scope is the snapshot's.
+#[derive(Clone, Copy, Debug, Serialize)]
+struct Counts {
+    online: u64,
+    away: u64,
+    busy: u64,
+    v: u64,
+}
+
+impl From<&Occupancy> for Counts {
+    fn from(counts: &Occupancy) -> Self {
+        Counts {
+            online: counts.online,
+            away: counts.away,
+            busy: counts.busy,
+            v: counts.v,
+        }
+    }
+}
+
+fn snapshot_counts<S: Serializer>(counts: &Option<&Occupancy>, out: S) -> Result<S::Ok, S::Error> {
+    counts.map(Counts::from).serialize(out)
+}
+
 fn batch_entries<S: Serializer>(events: &[Arc<SharedEvent>], out: S) -> Result<S::Ok, S::Error> {
-    out.collect_seq(events.iter().map(|event| BatchEntry::from(event.event())))
+    out.collect_seq(events.iter().map(|event| UserEntry::from(event.event())))
+}
+
+pub(crate) fn user_entries<S: Serializer>(
+    users: &[UserPresence],
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    out.collect_seq(users.iter().map(UserEntry::from))
 }
 
 /// Most bytes of one `presence_batch` frame: a larger batch is sent as
@@ -385,7 +564,7 @@ fn encode_batch(scope: &ScopeId, events: &[Arc<SharedEvent>], budget: usize) -> 
         "{{\"type\":\"presence_batch\",\"scope\":{},\"events\":[",
         scope_json(scope)
     );
-    let entries = events.iter().map(|event| BatchEntry::from(event.event()));
+    let entries = events.iter().map(|event| UserEntry::from(event.event()));
     pack_frames(&head, entries, budget, "]}", "]}")
 }
 
@@ -399,14 +578,22 @@ pub(crate) fn snapshot_frames(snapshot: &Snapshot) -> Vec<String> {
 }
 
 fn encode_snapshot(snapshot: &Snapshot, budget: usize) -> Vec<String> {
+    // Every part says the epoch, and the counts of a counted scope.
+    let occupancy = snapshot
+        .occupancy
+        .as_ref()
+        .map_or_else(String::new, |counts| {
+            let counts = serde_json::to_string(&Counts::from(counts)).unwrap_or_default();
+            format!(",\"occupancy\":{counts}")
+        });
     let head = format!(
-        "{{\"type\":\"snapshot\",\"scope\":{},\"epoch\":{},\"users\":[",
+        "{{\"type\":\"snapshot\",\"scope\":{},\"epoch\":{}{occupancy},\"users\":[",
         scope_json(&snapshot.scope),
         serde_json::to_string(&snapshot.epoch).unwrap_or_else(|_| "\"\"".into())
     );
     let mut frames = pack_frames(
         &head,
-        snapshot.users.iter(),
+        snapshot.users.iter().map(UserEntry::from),
         budget,
         "],\"more\":true}",
         "]}",
@@ -499,8 +686,9 @@ mod tests {
                 now()
             ),
             Ok(ClientMessage::StatusChange {
-                status: RequestedStatus::Invisible,
+                status: Some(RequestedStatus::Invisible),
                 until: Some(now() + chrono::TimeDelta::hours(1)),
+                custom: None,
             })
         );
         assert_eq!(
@@ -511,6 +699,34 @@ mod tests {
             Ok(ClientMessage::Subscribe {
                 scope: "acme".into(),
                 user_ids: Some(vec!["a".into(), "b".into()]),
+                counts: false,
+            })
+        );
+        assert_eq!(
+            decode(
+                r#"{"type":"subscribe","scope":"hall","counts":true}"#,
+                now()
+            ),
+            Ok(ClientMessage::Subscribe {
+                scope: "hall".into(),
+                user_ids: None,
+                counts: true,
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"set_state","state":{"in_call":true}}"#, now()),
+            Ok(ClientMessage::SetState {
+                state: Some(AppState::new(serde_json::json!({"in_call": true})).unwrap()),
+            })
+        );
+        assert_eq!(
+            decode(r#"{"type":"set_state","state":null}"#, now()),
+            Ok(ClientMessage::SetState { state: None })
+        );
+        assert_eq!(
+            decode(r#"{"type":"privacy","hide_last_seen":true}"#, now()),
+            Ok(ClientMessage::Privacy {
+                hide_last_seen: true
             })
         );
         assert_eq!(
@@ -518,6 +734,124 @@ mod tests {
             Ok(ClientMessage::Unsubscribe {
                 scope: "acme".into()
             })
+        );
+    }
+
+    #[test]
+    fn a_status_change_may_carry_a_custom_status_with_the_same_until() {
+        let in_an_hour = now() + chrono::TimeDelta::hours(1);
+        let meeting = CustomStatus::new(
+            Some("In a meeting".into()),
+            Some("📅".into()),
+            Some(in_an_hour),
+        )
+        .unwrap();
+        assert_eq!(
+            decode(
+                r#"{"type":"status_change","status":"BUSY","until":"2026-01-01T01:00:00Z","text":" In a meeting ","emoji":"📅"}"#,
+                now()
+            ),
+            Ok(ClientMessage::StatusChange {
+                status: Some(RequestedStatus::Busy),
+                until: Some(in_an_hour),
+                custom: Some(Some(meeting)),
+            }),
+            "the text is trimmed; until is the custom status's too"
+        );
+        assert_eq!(
+            decode(r#"{"type":"status_change","emoji":":palm_tree:"}"#, now()),
+            Ok(ClientMessage::StatusChange {
+                status: None,
+                until: None,
+                custom: Some(Some(
+                    CustomStatus::new(None, Some(":palm_tree:".into()), None).unwrap()
+                )),
+            }),
+            "no status: the manual status is kept"
+        );
+        for clears in [
+            r#"{"type":"status_change","text":null}"#,
+            r#"{"type":"status_change","text":null,"emoji":null}"#,
+            r#"{"type":"status_change","emoji":null}"#,
+        ] {
+            assert_eq!(
+                decode(clears, now()),
+                Ok(ClientMessage::StatusChange {
+                    status: None,
+                    until: None,
+                    custom: Some(None),
+                }),
+                "{clears}"
+            );
+        }
+        assert_eq!(
+            decode(
+                r#"{"type":"status_change","status":"ONLINE","text":null}"#,
+                now()
+            ),
+            Ok(ClientMessage::StatusChange {
+                status: Some(RequestedStatus::Online),
+                until: None,
+                custom: Some(None),
+            })
+        );
+    }
+
+    #[test]
+    fn bad_details_get_the_codes_of_the_core() {
+        let long = format!(r#"{{"type":"status_change","text":"{}"}}"#, "é".repeat(101));
+        assert_eq!(code(&long), "text_too_long");
+        let two_lines = serde_json::json!({"type": "status_change", "text": "two\nlines"});
+        assert_eq!(code(&two_lines.to_string()), "bad_text");
+        for emoji in ["a", "📅📅", ":Cal:", " 📅"] {
+            let frame = serde_json::json!({"type": "status_change", "emoji": emoji}).to_string();
+            assert_eq!(code(&frame), "bad_emoji", "{emoji}");
+        }
+        assert_eq!(
+            code(r#"{"type":"status_change","text":"   "}"#),
+            "empty_custom_status"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","text":"","emoji":""}"#),
+            "empty_custom_status",
+            "clear with null, not with empty strings"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","text":"x","until":"2025-01-01T00:00:00Z"}"#),
+            "bad_until"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","text":7}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","until":"2026-01-01T01:00:00Z"}"#),
+            "invalid_message",
+            "neither a status nor a custom status"
+        );
+        assert_eq!(
+            code(r#"{"type":"status_change","status":"SLEEPY","text":"x"}"#),
+            "unknown_status"
+        );
+        for state in [r#""in_call""#, "[1]", "true", "3"] {
+            let frame = format!(r#"{{"type":"set_state","state":{state}}}"#);
+            assert_eq!(code(&frame), "state_not_object", "{state}");
+        }
+        let big = serde_json::json!({"type": "set_state", "state": {"k": "v".repeat(1100)}});
+        assert_eq!(code(&big.to_string()), "state_too_large");
+        assert_eq!(code(r#"{"type":"set_state"}"#), "invalid_message");
+        assert_eq!(
+            code(r#"{"type":"set_state","state":{},"session_id":"s"}"#),
+            "invalid_message"
+        );
+        assert_eq!(code(r#"{"type":"privacy"}"#), "invalid_message");
+        assert_eq!(
+            code(r#"{"type":"privacy","hide_last_seen":"yes"}"#),
+            "invalid_message"
+        );
+        assert_eq!(
+            code(r#"{"type":"subscribe","scope":"a","counts":1}"#),
+            "invalid_message"
         );
     }
 
@@ -612,6 +946,118 @@ mod tests {
             presence_frame(&batch.events()[0]).as_str(),
             r#"{"type":"presence","scope":"acme","user_id":"alice","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":2}"#
         );
+    }
+
+    /// alice in a meeting on two devices, in a call.
+    fn meeting_details() -> Arc<Details> {
+        let until = now() + chrono::TimeDelta::hours(1);
+        Arc::new(Details {
+            custom: Some(
+                CustomStatus::new(Some("In a meeting".into()), Some("📅".into()), Some(until))
+                    .unwrap(),
+            ),
+            devices: [
+                (
+                    presence_core::SessionKind::web(),
+                    presence_core::Status::Busy,
+                ),
+                (
+                    presence_core::SessionKind::mobile(),
+                    presence_core::Status::Busy,
+                ),
+            ]
+            .into_iter()
+            .collect(),
+            state: Some(
+                serde_json::json!({"in_call": true})
+                    .as_object()
+                    .cloned()
+                    .unwrap(),
+            ),
+        })
+    }
+
+    const MEETING: &str = r#""custom":{"text":"In a meeting","emoji":"📅","until":"2026-01-01T01:00:00Z"},"devices":{"mobile":"BUSY","web":"BUSY"},"state":{"in_call":true}"#;
+
+    #[test]
+    fn details_are_flat_fields_of_presence_frames_batch_entries_and_snapshot_users() {
+        let mut event = (*shared("alice", 7)).event().clone();
+        event.details = Some(meeting_details());
+        let event = Arc::new(SharedEvent::new(event));
+        assert_eq!(
+            presence_frame(&event).as_str(),
+            format!(
+                r#"{{"type":"presence","scope":"acme","user_id":"alice","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":7,{MEETING}}}"#
+            )
+        );
+        let batch = EventBatch::new("acme".into(), vec![event]);
+        assert_eq!(
+            batch_frames(&batch)[0].as_str(),
+            format!(
+                r#"{{"type":"presence_batch","scope":"acme","events":[{{"user_id":"alice","status":"AWAY","last_seen":"2026-01-01T00:00:00Z","v":7,{MEETING}}}]}}"#
+            )
+        );
+        let mut alice = online("alice", 7);
+        alice.details = Some(meeting_details());
+        let snapshot = Snapshot {
+            scope: "acme".into(),
+            users: vec![alice, online("bob", 2)],
+            epoch: "e1".into(),
+            occupancy: None,
+        };
+        let expected = format!(
+            r#"{{"type":"snapshot","scope":"acme","epoch":"e1","users":[{{"user_id":"alice","status":"ONLINE","last_seen":null,"v":7,{MEETING}}},{{"user_id":"bob","status":"ONLINE","last_seen":null,"v":2}}]}}"#
+        );
+        assert_eq!(ServerMessage::snapshot(&snapshot).to_json(), expected);
+        assert_eq!(snapshot_frames(&snapshot), vec![expected]);
+    }
+
+    #[test]
+    fn counts_go_out_as_occupancy_frames_and_in_every_part_of_a_counted_snapshot() {
+        let counts = Occupancy {
+            scope: "hall".into(),
+            online: 290,
+            away: 7,
+            busy: 3,
+            v: 4,
+        };
+        assert_eq!(
+            ServerMessage::occupancy(&counts).to_json(),
+            r#"{"type":"occupancy","scope":"hall","online":290,"away":7,"busy":3,"v":4}"#
+        );
+        let snapshot = Snapshot {
+            scope: "hall".into(),
+            users: vec![online("bob", 2)],
+            epoch: "e1".into(),
+            occupancy: Some(counts.clone()),
+        };
+        let whole = r#"{"type":"snapshot","scope":"hall","epoch":"e1","occupancy":{"online":290,"away":7,"busy":3,"v":4},"users":[{"user_id":"bob","status":"ONLINE","last_seen":null,"v":2}]}"#;
+        assert_eq!(ServerMessage::snapshot(&snapshot).to_json(), whole);
+        assert_eq!(snapshot_frames(&snapshot), vec![whole.to_owned()]);
+        let named = Snapshot {
+            users: (1..=40)
+                .map(|v| {
+                    let mut user = online(&format!("user-{v}"), v);
+                    user.details = Some(meeting_details());
+                    user
+                })
+                .collect(),
+            ..snapshot
+        };
+        let frames = encode_snapshot(&named, 2048);
+        assert!(frames.len() > 1, "split into {} frames", frames.len());
+        let mut listed = 0;
+        for frame in &frames {
+            assert!(frame.len() <= 2048, "a frame of {} bytes", frame.len());
+            let value: Value = serde_json::from_str(frame).expect("JSON");
+            assert_eq!(value["occupancy"]["online"], 290, "every part: {frame}");
+            for user in value["users"].as_array().expect("users") {
+                assert_eq!(user["custom"]["emoji"], "📅");
+                assert_eq!(user["devices"]["mobile"], "BUSY");
+                listed += 1;
+            }
+        }
+        assert_eq!(listed, 40);
     }
 
     #[test]

@@ -15,7 +15,7 @@ use presence_core::Presence;
 use tokio_util::task::TaskTracker;
 
 use crate::admitted::Admitted;
-use crate::http_routes::SnapshotQuery;
+use crate::http_routes::{MembersQuery, SnapshotQuery};
 use crate::identity::Identity;
 use crate::layer::ActivityLayer;
 use crate::origin::AllowedOrigins;
@@ -56,7 +56,8 @@ impl<A> std::fmt::Debug for PresenceRoutes<A> {
 impl<A> PresenceRoutes<A> {
     /// Routes for `presence` with the defaults: the socket at
     /// `/ws/presence`, the HTTP heartbeat at `POST /presence/heartbeat`, the
-    /// snapshot at `GET /presence/snapshot?scope=S`, the client at
+    /// snapshot at `GET /presence/snapshot?scope=S`, the members pages at
+    /// `GET /presence/members?scope=S`, the client at
     /// `/presence/client.js`, same-origin sockets only.
     pub fn new(presence: Presence) -> Self {
         Self {
@@ -94,6 +95,12 @@ impl<A> PresenceRoutes<A> {
         self.edit(|shared| shared.paths.snapshot = path)
     }
 
+    /// Where a scope's members are served page by page.
+    pub fn members_path(self, path: impl Into<String>) -> Self {
+        let path = path.into();
+        self.edit(|shared| shared.paths.members = path)
+    }
+
     /// Where the JavaScript client is served.
     pub fn client_path(self, path: impl Into<String>) -> Self {
         let path = path.into();
@@ -101,7 +108,7 @@ impl<A> PresenceRoutes<A> {
     }
 
     /// The origins, besides the server's own, whose pages may open the
-    /// socket and call the HTTP heartbeat and snapshot routes.
+    /// socket and call the HTTP heartbeat, snapshot and members routes.
     pub fn allowed_origins(self, origins: AllowedOrigins) -> Self {
         self.edit(|shared| shared.origins = origins)
     }
@@ -151,11 +158,18 @@ impl<A> PresenceRoutes<A> {
                 http_routes::snapshot(shared.clone(), admitted, query)
             }
         };
+        let on_members = {
+            let shared = shared.clone();
+            move |admitted: Admitted<A>, query: Result<Query<MembersQuery>, QueryRejection>| {
+                http_routes::members(shared.clone(), admitted, query)
+            }
+        };
         Router::new()
             // `any`: HTTP/2 WebSockets arrive as CONNECT, HTTP/1.1 as GET.
             .route(&paths.socket, any(on_socket))
             .route(&paths.heartbeat, post(on_heartbeat))
             .route(&paths.snapshot, get(on_snapshot))
+            .route(&paths.members, get(on_members))
             // What `Admitted` checks origins against.
             .route_layer(Extension(shared.origins.clone()))
             .route(&paths.client, get(client::serve))

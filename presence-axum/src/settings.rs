@@ -51,6 +51,7 @@ pub(crate) struct Paths {
     pub(crate) socket: String,
     pub(crate) heartbeat: String,
     pub(crate) snapshot: String,
+    pub(crate) members: String,
     pub(crate) client: String,
 }
 
@@ -60,6 +61,7 @@ impl Default for Paths {
             socket: "/ws/presence".into(),
             heartbeat: "/presence/heartbeat".into(),
             snapshot: "/presence/snapshot".into(),
+            members: "/presence/members".into(),
             client: "/presence/client.js".into(),
         }
     }

@@ -26,6 +26,15 @@ impl Default for FloodLimit {
     }
 }
 
+/// How often one socket may set its session's app state (`set_state`):
+/// bursts of 5, then one a second. Over it, the message is answered
+/// `rate_limited` and the socket stays open (this bucket never closes it;
+/// the flood limit above still counts every message).
+pub(crate) const SET_STATE_LIMIT: FloodLimit = FloodLimit {
+    per_second: 1.0,
+    burst: 5,
+};
+
 /// What to do with one incoming message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -53,6 +62,12 @@ impl Throttle {
             refilled_at: Instant::now(),
             dropped: 0,
         }
+    }
+
+    /// Whether one more message fits the bucket at `now` (never a close:
+    /// for limits of one kind of message, such as [`SET_STATE_LIMIT`]).
+    pub(crate) fn allows(&mut self, now: Instant) -> bool {
+        self.check(now) == Verdict::Accept
     }
 
     pub(crate) fn check(&mut self, now: Instant) -> Verdict {
@@ -104,6 +119,21 @@ mod tests {
             let at = start + Duration::from_millis(50) * n;
             assert_eq!(throttle.check(at), Verdict::Accept, "message {n}");
         }
+    }
+
+    #[test]
+    fn set_state_gets_five_at_once_then_one_a_second() {
+        let start = Instant::now();
+        let mut throttle = Throttle::new(SET_STATE_LIMIT);
+        for n in 0..5 {
+            assert!(throttle.allows(start), "state {n} of the burst");
+        }
+        for _ in 0..100 {
+            assert!(!throttle.allows(start), "refused, never closed");
+        }
+        assert!(!throttle.allows(start + Duration::from_millis(900)));
+        assert!(throttle.allows(start + Duration::from_millis(1000)));
+        assert!(!throttle.allows(start + Duration::from_millis(1000)));
     }
 
     #[test]

@@ -397,3 +397,157 @@ async fn a_host_route_behind_admitted_is_refused_like_the_presence_routes() {
         assert_eq!(body["code"], code, "{token} from {origin:?}");
     }
 }
+
+/// `GET /presence/members?{query}` as `token`: the status and the JSON
+/// body.
+async fn members(server: &Server, token: &str, query: &str) -> (u16, serde_json::Value) {
+    let response = server
+        .http
+        .get(server.url(&format!("/presence/members{query}")))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("members");
+    let status = response.status().as_u16();
+    if status == 200 {
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        assert_eq!(response.headers()["content-type"], "application/json");
+    }
+    (status, response.json().await.expect("json"))
+}
+
+#[tokio::test]
+async fn the_members_route_walks_a_scope_in_pages_in_order() {
+    let server = Server::start().await;
+    let mut sessions = Vec::new();
+    // Opened out of order; listed by user id.
+    for n in (0..25).rev() {
+        let spec =
+            presence_core::SessionSpec::new(format!("u{n:02}"), format!("l{n}")).scope("lobby");
+        sessions.push(server.presence.open_session(spec).await.expect("open"));
+    }
+    let hidden = presence_core::SessionSpec::new("u99", "l99").scope("lobby");
+    sessions.push(server.presence.open_session(hidden).await.expect("open"));
+    let u99 = presence_core::UserId::from("u99");
+    server
+        .presence
+        .set_status(&u99, presence_core::RequestedStatus::Invisible, None)
+        .await
+        .expect("invisible");
+    let meeting =
+        presence_core::CustomStatus::new(Some("In a meeting".into()), Some("📅".into()), None)
+            .expect("custom");
+    server
+        .presence
+        .set_custom_status(&"u07".into(), Some(meeting))
+        .await
+        .expect("custom");
+    let bob = server.token("bob", "acme");
+
+    let (mut listed, mut cursor, mut pages) = (Vec::new(), None::<String>, 0);
+    loop {
+        let query = match &cursor {
+            Some(cursor) => format!("?scope=lobby&limit=10&cursor={cursor}"),
+            None => "?scope=lobby&limit=10".to_owned(),
+        };
+        let (status, page) = members(&server, &bob, &query).await;
+        assert_eq!(status, 200, "{page}");
+        pages += 1;
+        let entries = page["members"].as_array().expect("members");
+        assert!(entries.len() <= 10);
+        for entry in entries {
+            let user = entry["user_id"].as_str().expect("user_id").to_owned();
+            if user == "u07" {
+                assert_eq!(
+                    entry["custom"],
+                    json!({"text": "In a meeting", "emoji": "📅"}),
+                    "as in a snapshot"
+                );
+                assert_eq!(entry["v"], 2);
+            }
+            assert_eq!(entry["status"], "ONLINE");
+            listed.push(user);
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => {
+                assert_eq!(page["next_cursor"], json!(null));
+                break;
+            }
+        }
+    }
+    assert_eq!(pages, 3);
+    let expected: Vec<String> = (0..25).map(|n| format!("u{n:02}")).collect();
+    assert_eq!(
+        listed, expected,
+        "each member once, in order; u99 (invisible) never"
+    );
+
+    // The default limit is 100; an empty cursor is the first page; other
+    // pairs are ignored.
+    let (status, page) = members(&server, &bob, "?scope=lobby&cursor=&token=x&sort=desc").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["members"].as_array().map(Vec::len), Some(25));
+    assert_eq!(page["next_cursor"], json!(null));
+    // A page of one, then the cursor still reads after that member.
+    let (_, first) = members(&server, &bob, "?scope=lobby&limit=1").await;
+    assert_eq!(first["members"][0]["user_id"], "u00");
+    let next = first["next_cursor"].as_str().expect("a cursor");
+    let (_, second) = members(
+        &server,
+        &bob,
+        &format!("?scope=lobby&limit=1000&cursor={next}"),
+    )
+    .await;
+    assert_eq!(second["members"][0]["user_id"], "u01");
+    assert_eq!(second["members"].as_array().map(Vec::len), Some(24));
+    drop(sessions);
+}
+
+#[tokio::test]
+async fn the_members_route_refuses_bad_limits_cursors_and_scopes_with_stable_codes() {
+    let server = Server::start().await;
+    let spec = presence_core::SessionSpec::new("u1", "l1").scope("lobby");
+    let _session = server.presence.open_session(spec).await.expect("open");
+    let bob = server.token("bob", "acme");
+    for (query, status, code) in [
+        ("?scope=lobby&limit=0", 400, "bad_limit"),
+        ("?scope=lobby&limit=1001", 400, "bad_limit"),
+        ("?scope=lobby&limit=1000000", 400, "bad_limit"),
+        (
+            "?scope=lobby&limit=99999999999999999999999",
+            400,
+            "bad_limit",
+        ),
+        ("?scope=lobby&limit=-1", 400, "bad_limit"),
+        ("?scope=lobby&limit=ten", 400, "bad_limit"),
+        ("?scope=lobby&limit=", 400, "bad_limit"),
+        ("?scope=lobby&cursor=garbage!!", 400, "bad_cursor"),
+        ("?scope=lobby&cursor=bTE6", 400, "bad_cursor"),
+        ("?scope=lobby&cursor=YWxpY2U", 400, "bad_cursor"),
+        ("?scope=lobby&cursor=%00%FF", 400, "bad_cursor"),
+        ("", 400, "invalid_message"),
+        ("?limit=10", 400, "invalid_message"),
+        ("?scope=", 400, "invalid_message"),
+        ("?scope=globex", 403, "forbidden_scope"),
+        ("?scope=globex&cursor=garbage", 403, "forbidden_scope"),
+    ] {
+        let (got, body) = members(&server, &bob, query).await;
+        assert_eq!(
+            (got, body["code"].as_str()),
+            (status, Some(code)),
+            "{query}: {body}"
+        );
+        assert!(body.get("members").is_none(), "no data for {query}");
+    }
+    let response = server
+        .http
+        .get(server.url("/presence/members?scope=lobby"))
+        .send()
+        .await
+        .expect("members");
+    assert_eq!(response.status(), 401);
+    let (status, page) = members(&server, &bob, "?scope=lobby").await;
+    assert_eq!(status, 200, "still answers: {page}");
+    assert_eq!(page["members"][0]["user_id"], "u1");
+}

@@ -1,9 +1,12 @@
 //! `docs/protocol.md` is what users read: every error code and every close
-//! (code and reason) the server can send must be in it. The codes are read
-//! from the sources themselves, so a new one fails this test until it is
-//! documented.
+//! (code and reason) the server can send must be in it, and every code its
+//! table of error frames lists must be one the server sends. The codes are
+//! read from the sources themselves, so a new one fails this test until it
+//! is documented, and a code the server no longer sends fails it until it
+//! leaves the table.
 
 use presence_axum::{CLOSE_SESSION_LAPSED, CLOSE_SESSION_REPLACED, ProtocolError};
+use presence_core::DetailsError;
 
 const DOC: &str = include_str!("../../docs/protocol.md");
 const SOURCES: [(&str, &str); 11] = [
@@ -99,6 +102,15 @@ fn error_codes() -> Vec<String> {
         ProtocolError::InvalidMessage(String::new()),
         ProtocolError::UnknownStatus(String::new()),
         ProtocolError::BadUntil(String::new()),
+        ProtocolError::Details(DetailsError::TextTooLong { limit: 100 }),
+        ProtocolError::Details(DetailsError::BadText),
+        ProtocolError::Details(DetailsError::BadEmoji),
+        ProtocolError::Details(DetailsError::EmptyCustomStatus),
+        ProtocolError::Details(DetailsError::ExpiryInPast {
+            until: chrono::DateTime::UNIX_EPOCH,
+        }),
+        ProtocolError::Details(DetailsError::StateNotObject),
+        ProtocolError::Details(DetailsError::StateTooLarge { limit: 1024 }),
         ProtocolError::ForbiddenScope("s".into()),
         ProtocolError::RateLimited,
         ProtocolError::Unavailable,
@@ -143,6 +155,39 @@ fn every_error_code_is_documented() {
         assert!(
             DOC.contains(&format!("`{code}`")),
             "docs/protocol.md does not document the error code `{code}`"
+        );
+    }
+}
+
+/// The codes of the table in the section `## Error frames`.
+fn documented_frame_codes() -> Vec<&'static str> {
+    let start = DOC
+        .find("\n## Error frames")
+        .expect("the error frames section");
+    let section = &DOC[start + 1..];
+    let end = section[3..]
+        .find("\n## ")
+        .map_or(section.len(), |at| at + 3);
+    section[..end]
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `"))
+        .filter_map(|rest| rest.split_once('`').map(|(code, _)| code))
+        .filter(|code| *code != "code")
+        .collect()
+}
+
+#[test]
+fn every_documented_frame_code_is_one_the_server_sends() {
+    let codes = error_codes();
+    let documented = documented_frame_codes();
+    assert!(
+        documented.len() >= 15,
+        "the scan found too few documented codes: {documented:?}"
+    );
+    for code in documented {
+        assert!(
+            codes.iter().any(|sent| sent == code),
+            "docs/protocol.md lists the error code `{code}`, which the server never sends"
         );
     }
 }

@@ -522,7 +522,12 @@ impl Hub {
             }
             return Counted::Small;
         }
-        if let Some(sent) = last.as_ref().filter(|sent| sent.same_counts(&counts)) {
+        // Unchanged counts go out again when the scope just turned large:
+        // its counting watchers show members since it was small.
+        if let Some(sent) = last
+            .as_ref()
+            .filter(|sent| was_large && sent.same_counts(&counts))
+        {
             return Counted::Large(sent.clone());
         }
         counts.v = last.as_ref().map_or(1, |sent| sent.v + 1);

@@ -5,8 +5,9 @@
 //! frame gets the answer docs/protocol.md gives it (a pong, an error with the
 //! decoder's code, a snapshot of the scope asked for, nothing, or the end
 //! of the connection), allowing for flood control and a lapsed session;
-//! a snapshot of some users names no one else; and nothing this socket
-//! sends changes another user.
+//! a snapshot of some users names no one else (a counted one too, while
+//! its scope is large); a refused frame stores nothing; an invisible user
+//! shows no details; and nothing this socket sends changes another user.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +15,8 @@ use std::time::Duration;
 use arbitrary::{Arbitrary, Unstructured};
 use chrono::{SecondsFormat, TimeDelta};
 use presence_core::{
-    Clock, ManualClock, Presence, PresenceConfig, RequestedStatus, ScopeId, SessionSpec, UserId,
-    UserPresence,
+    Clock, ManualClock, Presence, PresenceConfig, RequestedStatus, ScopeId, SessionKind,
+    SessionSpec, Status, UserId, UserPresence,
 };
 use serde_json::json;
 use tokio::time::Instant;
@@ -27,7 +28,7 @@ use crate::socket::answer::Answer;
 use crate::socket::calls::StoreCalls;
 use crate::socket::close::{Close, Ending};
 use crate::socket::frame::{FrameContext, Inbound};
-use crate::throttle::{FloodLimit, Throttle};
+use crate::throttle::{FloodLimit, SET_STATE_LIMIT, Throttle};
 
 /// Most operations one input runs: longer inputs find little more.
 const MAX_OPS: usize = 512;
@@ -74,11 +75,49 @@ enum Sent {
     Subscribe {
         scope: u8,
         users: Option<Vec<u8>>,
+        counts: bool,
     },
     Unsubscribe {
         scope: u8,
     },
+    /// A `status_change` with a custom status: a status or none, a text
+    /// and an emoji from lists of good and bad ones (or absent).
+    Custom {
+        status: Option<u8>,
+        text: Option<u8>,
+        emoji: Option<u8>,
+        until_seconds: Option<i16>,
+    },
+    SetState {
+        state: u8,
+    },
+    Privacy {
+        hide_last_seen: bool,
+    },
 }
+
+/// Texts a `status_change` sends: fine, cleared, blank, too long, with a
+/// control character.
+const TEXTS: [Option<&str>; 6] = [
+    Some("In a meeting"),
+    None,
+    Some("   "),
+    Some(concat!(
+        "0123456789012345678901234567890123456789012345678901234567890123456789",
+        "01234567890123456789012345678901"
+    )),
+    Some("two\nlines"),
+    Some(""),
+];
+/// Emoji a `status_change` sends: fine, a name, cleared, ASCII, two.
+const EMOJI: [Option<&str>; 6] = [
+    Some("📅"),
+    Some(":calendar:"),
+    None,
+    Some("a"),
+    Some("📅📅"),
+    Some(":Bad Name:"),
+];
 
 /// Runs the script the fuzzer's `data` spells; panics when an invariant
 /// breaks.
@@ -114,6 +153,9 @@ async fn run(ops: Vec<Op>) {
     let presence = Presence::builder()
         .clock(clock.clone())
         .config(config())
+        // "watchable" is large (two members): a counted watch of it gets
+        // counts.
+        .large_scope_threshold(1)
         .build()
         .await
         .expect("an in-memory service");
@@ -125,8 +167,17 @@ async fn run(ops: Vec<Op>) {
         .set_status(&them, RequestedStatus::Busy, None)
         .await
         .expect("another user's status");
+    let mut crowd = Vec::new();
+    for user in ["them", "nobody"] {
+        let spec = SessionSpec::new(user, format!("{user}-login")).scope("watchable");
+        crowd.push(presence.open_session(spec).await.expect("a session"));
+    }
     let session = presence
-        .open_session(SessionSpec::new("me", "me-login").scope("team"))
+        .open_session(
+            SessionSpec::new("me", "me-login")
+                .scope("team")
+                .kind(SessionKind::web()),
+        )
         .await
         .expect("a session");
     let mut subscription = presence.subscribe();
@@ -136,6 +187,7 @@ async fn run(ops: Vec<Op>) {
         session.id().clone(),
     );
     let mut throttle = Throttle::new(FloodLimit::default());
+    let mut state_limit = Throttle::new(SET_STATE_LIMIT);
     let mut now = Instant::now();
     for op in ops {
         let frame = match op {
@@ -170,6 +222,7 @@ async fn run(ops: Vec<Op>) {
         };
         let expected = text.as_deref().map(|text| decode(text, clock.now()));
         let them_before = status(&presence, &them).await;
+        let me_before = status(&presence, session.user()).await;
         let mut context = FrameContext {
             presence: &presence,
             identity: &identity,
@@ -177,6 +230,7 @@ async fn run(ops: Vec<Op>) {
             subscription: &mut subscription,
             calls: &mut calls,
             throttle: &mut throttle,
+            state_limit: &mut state_limit,
         };
         let answer = match context.answer(inbound, now) {
             // A frame queues at most one call; here it runs at once.
@@ -190,11 +244,19 @@ async fn run(ops: Vec<Op>) {
             "a frame of another user changed them: {frame:?}"
         );
         check(&identity, inbound, expected, &answer);
+        let me_after = status(&presence, session.user()).await;
+        if matches!(answer, Answer::Error(_)) {
+            assert_eq!(me_after, me_before, "a refused frame changed me: {frame:?}");
+        }
+        if let Some(me) = me_after.filter(|me| me.status == Status::Offline) {
+            assert_eq!(me.details, None, "an OFFLINE user shows details");
+        }
         while subscription.try_recv().is_some() {}
         if matches!(answer, Answer::End(_)) || session.has_ended().is_some() {
             break;
         }
     }
+    drop(crowd);
     presence.shutdown().await;
 }
 
@@ -221,8 +283,9 @@ fn render(sent: &Sent, now: chrono::DateTime<chrono::Utc>) -> String {
             // `until` may be in the past: the decoder must refuse it.
             let Some(seconds) = until_seconds else {
                 return encode(&ClientMessage::StatusChange {
-                    status,
+                    status: Some(status),
                     until: None,
+                    custom: None,
                 })
                 .to_string();
             };
@@ -234,16 +297,56 @@ fn render(sent: &Sent, now: chrono::DateTime<chrono::Utc>) -> String {
             })
             .to_string();
         }
-        Sent::Subscribe { scope, users } => {
+        Sent::Subscribe {
+            scope,
+            users,
+            counts,
+        } => {
             return json!({
                 "type": "subscribe",
                 "scope": pick(&SCOPES, *scope),
                 "user_ids": users
                     .as_ref()
                     .map(|users| users.iter().map(|user| pick(&USERS, *user)).collect::<Vec<_>>()),
+                "counts": counts,
             })
             .to_string();
         }
+        Sent::Custom {
+            status,
+            text,
+            emoji,
+            until_seconds,
+        } => {
+            let mut frame = json!({"type": "status_change"});
+            if let Some(status) = status {
+                frame["status"] = pick(&["ONLINE", "AWAY", "BUSY", "INVISIBLE"], *status).into();
+            }
+            if let Some(text) = text {
+                frame["text"] = pick(&TEXTS, *text).into();
+            }
+            if let Some(emoji) = emoji {
+                frame["emoji"] = pick(&EMOJI, *emoji).into();
+            }
+            if let Some(seconds) = until_seconds {
+                let until = now + TimeDelta::seconds(i64::from(*seconds));
+                frame["until"] = until.to_rfc3339_opts(SecondsFormat::Millis, true).into();
+            }
+            return frame.to_string();
+        }
+        Sent::SetState { state } => {
+            let states = [
+                json!({"in_call": true}),
+                json!(null),
+                json!(["in_call"]),
+                json!({"big": "x".repeat(1100)}),
+                json!({"page": "a", "n": 1}),
+            ];
+            return json!({"type": "set_state", "state": pick(&states, *state)}).to_string();
+        }
+        Sent::Privacy { hide_last_seen } => ClientMessage::Privacy {
+            hide_last_seen: *hide_last_seen,
+        },
         Sent::Unsubscribe { scope } => ClientMessage::Unsubscribe {
             scope: ScopeId::from(pick(&SCOPES, *scope)),
         },
@@ -251,8 +354,8 @@ fn render(sent: &Sent, now: chrono::DateTime<chrono::Utc>) -> String {
     encode(&message).to_string()
 }
 
-fn pick(names: &[&'static str], index: u8) -> &'static str {
-    names[usize::from(index) % names.len()]
+fn pick<T: Clone>(names: &[T], index: u8) -> T {
+    names[usize::from(index) % names.len()].clone()
 }
 
 /// Whether `answer` is what docs/protocol.md answers `inbound` with (`expected`:
@@ -299,24 +402,37 @@ fn answers(identity: &Identity, message: &ClientMessage, answer: &Answer) -> boo
     let lapsed = matches!(answer, Answer::End(Ending::Close(Close::SessionLapsed)));
     match message {
         ClientMessage::Heartbeat => lapsed || matches!(answer, Answer::Pong),
-        ClientMessage::Activity | ClientMessage::StatusChange { .. } => {
-            lapsed || matches!(answer, Answer::Nothing)
-        }
+        ClientMessage::Activity
+        | ClientMessage::StatusChange { .. }
+        | ClientMessage::SetState { .. }
+        | ClientMessage::Privacy { .. } => lapsed || matches!(answer, Answer::Nothing),
         ClientMessage::Unsubscribe { .. } => matches!(answer, Answer::Nothing),
-        ClientMessage::Subscribe { scope, user_ids } => {
+        ClientMessage::Subscribe {
+            scope,
+            user_ids,
+            counts,
+        } => {
             if !identity.can_watch(scope) {
                 return matches!(answer, Answer::Error(ProtocolError::ForbiddenScope(s)) if s == scope);
             }
             let Answer::Snapshot(snapshot) = answer else {
                 return false;
             };
+            // A counted scope lists every member while small, the named
+            // users only while large.
+            let named: &[UserId] = user_ids.as_deref().unwrap_or_default();
+            let only_named = if *counts {
+                snapshot.occupancy.is_some()
+            } else {
+                user_ids.is_some()
+            };
             snapshot.scope == *scope
-                && user_ids.as_ref().is_none_or(|asked| {
-                    snapshot
+                && (*counts || snapshot.occupancy.is_none())
+                && (!only_named
+                    || snapshot
                         .users
                         .iter()
-                        .all(|user| asked.contains(&user.user_id))
-                })
+                        .all(|user| named.contains(&user.user_id)))
         }
     }
 }

@@ -9,13 +9,19 @@ use serde_json::{Value, json};
 use crate::protocol::{ClientMessage, decode};
 
 /// The codes a refused frame may carry (docs/protocol.md#error-frames).
-pub(super) const CODES: [&str; 9] = [
+pub(super) const CODES: [&str; 15] = [
     "binary_frame",
     "malformed_json",
     "unknown_type",
     "invalid_message",
     "unknown_status",
     "bad_until",
+    "text_too_long",
+    "bad_text",
+    "bad_emoji",
+    "empty_custom_status",
+    "state_not_object",
+    "state_too_large",
     "forbidden_scope",
     "rate_limited",
     "unavailable",
@@ -57,17 +63,45 @@ pub(super) fn encode(message: &ClientMessage) -> Value {
     match message {
         ClientMessage::Heartbeat => json!({"type": "heartbeat"}),
         ClientMessage::Activity => json!({"type": "activity"}),
-        ClientMessage::StatusChange { status, until } => {
-            let mut frame = json!({"type": "status_change", "status": status_name(*status)});
+        ClientMessage::StatusChange {
+            status,
+            until,
+            custom,
+        } => {
+            let mut frame = json!({"type": "status_change"});
+            if let Some(status) = status {
+                frame["status"] = status_name(*status).into();
+            }
             if let Some(until) = until {
                 frame["until"] = until.to_rfc3339_opts(SecondsFormat::AutoSi, true).into();
             }
+            if let Some(custom) = custom {
+                let custom = custom.as_ref();
+                frame["text"] = custom.and_then(|c| c.text.as_deref()).into();
+                frame["emoji"] = custom.and_then(|c| c.emoji.as_deref()).into();
+            }
             frame
         }
-        ClientMessage::Subscribe { scope, user_ids } => {
+        ClientMessage::SetState { state } => {
+            let state = state
+                .as_ref()
+                .map_or(Value::Null, |state| Value::Object(state.as_map().clone()));
+            json!({"type": "set_state", "state": state})
+        }
+        ClientMessage::Privacy { hide_last_seen } => {
+            json!({"type": "privacy", "hide_last_seen": hide_last_seen})
+        }
+        ClientMessage::Subscribe {
+            scope,
+            user_ids,
+            counts,
+        } => {
             let mut frame = json!({"type": "subscribe", "scope": scope.as_str()});
             if let Some(users) = user_ids {
                 frame["user_ids"] = users.iter().map(|user| user.as_str()).collect();
+            }
+            if *counts {
+                frame["counts"] = true.into();
             }
             frame
         }

@@ -36,6 +36,12 @@ impl Answer {
             // The session lapsed under us: the client should reconnect.
             failure if failure.is_session_gone() => Answer::close(Close::SessionLapsed),
             Error::ShutDown => Answer::close(Close::GoingAway),
+            // Checked when decoded; refused here only when the clock moved
+            // past an expiry in between.
+            Error::Details(refused) => Answer::Error(ProtocolError::Details(refused)),
+            Error::ExpiryInPast { until } => Answer::Error(ProtocolError::BadUntil(format!(
+                "{until} is not in the future"
+            ))),
             failure => {
                 tracing::warn!(%user, error = %failure, "a presence change failed");
                 Answer::Error(ProtocolError::Unavailable)

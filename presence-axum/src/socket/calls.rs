@@ -14,7 +14,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use presence_core::{Presence, RequestedStatus, ScopeId, SessionId, UserId};
+use presence_core::{
+    AppState, CustomStatus, Presence, RequestedStatus, ScopeId, SessionId, UserId,
+};
 
 use super::answer::Answer;
 use crate::protocol::ProtocolError;
@@ -27,17 +29,33 @@ pub(crate) const MAX_WAITING: usize = 8;
 pub(crate) enum StoreCall {
     /// The user did something.
     Activity,
-    /// A manual status (with its expiry).
+    /// A manual status and a custom status (with their expiry), as
+    /// `status_change` gives them: `status` `None` keeps the manual one,
+    /// `custom` `None` keeps the custom one.
     Status {
-        status: RequestedStatus,
+        status: Option<RequestedStatus>,
         until: Option<DateTime<Utc>>,
+        custom: Option<Option<CustomStatus>>,
     },
+    /// This socket's session's app state.
+    State(Option<AppState>),
+    /// Hide (or show) when the user was last seen.
+    Privacy { hide_last_seen: bool },
     /// The snapshot a `subscribe` is answered with (the subscription
     /// itself is already in place).
-    Snapshot {
-        scope: ScopeId,
-        users: Option<Vec<UserId>>,
-    },
+    Snapshot { scope: ScopeId, watch: Watched },
+}
+
+/// What a socket watches in one scope, and so what its snapshot lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Watched {
+    /// Every member.
+    Scope,
+    /// These users only.
+    Users(Vec<UserId>),
+    /// Every member while the scope is small; its counts and these users
+    /// while it is large.
+    Counts(Vec<UserId>),
 }
 
 /// The call under way.
@@ -91,13 +109,10 @@ impl StoreCalls {
     /// (the scopes watched on connect, or every watched scope again after
     /// a lag). Never refused: they are as many as the scopes watched. A
     /// snapshot of the same scope already waiting is replaced.
-    pub(crate) fn push_snapshots(
-        &mut self,
-        scopes: impl IntoIterator<Item = (ScopeId, Option<Vec<UserId>>)>,
-    ) {
-        for (scope, users) in scopes {
+    pub(crate) fn push_snapshots(&mut self, scopes: impl IntoIterator<Item = (ScopeId, Watched)>) {
+        for (scope, watch) in scopes {
             self.forget_snapshots_of(&scope);
-            self.waiting.push_back(StoreCall::Snapshot { scope, users });
+            self.waiting.push_back(StoreCall::Snapshot { scope, watch });
         }
     }
 
@@ -170,11 +185,30 @@ pub(crate) struct TooManyCalls;
 async fn run(presence: Presence, user: UserId, session: SessionId, call: StoreCall) -> Answer {
     let result = match call {
         StoreCall::Activity => presence.activity(&user, &session).await,
-        StoreCall::Status { status, until } => {
-            presence.set_status(&user, status, until).await.map(drop)
-        }
-        StoreCall::Snapshot { scope, users } => {
-            return snapshot(&presence, scope, users.as_deref()).await;
+        StoreCall::Status {
+            status,
+            until,
+            custom,
+        } => match (status, custom) {
+            (Some(status), None) => presence.set_status(&user, status, until).await.map(drop),
+            (Some(status), Some(custom)) => presence
+                .set_status_and_custom(&user, status, until, custom)
+                .await
+                .map(drop),
+            (None, Some(custom)) => presence.set_custom_status(&user, custom).await.map(drop),
+            // The decoder gives a status or a custom status.
+            (None, None) => Ok(()),
+        },
+        StoreCall::State(state) => presence
+            .set_session_state(&user, &session, state)
+            .await
+            .map(drop),
+        StoreCall::Privacy { hide_last_seen } => presence
+            .set_last_seen_hidden(&user, hide_last_seen)
+            .await
+            .map(drop),
+        StoreCall::Snapshot { scope, watch } => {
+            return snapshot(&presence, scope, &watch).await;
         }
     };
     match result {
@@ -183,11 +217,12 @@ async fn run(presence: Presence, user: UserId, session: SessionId, call: StoreCa
     }
 }
 
-/// A scope's snapshot (or that of some of its users).
-async fn snapshot(presence: &Presence, scope: ScopeId, users: Option<&[UserId]>) -> Answer {
-    let snapshot = match users {
-        Some(users) => presence.snapshot_of(&scope, users).await,
-        None => presence.snapshot(&scope).await,
+/// A scope's snapshot (or that of some of its users, or its counts).
+async fn snapshot(presence: &Presence, scope: ScopeId, watch: &Watched) -> Answer {
+    let snapshot = match watch {
+        Watched::Scope => presence.snapshot(&scope).await,
+        Watched::Users(users) => presence.snapshot_of(&scope, users).await,
+        Watched::Counts(named) => presence.counted_snapshot(&scope, named).await,
     };
     match snapshot {
         Ok(snapshot) => Answer::Snapshot(snapshot),
@@ -209,8 +244,9 @@ mod tests {
 
     fn status(status: RequestedStatus) -> StoreCall {
         StoreCall::Status {
-            status,
+            status: Some(status),
             until: None,
+            custom: None,
         }
     }
 
@@ -238,22 +274,24 @@ mod tests {
     #[tokio::test]
     async fn repeated_subscribes_to_a_scope_queue_one_snapshot_the_latest() {
         let mut calls = calls().await;
-        let snapshot = |scope: &str, users: Option<Vec<UserId>>| StoreCall::Snapshot {
+        let snapshot = |scope: &str, watch: Watched| StoreCall::Snapshot {
             scope: ScopeId::from(scope),
-            users,
+            watch,
         };
         for _ in 0..20 {
-            calls.push(snapshot("acme", None)).expect("never refused");
+            calls
+                .push(snapshot("acme", Watched::Scope))
+                .expect("never refused");
         }
-        calls.push(snapshot("team", None)).unwrap();
+        calls.push(snapshot("team", Watched::Scope)).unwrap();
         calls
-            .push(snapshot("acme", Some(vec!["bob".into()])))
+            .push(snapshot("acme", Watched::Users(vec!["bob".into()])))
             .unwrap();
         assert_eq!(
             Vec::from(calls.waiting.clone()),
             vec![
-                snapshot("team", None),
-                snapshot("acme", Some(vec!["bob".into()]))
+                snapshot("team", Watched::Scope),
+                snapshot("acme", Watched::Users(vec!["bob".into()]))
             ],
             "one snapshot per scope waits: the one the latest subscribe asked for"
         );
@@ -266,7 +304,7 @@ mod tests {
             calls
                 .push(StoreCall::Snapshot {
                     scope: ScopeId::from(format!("s{scope}")),
-                    users: None,
+                    watch: Watched::Scope,
                 })
                 .unwrap();
         }

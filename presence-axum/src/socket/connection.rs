@@ -9,20 +9,19 @@ use futures_util::SinkExt;
 use presence_core::store::StoreError;
 use presence_core::{
     Delivery, Error, ScopeId, SessionEnd, SessionHandle, SessionSpec, Snapshot, Subscription,
-    UserId,
 };
 use tokio::time::Instant;
 
 use super::answer::Answer;
-use super::calls::StoreCalls;
+use super::calls::{StoreCalls, Watched};
 use super::close::{Close, Ending};
-use super::frame::{FrameContext, Inbound, watch};
+use super::frame::{FrameContext, Inbound, watch, watched};
 use crate::identity::Identity;
 use crate::protocol::{
     ProtocolError, ServerMessage, batch_frames, presence_frame, snapshot_frames,
 };
 use crate::settings::Shared;
-use crate::throttle::Throttle;
+use crate::throttle::{SET_STATE_LIMIT, Throttle};
 
 /// Longest wait for the client's answer to a close frame.
 const CLOSE_HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(2);
@@ -73,9 +72,12 @@ impl Connection {
     /// Opens the socket's session, or tells why it could not.
     async fn open_session(&mut self) -> Result<SessionHandle, Ending> {
         let presence = &self.shared.presence;
-        let spec = SessionSpec::new(self.identity.user.clone(), self.identity.login.clone())
+        let mut spec = SessionSpec::new(self.identity.user.clone(), self.identity.login.clone())
             // Needed only to open the session: not kept for the socket's life.
             .scopes(std::mem::take(&mut self.identity.member_of));
+        if let Some(kind) = self.identity.kind.take() {
+            spec = spec.kind(kind);
+        }
         let session = match Box::pin(presence.open_session(spec)).await {
             Ok(session) => session,
             Err(Error::ShutDown) => return Err(Close::GoingAway.into()),
@@ -123,12 +125,15 @@ impl Connection {
         let mut on_connect = std::mem::take(&mut self.identity.watch_on_connect);
         on_connect.retain(|scope| self.identity.can_watch(scope));
         for scope in &on_connect {
-            watch(&mut subscription, scope, None);
+            watch(&mut subscription, scope, Watched::Scope);
         }
-        calls.push_snapshots(on_connect.into_iter().map(|scope| (scope, None)));
-        let mut throttle = Throttle::new(self.shared.socket.flood);
+        calls.push_snapshots(on_connect.into_iter().map(|scope| (scope, Watched::Scope)));
+        let mut throttles = Throttles {
+            flood: Throttle::new(self.shared.socket.flood),
+            state: Throttle::new(SET_STATE_LIMIT),
+        };
         let ending = self
-            .serve_frames(session, &mut subscription, &mut calls, &mut throttle)
+            .serve_frames(session, &mut subscription, &mut calls, &mut throttles)
             .await;
         Box::pin(calls.settle()).await;
         ending
@@ -142,7 +147,7 @@ impl Connection {
         session: &mut SessionHandle,
         subscription: &mut Subscription,
         calls: &mut StoreCalls,
-        throttle: &mut Throttle,
+        throttles: &mut Throttles,
     ) -> Ending {
         loop {
             let input = tokio::select! {
@@ -154,13 +159,14 @@ impl Connection {
             };
             let turn = match input {
                 Input::Frame(frame) => {
-                    let answer = self.answer(frame, session, subscription, calls, throttle);
+                    let answer = self.answer(frame, session, subscription, calls, throttles);
                     Box::pin(self.send(answer)).await
                 }
                 Input::Answered(answer) => Box::pin(self.send(answer)).await,
-                // Events were lost: every watched scope is snapshotted again.
+                // Events were lost (or a counted scope turned small): every
+                // watched scope is snapshotted again, as it is watched.
                 Input::Delivery(Some(Delivery::Lagged)) => {
-                    calls.push_snapshots(watched(subscription));
+                    calls.push_snapshots(every_watch(subscription));
                     Ok(())
                 }
                 Input::Delivery(Some(delivery)) => self.send_delivery(&delivery).await,
@@ -183,7 +189,7 @@ impl Connection {
         session: &SessionHandle,
         subscription: &mut Subscription,
         calls: &mut StoreCalls,
-        throttle: &mut Throttle,
+        throttles: &mut Throttles,
     ) -> Answer {
         let mut context = FrameContext {
             presence: &self.shared.presence,
@@ -191,7 +197,8 @@ impl Connection {
             session,
             subscription,
             calls,
-            throttle,
+            throttle: &mut throttles.flood,
+            state_limit: &mut throttles.state,
         };
         context.answer(Inbound::of(&frame), Instant::now())
     }
@@ -208,11 +215,14 @@ impl Connection {
         }
     }
 
-    /// An event or a batch: its shared frames, written back to back and
-    /// flushed once.
+    /// An event, a batch or a large scope's counts: its frames (shared,
+    /// for events and batches), written back to back and flushed once.
     async fn send_delivery(&mut self, delivery: &Delivery) -> Result<(), Ending> {
         let frames: Vec<Utf8Bytes> = match delivery {
             Delivery::Batch(batch) if self.batches => batch_frames(batch).to_vec(),
+            Delivery::Occupancy(counts) => {
+                vec![Utf8Bytes::from(ServerMessage::occupancy(counts).to_json())]
+            }
             delivery => delivery
                 .events()
                 .iter()
@@ -321,14 +331,17 @@ async fn timed_write(
     }
 }
 
-/// Every scope `subscription` watches, with the users it is limited to.
-fn watched(subscription: &Subscription) -> Vec<(ScopeId, Option<Vec<UserId>>)> {
+/// The socket's two token buckets: every frame's, and `set_state`'s.
+struct Throttles {
+    flood: Throttle,
+    state: Throttle,
+}
+
+/// Every scope `subscription` watches, with how it watches it.
+fn every_watch(subscription: &Subscription) -> Vec<(ScopeId, Watched)> {
     subscription
         .scopes()
-        .map(|scope| {
-            let users = subscription.watched_users(scope).map(<[UserId]>::to_vec);
-            (scope.clone(), users)
-        })
+        .map(|scope| (scope.clone(), watched(subscription, scope)))
         .collect()
 }
 

@@ -7,11 +7,11 @@
 //! (the fuzz harness feeds it frames by the million).
 
 use axum::extract::ws::Message;
-use presence_core::{Presence, ScopeId, SessionHandle, Subscription, UserId};
+use presence_core::{Presence, ScopeId, SessionHandle, Subscription};
 use tokio::time::Instant;
 
 use super::answer::Answer;
-use super::calls::{StoreCall, StoreCalls, TooManyCalls};
+use super::calls::{StoreCall, StoreCalls, TooManyCalls, Watched};
 use super::close::{Close, Ending};
 use crate::identity::Identity;
 use crate::protocol::{ClientMessage, ProtocolError, decode};
@@ -85,7 +85,8 @@ fn violation(failure: &axum::Error) -> Option<Close> {
 }
 
 /// What a client frame may act on: the socket's service, identity,
-/// session, subscription, store calls and flood control.
+/// session, subscription, store calls, flood control and the limit of
+/// `set_state` ([`crate::throttle::SET_STATE_LIMIT`]).
 pub(crate) struct FrameContext<'a> {
     pub(crate) presence: &'a Presence,
     pub(crate) identity: &'a Identity,
@@ -93,6 +94,7 @@ pub(crate) struct FrameContext<'a> {
     pub(crate) subscription: &'a mut Subscription,
     pub(crate) calls: &'a mut StoreCalls,
     pub(crate) throttle: &'a mut Throttle,
+    pub(crate) state_limit: &'a mut Throttle,
 }
 
 impl FrameContext<'_> {
@@ -122,12 +124,12 @@ impl FrameContext<'_> {
             | Inbound::Broken => return Answer::Nothing,
         };
         match decode(text, self.presence.clock().now()) {
-            Ok(message) => self.apply(message),
+            Ok(message) => self.apply(message, now),
             Err(refused) => Answer::Error(refused),
         }
     }
 
-    fn apply(&mut self, message: ClientMessage) -> Answer {
+    fn apply(&mut self, message: ClientMessage, now: Instant) -> Answer {
         let call = match message {
             ClientMessage::Heartbeat => {
                 return match self.session.heartbeat() {
@@ -136,14 +138,40 @@ impl FrameContext<'_> {
                 };
             }
             ClientMessage::Activity => StoreCall::Activity,
-            ClientMessage::StatusChange { status, until } => StoreCall::Status { status, until },
-            ClientMessage::Subscribe { scope, user_ids } => {
+            ClientMessage::StatusChange {
+                status,
+                until,
+                custom,
+            } => StoreCall::Status {
+                status,
+                until,
+                custom,
+            },
+            ClientMessage::SetState { state } => {
+                // Its own limit, beside the flood limit: app state is the
+                // one change a client may want to send often.
+                if !self.state_limit.allows(now) {
+                    return Answer::Error(ProtocolError::RateLimited);
+                }
+                StoreCall::State(state)
+            }
+            ClientMessage::Privacy { hide_last_seen } => StoreCall::Privacy { hide_last_seen },
+            ClientMessage::Subscribe {
+                scope,
+                user_ids,
+                counts,
+            } => {
                 if !self.identity.can_watch(&scope) {
                     return Answer::Error(ProtocolError::ForbiddenScope(scope));
                 }
+                let watched = match (counts, user_ids) {
+                    (true, named) => Watched::Counts(named.unwrap_or_default()),
+                    (false, Some(users)) => Watched::Users(users),
+                    (false, None) => Watched::Scope,
+                };
                 let snapshot = StoreCall::Snapshot {
                     scope: scope.clone(),
-                    users: user_ids.clone(),
+                    watch: watched.clone(),
                 };
                 if self.calls.push(snapshot).is_err() {
                     // Refused: nothing watched, so no change of a scope the
@@ -152,7 +180,7 @@ impl FrameContext<'_> {
                 }
                 // Watched before the queued snapshot can run (this task runs
                 // it), so no change falls between the two.
-                watch(self.subscription, &scope, user_ids.as_deref());
+                watch(self.subscription, &scope, watched);
                 return Answer::Nothing;
             }
             ClientMessage::Unsubscribe { scope } => {
@@ -168,10 +196,23 @@ impl FrameContext<'_> {
     }
 }
 
-/// Watches a scope, or some of its users.
-pub(crate) fn watch(subscription: &mut Subscription, scope: &ScopeId, users: Option<&[UserId]>) {
-    match users {
-        Some(users) => subscription.watch_users(scope.clone(), users.iter().cloned()),
-        None => subscription.watch_scope(scope.clone()),
+/// Watches a scope, some of its users, or its counts.
+pub(crate) fn watch(subscription: &mut Subscription, scope: &ScopeId, watched: Watched) {
+    match watched {
+        Watched::Scope => subscription.watch_scope(scope.clone()),
+        Watched::Users(users) => subscription.watch_users(scope.clone(), users),
+        Watched::Counts(named) => subscription.watch_counts(scope.clone(), named),
+    }
+}
+
+/// What `subscription` watches in `scope` (a whole-scope watch when it
+/// watches nothing there): what a fresh snapshot of it lists.
+pub(crate) fn watched(subscription: &Subscription, scope: &ScopeId) -> Watched {
+    if let Some(named) = subscription.counted_named(scope) {
+        Watched::Counts(named.to_vec())
+    } else if let Some(users) = subscription.watched_users(scope) {
+        Watched::Users(users.to_vec())
+    } else {
+        Watched::Scope
     }
 }

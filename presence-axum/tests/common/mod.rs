@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use dashmap::DashMap;
 use futures_util::{SinkExt, StreamExt};
 use presence_axum::{Admitted, AllowedOrigins, Identity, PresenceRoutes, SocketSettings};
-use presence_core::{ManualClock, Presence, PresenceBuilder, PresenceConfig};
+use presence_core::{ManualClock, Presence, PresenceBuilder, PresenceConfig, SessionKind};
 use presence_store_tests::helpers::{WAIT, test_config};
 use serde_json::Value;
 use tokio::net::TcpStream;
@@ -23,9 +23,12 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-/// token → (user, org)
+/// What a token signs in: (user, org, session kind).
+pub type Login = (String, String, Option<String>);
+
+/// token → its login
 #[derive(Clone, Default)]
-pub struct Tokens(pub Arc<DashMap<String, (String, String)>>);
+pub struct Tokens(pub Arc<DashMap<String, Login>>);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -44,6 +47,8 @@ pub struct BearerUser {
     pub token: String,
     pub user: String,
     pub org: String,
+    /// The kind of client this login is (`mobile`, …), if the test said.
+    pub kind: Option<String>,
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for BearerUser
@@ -64,20 +69,25 @@ where
             return Err(StatusCode::SERVICE_UNAVAILABLE);
         }
         let tokens = Tokens::from_ref(state);
-        let (user, org) = tokens.0.get(token).ok_or(StatusCode::UNAUTHORIZED)?.clone();
+        let (user, org, kind) = tokens.0.get(token).ok_or(StatusCode::UNAUTHORIZED)?.clone();
         Ok(BearerUser {
             token: token.to_owned(),
             user,
             org,
+            kind,
         })
     }
 }
 
 impl From<BearerUser> for Identity {
     fn from(me: BearerUser) -> Identity {
-        Identity::new(me.user, me.token)
+        let identity = Identity::new(me.user, me.token)
             .in_scope(me.org)
-            .may_watch("lobby")
+            .may_watch("lobby");
+        match me.kind {
+            Some(kind) => identity.kind(SessionKind::new(kind).expect("a valid kind")),
+            None => identity,
+        }
     }
 }
 
@@ -158,7 +168,18 @@ impl Server {
         let token = format!("{user}-{}", uuid_like());
         self.tokens
             .0
-            .insert(token.clone(), (user.to_owned(), org.to_owned()));
+            .insert(token.clone(), (user.to_owned(), org.to_owned(), None));
+        token
+    }
+
+    /// Signs `user` of `org` in on a client of `kind` (`web`, `mobile`…):
+    /// the sockets of this login open sessions of that kind.
+    pub fn token_of_kind(&self, user: &str, org: &str, kind: &str) -> String {
+        let token = format!("{user}-{kind}-{}", uuid_like());
+        self.tokens.0.insert(
+            token.clone(),
+            (user.to_owned(), org.to_owned(), Some(kind.to_owned())),
+        );
         token
     }
 
@@ -300,6 +321,20 @@ impl Client {
         }
     }
 
+    /// Frames until one for which `done` holds; returns them all, that
+    /// one last.
+    pub async fn until(&mut self, done: impl Fn(&Value) -> bool) -> Vec<Value> {
+        let mut frames = Vec::new();
+        loop {
+            let frame = self.next().await;
+            let last = done(&frame);
+            frames.push(frame);
+            if last {
+                return frames;
+            }
+        }
+    }
+
     /// The next frame, which must be of `kind`.
     pub async fn expect(&mut self, kind: &str) -> Value {
         let frame = self.next().await;
@@ -332,6 +367,21 @@ impl Client {
     pub async fn ping(&mut self) {
         self.send(serde_json::json!({"type": "heartbeat"})).await;
         self.expect("pong").await;
+    }
+
+    /// Heartbeat round trip past the `presence` and `occupancy` frames
+    /// that may come first (a user watching their own scope).
+    pub async fn pong(&mut self) {
+        self.send(serde_json::json!({"type": "heartbeat"})).await;
+        for frame in self.until(|frame| frame["type"] == "pong").await {
+            assert!(
+                matches!(
+                    frame["type"].as_str(),
+                    Some("pong" | "presence" | "occupancy")
+                ),
+                "unexpected frame {frame}"
+            );
+        }
     }
 
     /// Activity and a heartbeat round trip: a watcher that stays ONLINE.

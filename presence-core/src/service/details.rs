@@ -95,3 +95,38 @@ impl Presence {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use crate::{AppState, ManualClock, Presence, SessionSpec};
+
+    /// Two sessions set one key at the same instant (a manual clock, a
+    /// clock of coarse steps): the one set last still wins it.
+    #[tokio::test]
+    async fn the_state_set_last_wins_a_key_at_the_same_instant() {
+        let presence = Presence::builder()
+            .clock(Arc::new(ManualClock::default()))
+            .build()
+            .await
+            .unwrap();
+        let alice = "alice".into();
+        let mut sessions = Vec::new();
+        for n in 0..8 {
+            let spec = SessionSpec::new("alice", format!("login-{n}")).scope("acme");
+            sessions.push(presence.open_session(spec).await.unwrap());
+        }
+        for (n, session) in sessions.iter().enumerate() {
+            let state = AppState::new(json!({"page": n})).unwrap();
+            let seen = presence
+                .set_session_state(&alice, session.id(), Some(state))
+                .await
+                .unwrap();
+            let merged = seen.details.and_then(|details| details.state.clone());
+            assert_eq!(merged, json!({"page": n}).as_object().cloned(), "set {n}");
+        }
+    }
+}

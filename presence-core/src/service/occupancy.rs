@@ -81,3 +81,78 @@ impl Presence {
         Ok(snapshot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::{Delivery, ManualClock, Presence, SessionSpec, Subscription};
+
+    async fn next(watcher: &mut Subscription) -> Delivery {
+        tokio::time::timeout(Duration::from_secs(2), watcher.recv())
+            .await
+            .expect("a delivery in time")
+            .expect("open")
+    }
+
+    /// A scope that turns small and then large again with the very counts
+    /// it had before still tells its counting watchers: they show members
+    /// since it turned small, and must learn to show counts again.
+    #[tokio::test]
+    async fn a_scope_large_again_with_the_same_counts_sends_them_again() {
+        let presence = Presence::builder()
+            .clock(Arc::new(ManualClock::default()))
+            .large_scope_threshold(5)
+            .occupancy_interval(Duration::from_millis(10))
+            .build()
+            .await
+            .unwrap();
+        let open = |n: usize, login: &str| {
+            let spec = SessionSpec::new(format!("m{n}"), format!("{login}{n}")).scope("hall");
+            presence.open_session(spec)
+        };
+        let mut sessions = Vec::new();
+        for n in 0..10 {
+            sessions.push(open(n, "l").await.unwrap());
+        }
+        let (mut watcher, snapshot) = presence.watch_counts(&"hall".into(), &[]).await.unwrap();
+        let first = snapshot.occupancy.expect("large");
+        assert_eq!((first.online, first.v), (10, 1));
+        assert!(matches!(next(&mut watcher).await, Delivery::Occupancy(c) if c.v == 1));
+
+        // Small: told to read the members anew.
+        for n in 3..10 {
+            presence
+                .logout(&format!("m{n}").into(), &format!("l{n}").into())
+                .await
+                .unwrap();
+        }
+        loop {
+            if next(&mut watcher).await == Delivery::Lagged {
+                break;
+            }
+        }
+        let snapshot = presence
+            .counted_snapshot(&"hall".into(), &[])
+            .await
+            .unwrap();
+        assert_eq!((snapshot.occupancy, snapshot.users.len()), (None, 3));
+
+        // Large again, with the counts it had.
+        for n in 3..10 {
+            sessions.push(open(n, "again").await.unwrap());
+        }
+        loop {
+            match next(&mut watcher).await {
+                Delivery::Occupancy(counts) => {
+                    assert_eq!((counts.online, counts.v), (10, 2), "a newer count");
+                    break;
+                }
+                Delivery::Event(_) | Delivery::Batch(_) => {}
+                Delivery::Lagged => panic!("lagged again"),
+            }
+        }
+        drop(sessions);
+    }
+}

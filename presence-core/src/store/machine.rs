@@ -210,8 +210,18 @@ pub fn apply(
             record.custom = custom.clone().filter(|c| c.holds_at(now));
         }
         UserOp::SetState { session, state } => {
+            // Stamped after every other session's state, so the state set
+            // last wins its keys even at one instant (a manual or coarse
+            // clock) or after the clock stepped back; a microsecond, as
+            // stores keep times at least that fine.
+            let newest = record
+                .sessions
+                .iter()
+                .filter_map(|s| s.state.as_ref().map(|(_, at)| *at))
+                .max();
+            let at = newest.map_or(now, |newest| now.max(newest + TimeDelta::microseconds(1)));
             if let Some(session) = record.sessions.iter_mut().find(|s| s.id == *session) {
-                session.state = state.clone().map(|state| (state, now));
+                session.state = state.clone().map(|state| (state, at));
             }
         }
         UserOp::HideLastSeen(hide) => {
