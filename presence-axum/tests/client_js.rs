@@ -623,3 +623,103 @@ fn custom_status_devices_and_state_are_kept_and_a_frame_without_them_clears_them
     );
     assert_eq!(shown["alice"]["v"], 5);
 }
+
+/// The members of `interface <name> {` in presence.d.ts: each line's
+/// leading identifier (after `readonly`), methods and properties alike.
+fn declared(interface: &str) -> std::collections::BTreeSet<String> {
+    let dts = include_str!("../assets/presence.d.ts");
+    let start = dts
+        .find(&format!("  interface {interface} {{\n"))
+        .unwrap_or_else(|| panic!("presence.d.ts has no interface {interface}"));
+    let body = &dts[start..];
+    let end = body.find("\n  }\n").expect("the interface ends");
+    body[..end]
+        .lines()
+        .skip(1)
+        .map(|line| line.trim().trim_start_matches("readonly "))
+        .filter_map(|line| {
+            let name: String = line
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let rest = &line[name.len()..];
+            (!name.is_empty() && (rest.starts_with(['(', '<', ':']) || rest.starts_with("?:")))
+                .then_some(name)
+        })
+        .collect()
+}
+
+/// The events presence.js's `on` accepts: its `EVENTS` list.
+fn client_events() -> std::collections::BTreeSet<String> {
+    let js = presence_axum::CLIENT_JS;
+    let start = js.find("const EVENTS = [").expect("EVENTS") + "const EVENTS = ".len();
+    let end = start + js[start..].find(']').expect("the list ends") + 1;
+    serde_json::from_str::<Vec<String>>(&js[start..end].replace('\'', "\""))
+        .expect("a list of names")
+        .into_iter()
+        .collect()
+}
+
+/// What the client defines: its public methods and getters, whether `on`
+/// takes the events of its EVENTS list (and refuses another), and what
+/// `Presence` holds.
+const SURFACE: &str = r#"
+const proto = Object.getPrototypeOf(client);
+const members = Object.getOwnPropertyNames(proto).filter((name) => name !== 'constructor' && !name.startsWith('_'));
+const accepted = (name) => { try { client.on(name, () => {}); return true; } catch (_) { return false; } };
+console.log(JSON.stringify({
+  members: members.sort(),
+  events: JSON.parse(process.env.EVENTS).every(accepted),
+  bogus: accepted('presence:change'),
+  statics: Object.keys(root.Presence).sort(),
+}));
+client.close();
+"#;
+
+#[test]
+fn the_type_definitions_name_the_whole_client_api_and_nothing_else() {
+    let events = client_events();
+    let dir = std::env::temp_dir().join(format!("presence-client-surface-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let client = dir.join("client.js");
+    let harness = dir.join("harness.js");
+    std::fs::write(&client, presence_axum::CLIENT_JS).expect("write client");
+    std::fs::write(&harness, format!("{PRELUDE}{SURFACE}")).expect("write harness");
+    let run = Command::new("node")
+        .arg(&harness)
+        .arg(&client)
+        .env("EVENTS", serde_json::to_string(&events).expect("json"))
+        .output()
+        .expect("node is installed (.ci/run installs it)");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        run.status.success(),
+        "the harness failed: {}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let shown: serde_json::Value = serde_json::from_slice(&run.stdout).expect("JSON");
+    let names = |key: &str| -> Vec<String> {
+        shown[key]
+            .as_array()
+            .expect(key)
+            .iter()
+            .map(|n| n.as_str().expect("a name").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        names("members"),
+        declared("Client").into_iter().collect::<Vec<_>>(),
+        "interface Client in presence.d.ts and the client's methods and getters"
+    );
+    assert_eq!(
+        declared("EventMap"),
+        events,
+        "interface EventMap in presence.d.ts and EVENTS in presence.js"
+    );
+    assert_eq!(shown["events"], true, "on() takes every event of EVENTS");
+    assert_eq!(shown["bogus"], false, "on() refuses an unknown event");
+    assert_eq!(
+        names("statics"),
+        declared("Static").into_iter().collect::<Vec<_>>()
+    );
+}
