@@ -12,6 +12,29 @@
  *   client.on('presence', ({ user_id, status }) => { ... });
  *   client.subscribe('team:42');
  *   client.setStatus('BUSY', new Date(Date.now() + 60 * 60 * 1000));
+ *   client.setStatus('BUSY', { until: inAnHour, text: 'In a meeting', emoji: '📅' });
+ *   client.setState({ in_call: true });        // this session's app state (null clears)
+ *   client.subscribe('town-hall', { counts: true, userIds: ['bob'] });
+ *   client.on('occupancy', ({ scope, online, away, busy }) => { ... });
+ *
+ * Each user's entry (get(), all(), 'presence' events) is their whole
+ * presence: status, last_seen (null when never seen, or hidden by the
+ * user), v, and the details beside the status, null when absent: custom
+ * ({ text, emoji, until }), devices ({ web: 'ONLINE', mobile: 'AWAY' }: the
+ * kinds of their live sessions) and state (their sessions' app state,
+ * merged). A frame without a detail means the user has none any more.
+ *
+ * Manual status, custom status and hideLastSeen() belong to the user and
+ * live on the server: one asked for while disconnected is sent after the
+ * next hello, and never again. App state belongs to the session, and each
+ * socket is a new session: the last setState() is sent after every hello.
+ *
+ * Large scopes: subscribe(scope, { counts: true }) asks the server for
+ * occupancy frames ({ online, away, busy } counts) once the scope has more
+ * members than it sends one by one. While a scope is counted the client
+ * keeps only the named users' entries of it (userIds, and those its
+ * snapshot lists) and emits 'occupancy'; a plain snapshot of the scope
+ * later (it got small) brings every member back.
  *
  * DOM contract (applied only to users whose status this client has learned;
  * everything else keeps what the server rendered):
@@ -59,7 +82,7 @@
   const UNKNOWN = 'UNKNOWN'; // shown once the server refused this page's login
   const STATUS_CLASSES = WIRE.concat([UNKNOWN]).map((s) => 'status-' + s.toLowerCase());
   const UNKNOWN_TITLE = 'Presence unknown: the connection was lost (sign in again to see it)';
-  const EVENTS = ['presence', 'snapshot', 'connected', 'disconnected', 'error', 'unauthorized'];
+  const EVENTS = ['presence', 'snapshot', 'occupancy', 'connected', 'disconnected', 'error', 'unauthorized'];
   const ACTIVITY_EVENTS = ['mousemove', 'mousedown', 'keydown', 'scroll', 'touchstart', 'wheel', 'focus'];
 
   const DEFAULTS = {
@@ -119,10 +142,103 @@
   }
 
   // A user entry from a snapshot or presence frame, or null when malformed.
+  // Details the frame lacks (or that are malformed) are null: none.
   function normalizeUser(raw) {
     if (!isObject(raw) || typeof raw.user_id !== 'string') return null;
     if (!WIRE.includes(raw.status) || typeof raw.v !== 'number' || !Number.isFinite(raw.v)) return null;
-    return { user_id: raw.user_id, status: raw.status, last_seen: parseDate(raw.last_seen), v: raw.v };
+    return {
+      user_id: raw.user_id,
+      status: raw.status,
+      last_seen: parseDate(raw.last_seen),
+      v: raw.v,
+      custom: normalizeCustom(raw.custom),
+      devices: normalizeDevices(raw.devices),
+      state: isObject(raw.state) && Object.keys(raw.state).length > 0 ? raw.state : null,
+    };
+  }
+
+  function nonEmptyString(value) {
+    return typeof value === 'string' && value !== '' ? value : null;
+  }
+
+  // { text, emoji, until: Date|null } with text or emoji, else null.
+  function normalizeCustom(raw) {
+    if (!isObject(raw)) return null;
+    const text = nonEmptyString(raw.text);
+    const emoji = nonEmptyString(raw.emoji);
+    if (text === null && emoji === null) return null;
+    return { text, emoji, until: parseDate(raw.until) };
+  }
+
+  // kind → status of the user's live sessions, or null when none.
+  function normalizeDevices(raw) {
+    if (!isObject(raw)) return null;
+    const devices = {};
+    for (const [kind, status] of Object.entries(raw)) if (kind && WIRE.includes(status)) devices[kind] = status;
+    return Object.keys(devices).length > 0 ? devices : null;
+  }
+
+  // { online, away, busy, v } from an occupancy frame or a snapshot's
+  // occupancy, or null when malformed.
+  function normalizeOccupancy(raw) {
+    if (!isObject(raw)) return null;
+    const count = (n) => Number.isInteger(n) && n >= 0;
+    if (!count(raw.online) || !count(raw.away) || !count(raw.busy)) return null;
+    if (typeof raw.v !== 'number' || !Number.isFinite(raw.v)) return null;
+    return { online: raw.online, away: raw.away, busy: raw.busy, v: raw.v };
+  }
+
+  // What tells two entries' details apart (custom.until serializes as ISO).
+  function detailsKey(entry) {
+    return JSON.stringify([entry.custom, entry.devices, entry.state]);
+  }
+
+  // Whether a user shows anything else once their entry is `now` instead of `old`.
+  function differs(old, now) {
+    const time = (d) => (d ? d.getTime() : null);
+    return (
+      !old ||
+      !now ||
+      old.status !== now.status ||
+      old.v !== now.v ||
+      time(old.last_seen) !== time(now.last_seen) ||
+      detailsKey(old) !== detailsKey(now)
+    );
+  }
+
+  // Custom status text or emoji as sent: a string (trimmed; empty is none), or null.
+  function customField(value, name) {
+    if (value === null) return null;
+    if (typeof value !== 'string') throw new TypeError(`Presence: ${name} must be a string or null`);
+    return value.trim() === '' ? null : value.trim();
+  }
+
+  // An RFC 3339 string for a status_change's until (a string is sent as given).
+  function untilField(until) {
+    const date = parseDate(until);
+    if (!date) throw new RangeError(`Presence: invalid "until" ${String(until)}`);
+    return isDate(until) ? date.toISOString() : until;
+  }
+
+  // The parts of the user's status a status_change frame sets.
+  function statusParts(frame) {
+    const parts = [];
+    if ('status' in frame) parts.push('status');
+    if ('text' in frame || 'emoji' in frame) parts.push('custom');
+    return parts;
+  }
+
+  // Pending status_change frames, oldest first, without those whose every
+  // part a later one sets again: only the latest request of each matters.
+  function supersede(frames) {
+    const covered = new Set();
+    const kept = [];
+    for (let i = frames.length - 1; i >= 0; i -= 1) {
+      const parts = statusParts(frames[i]);
+      if (parts.some((part) => !covered.has(part))) kept.unshift(frames[i]);
+      for (const part of parts) covered.add(part);
+    }
+    return kept;
   }
 
   function plural(n, unit) {
@@ -273,16 +389,22 @@
       this._reconnectAt = 0;
       this._awaitingPong = false;
 
-      // scope → Map(user_id → { status, last_seen: Date|null, v }); v is null
-      // once a new epoch dropped it (any news is newer)
+      // scope → Map(user_id → { status, last_seen: Date|null, v, custom,
+      // devices, state }); v is null once a new epoch dropped it (any news
+      // is newer)
       this._scopes = new Map();
+      // counted scope → { counts: { online, away, busy, v }|null, named: Set
+      // of the user ids kept, v: the last occupancy v of this socket or null }
+      this._counted = new Map();
       this._epoch = null; // the store's epoch last seen
       this._fetch = options.fetch || (typeof root.fetch === 'function' ? root.fetch.bind(root) : null);
       this._helloSeen = false; // the live socket said hello
-      this._snapshotParts = new Map(); // scope → users of a snapshot still arriving in parts
-      this._subs = new Map(); // scope → user_ids|undefined, re-sent after each hello
+      this._snapshotParts = new Map(); // scope → { users, occupancy } of a snapshot still arriving in parts
+      this._subs = new Map(); // scope → { ids: user_ids|undefined, counts }, re-sent after each hello
       this._unsubs = new Set(); // scopes watched from the start that the app left, re-left after each hello
-      this._pendingStatus = null; // status_change frame waiting for the next hello
+      this._pendingStatus = []; // status_change frames waiting for the next hello, oldest first
+      this._pendingPrivacy = null; // privacy frame waiting for the next hello
+      this._appState = null; // the session's app state, sent after each hello (a new socket is a new session)
       this._lastActivityAt = 0;
       this._lastActivitySentAt = 0;
       this._listeners = new Map();
@@ -323,7 +445,8 @@
       return this;
     }
 
-    /** { user_id, status, last_seen: Date|null, v }, or null for a user never heard of. */
+    /** { user_id, status, last_seen: Date|null, v, custom, devices, state } (details null
+     *  when absent), or null for a user never heard of. */
     get(userId) {
       const entry = combined(this._scopes, userId);
       return entry ? view(userId, entry) : null;
@@ -338,29 +461,87 @@
       return copy;
     }
 
-    /** status: ONLINE (clears the manual status) | AWAY | BUSY | INVISIBLE; until: Date | RFC 3339 string. */
-    setStatus(status, until) {
-      const wanted = typeof status === 'string' ? status.toUpperCase() : status;
-      if (!SETTABLE.includes(wanted)) throw new RangeError(`Presence: unknown status ${String(status)}`);
-      const frame = { type: 'status_change', status: wanted };
-      if (until !== undefined && until !== null) {
-        const date = parseDate(until);
-        if (!date) throw new RangeError(`Presence: invalid "until" ${String(until)}`);
-        frame.until = isDate(until) ? date.toISOString() : until;
+    /** setStatus(status, until) or setStatus(status, { until, text, emoji }).
+     *  status: ONLINE (clears the manual status) | AWAY | BUSY | INVISIBLE, or null to
+     *  leave it as it is and set only the custom status; until: Date | RFC 3339 string,
+     *  when the manual status and the custom status clear by themselves. text or emoji
+     *  given (even null) sets the custom status in the same change: what is not given
+     *  is none, and both null clears it. */
+    setStatus(status, options) {
+      const opts = isObject(options) && !isDate(options) ? options : { until: options };
+      const frame = { type: 'status_change' };
+      if (status !== undefined && status !== null) {
+        const wanted = typeof status === 'string' ? status.toUpperCase() : status;
+        if (!SETTABLE.includes(wanted)) throw new RangeError(`Presence: unknown status ${String(status)}`);
+        frame.status = wanted;
       }
-      // Only the latest request matters; an older one still pending is superseded.
-      this._pendingStatus = this._state === 'open' && this._send(frame) ? null : frame;
+      if (opts.text !== undefined) frame.text = customField(opts.text, 'text');
+      if (opts.emoji !== undefined) frame.emoji = customField(opts.emoji, 'emoji');
+      if (statusParts(frame).length === 0) {
+        throw new RangeError(`Presence: unknown status ${String(status)} (and no text or emoji)`);
+      }
+      if (opts.until !== undefined && opts.until !== null) frame.until = untilField(opts.until);
+      this._changeStatus(frame);
     }
 
-    subscribe(scope, userIds) {
+    /** Sets the custom status ({ text, emoji, until }: text, emoji or both; until: Date |
+     *  RFC 3339 string); the manual status stays. null, or neither text nor emoji, clears it. */
+    setCustomStatus(custom) {
+      if (custom === undefined || custom === null) return this.clearCustomStatus();
+      if (!isObject(custom)) throw new TypeError('Presence: custom status must be { text, emoji, until } or null');
+      const text = custom.text === undefined ? null : customField(custom.text, 'text');
+      const emoji = custom.emoji === undefined ? null : customField(custom.emoji, 'emoji');
+      if (text === null && emoji === null) return this.clearCustomStatus();
+      const frame = { type: 'status_change', text, emoji };
+      if (custom.until !== undefined && custom.until !== null) frame.until = untilField(custom.until);
+      return this._changeStatus(frame);
+    }
+
+    /** Clears the custom status; the manual status stays. */
+    clearCustomStatus() {
+      this._changeStatus({ type: 'status_change', text: null, emoji: null });
+    }
+
+    /** Sets this session's app state (a JSON object, small: the server refuses over 1 KiB
+     *  and rate-limits), seen by watchers merged with the user's other sessions; null clears
+     *  it. Kept and sent again after each reconnect, since a new socket is a new session. */
+    setState(state) {
+      if (state !== null && !isObject(state)) throw new TypeError('Presence: state must be a plain object or null');
+      // A copy as JSON: later edits of the caller's object change nothing.
+      const copy = state === null ? null : JSON.parse(JSON.stringify(state));
+      this._appState = copy;
+      if (this._state === 'open') this._send({ type: 'set_state', state: copy });
+    }
+
+    /** Hides (true) or shows (false) this user's last seen to everyone: watchers get null. */
+    hideLastSeen(hidden) {
+      if (typeof hidden !== 'boolean') throw new TypeError('Presence: hideLastSeen takes a boolean');
+      const frame = { type: 'privacy', hide_last_seen: hidden };
+      // Only the latest request matters; an older one still pending is superseded.
+      this._pendingPrivacy = this._state === 'open' && this._send(frame) ? null : frame;
+    }
+
+    /** subscribe(scope), subscribe(scope, userIds) or subscribe(scope, { counts, userIds }):
+     *  watches a whole scope or only the named users in it; counts: true asks for occupancy
+     *  counts instead of every member once the scope is large. */
+    subscribe(scope, options) {
       if (typeof scope !== 'string' || !scope) throw new TypeError('Presence: scope must be a non-empty string');
+      const opts = options === undefined || Array.isArray(options) ? { userIds: options } : options;
+      if (!isObject(opts)) throw new TypeError('Presence: subscribe takes userIds or { counts, userIds }');
+      const userIds = opts.userIds;
       if (userIds !== undefined && (!Array.isArray(userIds) || !userIds.every((id) => typeof id === 'string'))) {
         throw new TypeError('Presence: userIds must be an array of strings');
       }
+      if (opts.counts !== undefined && typeof opts.counts !== 'boolean') {
+        throw new TypeError('Presence: counts must be a boolean');
+      }
       const ids = userIds ? userIds.slice() : undefined;
-      this._subs.set(scope, ids);
+      const counts = opts.counts === true;
+      this._subs.set(scope, { ids, counts });
       this._unsubs.delete(scope);
-      if (this._state === 'open') this._send(subscribeFrame(scope, ids));
+      const counted = this._counted.get(scope);
+      if (counted) counted.named = new Set(ids || []);
+      if (this._state === 'open') this._send(subscribeFrame(scope, ids, counts));
     }
 
     unsubscribe(scope) {
@@ -368,7 +549,15 @@
       // the start: a new session would watch it again, so remember to leave it.
       if (!this._subs.delete(scope)) this._unsubs.add(scope);
       this._scopes.delete(scope);
+      this._counted.delete(scope);
       if (this._state === 'open') this._send({ type: 'unsubscribe', scope });
+    }
+
+    /** The last counts of a counted scope, { scope, online, away, busy, v }, or null
+     *  when the scope is not counted (not watched, small, or not asked with counts). */
+    occupancy(scope) {
+      const counted = this._counted.get(scope);
+      return counted && counted.counts ? { scope, ...counted.counts } : null;
     }
 
     /** Re-renders every [data-user-id] element of a user this client knows. */
@@ -517,6 +706,18 @@
       this._reconnectIn(delay);
     }
 
+    // A status_change asked for by the app: sent now if the socket is open,
+    // else after the next hello, behind any still pending that it does not supersede.
+    _changeStatus(frame) {
+      this._pendingStatus = supersede(this._pendingStatus.concat([frame]));
+      if (this._state === 'open') this._sendStatus();
+    }
+
+    // Sends the pending status_change frames in order, keeping those not sent.
+    _sendStatus() {
+      while (this._pendingStatus.length > 0 && this._send(this._pendingStatus[0])) this._pendingStatus.shift();
+    }
+
     _send(frame) {
       const ws = this._ws;
       if (!ws || ws.readyState !== WS_OPEN) return false;
@@ -566,6 +767,8 @@
           return this._onPresence(frame);
         case 'presence_batch':
           return this._onPresenceBatch(frame);
+        case 'occupancy':
+          return this._onOccupancy(frame);
         case 'pong':
           return undefined;
         case 'error':
@@ -584,6 +787,8 @@
       this._helloSeen = true;
       this._state = 'open';
       this._seeEpoch(frame.epoch);
+      // Occupancy versions count per socket: this one's first is news.
+      for (const counted of this._counted.values()) counted.v = null;
       const ms = frame.heartbeat_interval_ms;
       this._startHeartbeat(Number.isFinite(ms) && ms > 0 ? ms : DEFAULT_HEARTBEAT_MS);
       this._flushPending();
@@ -593,11 +798,14 @@
     // What the user asked for while disconnected, and the explicit
     // subscriptions (scopes watched from the start need none).
     _flushPending() {
-      if (this._pendingStatus && this._send(this._pendingStatus)) this._pendingStatus = null;
+      this._sendStatus();
+      if (this._pendingPrivacy && this._send(this._pendingPrivacy)) this._pendingPrivacy = null;
+      // This socket's session starts without the app state the last one had.
+      if (this._appState !== null) this._send({ type: 'set_state', state: this._appState });
       const now = Date.now();
       const unsent = this._lastActivityAt > this._lastActivitySentAt;
       if (unsent && now - this._lastActivityAt < this._opts.activityThrottleMs) this._sendActivity(now);
-      for (const [scope, ids] of this._subs) this._send(subscribeFrame(scope, ids));
+      for (const [scope, { ids, counts }] of this._subs) this._send(subscribeFrame(scope, ids, counts));
       for (const scope of this._unsubs) this._send({ type: 'unsubscribe', scope });
     }
 
@@ -622,21 +830,28 @@
     // missing from it are OFFLINE there now.
     // A large snapshot arrives in parts, all but the last marked `more`:
     // the parts are applied together when the last one arrives.
+    // A snapshot with occupancy is of a counted scope: it lists only the
+    // named users, and the users it does not list are forgotten there (not
+    // OFFLINE). A plain one ends counting: the scope's members come back.
     _onSnapshot(frame) {
       const scope = frame.scope;
       if (typeof scope !== 'string' || !Array.isArray(frame.users)) return debug('malformed snapshot', frame);
-      const earlier = this._snapshotParts.get(scope) || [];
+      const earlier = this._snapshotParts.get(scope) || { users: [], occupancy: null };
+      const occupancy = frame.occupancy !== undefined ? normalizeOccupancy(frame.occupancy) : earlier.occupancy;
+      if (frame.occupancy !== undefined && !occupancy) debug('malformed snapshot occupancy', frame.occupancy);
       if (frame.more === true) {
-        this._snapshotParts.set(scope, earlier.concat(frame.users));
+        this._snapshotParts.set(scope, { users: earlier.users.concat(frame.users), occupancy });
         return undefined;
       }
       this._snapshotParts.delete(scope);
       this._seeEpoch(frame.epoch);
+      const counted = occupancy ? this._countScope(scope) : null;
+      if (!occupancy) this._counted.delete(scope);
       const known = this._scopeUsers(scope);
       const listed = new Set();
       const users = [];
       const changed = [];
-      for (const raw of earlier.concat(frame.users)) {
+      for (const raw of earlier.users.concat(frame.users)) {
         const update = normalizeUser(raw);
         if (!update) continue;
         users.push(update);
@@ -650,18 +865,71 @@
         if (current && current.v !== null && update.v < current.v) continue;
         if (this._put(scope, update)) changed.push(update.user_id);
       }
-      for (const [id, current] of known) {
-        if (listed.has(id) || current.status === 'OFFLINE') continue;
-        this._put(scope, { user_id: id, status: 'OFFLINE', last_seen: current.last_seen, v: current.v });
-        changed.push(id);
+      if (counted) {
+        for (const id of listed) counted.named.add(id);
+        this._keepNamed(scope, counted.named);
+      } else {
+        for (const [id, current] of known) {
+          if (listed.has(id) || current.status === 'OFFLINE') continue;
+          this._put(scope, { user_id: id, status: 'OFFLINE', last_seen: current.last_seen, v: current.v });
+          changed.push(id);
+        }
       }
       for (const id of changed) this._announce(id, scope);
-      return this._emit('snapshot', { scope, users });
+      const shown = users.map((user) => view(user.user_id, user));
+      this._emit('snapshot', { scope, users: shown, occupancy: occupancy ? { scope, ...occupancy } : null });
+      if (counted) this._onCounts(scope, occupancy);
+      return undefined;
+    }
+
+    // An occupancy frame: the counts of a large scope, and from now on only
+    // the named users' entries of it (see _onSnapshot).
+    _onOccupancy(frame) {
+      const counts = normalizeOccupancy(frame);
+      if (!counts || typeof frame.scope !== 'string') return debug('malformed occupancy', frame);
+      const entering = !this._counted.has(frame.scope);
+      const counted = this._countScope(frame.scope);
+      if (entering) this._keepNamed(frame.scope, counted.named);
+      return this._onCounts(frame.scope, counts);
+    }
+
+    // The scope's counting state, counting from now if it was not yet.
+    _countScope(scope) {
+      if (!this._counted.has(scope)) {
+        const sub = this._subs.get(scope);
+        this._counted.set(scope, { counts: null, named: new Set((sub && sub.ids) || []), v: null });
+      }
+      return this._counted.get(scope);
+    }
+
+    // New counts of a counted scope, unless this socket already told newer ones.
+    _onCounts(scope, counts) {
+      const counted = this._counted.get(scope);
+      if (counted.v !== null && counts.v <= counted.v) return debug('stale occupancy', scope, counts.v);
+      counted.v = counts.v;
+      counted.counts = counts;
+      return this._emit('occupancy', Object.freeze({ scope, ...counts }));
+    }
+
+    // Forgets the scope's entries of users not named: a counted scope
+    // tells nothing more about them (what another scope says still shows).
+    _keepNamed(scope, named) {
+      const users = this._scopes.get(scope);
+      if (!users) return;
+      for (const id of Array.from(users.keys())) {
+        if (named.has(id)) continue;
+        const before = combined(this._scopes, id);
+        users.delete(id);
+        const now = combined(this._scopes, id);
+        if (now && differs(before, now)) this._announce(id, scope);
+      }
     }
 
     _onPresence(frame) {
       const update = normalizeUser(frame);
       if (!update || typeof frame.scope !== 'string') return debug('malformed presence event', frame);
+      const counted = this._counted.get(frame.scope);
+      if (counted && !counted.named.has(update.user_id)) return debug('not named in a counted scope', frame);
       const current = this._scopeUsers(frame.scope).get(update.user_id);
       if (current && current.v !== null && update.v <= current.v) return undefined; // stale or duplicate
       this._put(frame.scope, update);
@@ -679,14 +947,16 @@
       return undefined;
     }
 
-    // Stores a scope's entry; true when anything observable changed.
-    _put(scope, { user_id, status, last_seen, v }) {
+    // Stores a scope's entry; true when anything observable changed. A
+    // user shown OFFLINE has no details (an invisible user leaks nothing).
+    _put(scope, { user_id, status, last_seen, v, custom = null, devices = null, state = null }) {
       const before = combined(this._scopes, user_id);
       const old = before && { ...before };
-      this._scopeUsers(scope).set(user_id, { status, last_seen, v });
-      const now = combined(this._scopes, user_id);
-      const time = (d) => (d ? d.getTime() : null);
-      return !old || old.status !== now.status || old.v !== now.v || time(old.last_seen) !== time(now.last_seen);
+      const entry = status === 'OFFLINE'
+        ? { status, last_seen, v, custom: null, devices: null, state: null }
+        : { status, last_seen, v, custom, devices, state };
+      this._scopeUsers(scope).set(user_id, entry);
+      return differs(old, combined(this._scopes, user_id));
     }
 
     // Renders the user's elements and tells listeners and the document.
@@ -798,11 +1068,27 @@
   // A copy for callers, so they cannot edit the client's state by accident.
   function view(userId, entry) {
     const lastSeen = entry.last_seen ? new Date(entry.last_seen.getTime()) : null;
-    return { user_id: userId, status: entry.status, last_seen: lastSeen, v: entry.v };
+    const custom = entry.custom && {
+      text: entry.custom.text,
+      emoji: entry.custom.emoji,
+      until: entry.custom.until ? new Date(entry.custom.until.getTime()) : null,
+    };
+    return {
+      user_id: userId,
+      status: entry.status,
+      last_seen: lastSeen,
+      v: entry.v,
+      custom: custom || null,
+      devices: entry.devices ? { ...entry.devices } : null,
+      state: entry.state ? JSON.parse(JSON.stringify(entry.state)) : null,
+    };
   }
 
-  function subscribeFrame(scope, userIds) {
-    return userIds ? { type: 'subscribe', scope, user_ids: userIds } : { type: 'subscribe', scope };
+  function subscribeFrame(scope, userIds, counts) {
+    const frame = { type: 'subscribe', scope };
+    if (counts) frame.counts = true;
+    if (userIds) frame.user_ids = userIds;
+    return frame;
   }
 
   // ----------------------------------------------------------------- export

@@ -186,7 +186,8 @@
 //! `GET /presence/client.js` serves [`CLIENT_JS`]: include it with
 //! `<script src="/presence/client.js" data-autoconnect></script>` and every
 //! element `[data-user-id="ID"] .status-dot` gets a live `data-status`,
-//! every `.last-seen` a live relative time.
+//! every `.last-seen` a live relative time. Its TypeScript definitions,
+//! [`CLIENT_DTS`], are served beside it: `GET /presence/presence.d.ts`.
 //!
 //! # Metrics
 //!
@@ -219,7 +220,7 @@ mod socket;
 mod throttle;
 
 pub use admitted::Admitted;
-pub use client::CLIENT_JS;
+pub use client::{CLIENT_DTS, CLIENT_JS};
 pub use identity::Identity;
 pub use layer::{ActivityLayer, ActivityService};
 pub use login::{login, logout};

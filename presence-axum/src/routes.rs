@@ -58,7 +58,8 @@ impl<A> PresenceRoutes<A> {
     /// `/ws/presence`, the HTTP heartbeat at `POST /presence/heartbeat`, the
     /// snapshot at `GET /presence/snapshot?scope=S`, the members pages at
     /// `GET /presence/members?scope=S`, the client at
-    /// `/presence/client.js`, same-origin sockets only.
+    /// `/presence/client.js` (its TypeScript definitions beside it, at
+    /// `/presence/presence.d.ts`), same-origin sockets only.
     pub fn new(presence: Presence) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -101,7 +102,8 @@ impl<A> PresenceRoutes<A> {
         self.edit(|shared| shared.paths.members = path)
     }
 
-    /// Where the JavaScript client is served.
+    /// Where the JavaScript client is served. Its TypeScript definitions
+    /// are served in the same directory as `presence.d.ts`.
     pub fn client_path(self, path: impl Into<String>) -> Self {
         let path = path.into();
         self.edit(|shared| shared.paths.client = path)
@@ -173,6 +175,7 @@ impl<A> PresenceRoutes<A> {
             // What `Admitted` checks origins against.
             .route_layer(Extension(shared.origins.clone()))
             .route(&paths.client, get(client::serve))
+            .route(&client::dts_path(&paths.client), get(client::serve_dts))
     }
 
     /// The layer that counts the host's authenticated requests as activity

@@ -1,5 +1,6 @@
 //! The HTTP side: the activity layer, the HTTP heartbeat, the snapshot
-//! route, the JavaScript client and the login helper.
+//! route, the JavaScript client and its TypeScript definitions, and the
+//! login helper.
 
 mod common;
 
@@ -252,6 +253,78 @@ async fn the_client_is_served_as_cacheable_javascript_that_parses() {
         "the client does not parse: {}",
         String::from_utf8_lossy(&check.stderr)
     );
+}
+
+#[tokio::test]
+async fn the_type_definitions_are_served_beside_the_client_like_it() {
+    let server = Server::start().await;
+    let response = server
+        .http
+        .get(server.url("/presence/presence.d.ts"))
+        .send()
+        .await
+        .expect("definitions");
+    assert_eq!(response.status(), 200, "no login needed, as for the client");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/typescript; charset=utf-8"
+    );
+    assert_eq!(
+        response.headers()["cache-control"],
+        "public, max-age=3600, must-revalidate"
+    );
+    let etag = response.headers()["etag"].clone();
+    let body = response.text().await.expect("body");
+    assert_eq!(body, presence_axum::CLIENT_DTS);
+    assert!(body.contains("interface Client"), "{body}");
+
+    let client = server
+        .http
+        .get(server.url("/presence/client.js"))
+        .send()
+        .await
+        .expect("client");
+    assert_eq!(
+        client.headers()["cache-control"],
+        "public, max-age=3600, must-revalidate",
+        "the same caching as the client"
+    );
+    assert_ne!(client.headers()["etag"], etag, "each file has its own tag");
+
+    let again = server
+        .http
+        .get(server.url("/presence/presence.d.ts"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("definitions");
+    assert_eq!(again.status(), 304);
+
+    // A client moved elsewhere takes its definitions along.
+    let routes = presence_axum::PresenceRoutes::<common::BearerUser>::new(server.presence.clone())
+        .client_path("/static/js/presence.js");
+    let app = routes.router().with_state(common::AppState {
+        tokens: server.tokens.clone(),
+        presence: server.presence.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+    for (path, status) in [
+        ("/static/js/presence.js", 200),
+        ("/static/js/presence.d.ts", 200),
+        ("/presence/presence.d.ts", 404),
+    ] {
+        let response = server
+            .http
+            .get(format!("http://{addr}{path}"))
+            .send()
+            .await
+            .expect("moved client");
+        assert_eq!(response.status(), status, "{path}");
+    }
 }
 
 #[tokio::test]

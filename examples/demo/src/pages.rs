@@ -4,6 +4,9 @@
 //! Every rendered user is an element with `data-user-id` holding a
 //! `.status-dot` (its `data-status` is the current status) and a
 //! `.last-seen`; the client keeps both live (README.md#two-commands).
+//! Member rows also hold a `.member-custom` (emoji and text of the custom
+//! status) and a `.member-devices` (an icon per kind of live session),
+//! which `assets/demo.js` keeps live from the client's events.
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -71,7 +74,51 @@ fn status_of(presence: Option<&UserPresence>) -> Status {
     presence.map_or(Status::Offline, |p| p.status)
 }
 
-/// One user's row.
+/// A user's custom status as a row shows it: `.member-emoji` and
+/// `.member-text` inside `.member-custom` (hidden when there is none).
+/// `assets/demo.js` renders the same markup from the client's events.
+pub(crate) fn custom_status(text: Option<&str>, emoji: Option<&str>) -> String {
+    let hidden = if text.is_none() && emoji.is_none() {
+        " hidden"
+    } else {
+        ""
+    };
+    format!(
+        r#"<span class="member-custom"{hidden}><span class="member-emoji">{emoji}</span> <span class="member-text">{text}</span></span>"#,
+        emoji = escape(emoji.unwrap_or_default()),
+        text = escape(text.unwrap_or_default()),
+    )
+}
+
+/// The icon of a kind of session; a kind of the host's own shows its name.
+pub(crate) fn device_icon(kind: &str) -> &str {
+    match kind {
+        "web" => "🖥️",
+        "mobile" => "📱",
+        "desktop" => "💻",
+        other => other,
+    }
+}
+
+/// A user's live sessions as a row shows them: one `.device` per kind in
+/// `.member-devices`, with `data-kind` and `data-status`.
+pub(crate) fn devices(devices: &[(&str, Status)]) -> String {
+    let mut html = String::from(r#"<span class="member-devices">"#);
+    for (kind, status) in devices {
+        let _ = write!(
+            html,
+            r#"<span class="device" data-kind="{kind}" data-status="{status}" title="{kind}: {status}">{icon}</span>"#,
+            kind = escape(kind),
+            status = status.as_str(),
+            icon = escape(device_icon(kind)),
+        );
+    }
+    html.push_str("</span>");
+    html
+}
+
+/// One user's row. The custom status and the devices come from the
+/// client's first snapshot.
 pub(crate) fn member_row(member: &Member, now: DateTime<Utc>) -> String {
     let status = status_of(member.presence.as_ref());
     let last_seen = member.presence.as_ref().and_then(|p| p.last_seen);
@@ -80,10 +127,12 @@ pub(crate) fn member_row(member: &Member, now: DateTime<Utc>) -> String {
         format!(r#" data-last-seen="{iso}" title="{iso}""#)
     });
     format!(
-        r#"<li class="member" data-user-id="{id}"><span class="status-dot status-{class}" data-status="{status}"></span> <span class="name">{name}</span> <span class="last-seen"{stamp}>{ago}</span></li>"#,
+        r#"<li class="member" data-user-id="{id}"><span class="status-dot status-{class}" data-status="{status}"></span> <span class="name">{name}</span> {custom} {devices} <span class="last-seen"{stamp}>{ago}</span></li>"#,
         id = escape(&member.user_id),
         class = status.as_str().to_ascii_lowercase(),
         name = escape(&member.name),
+        custom = custom_status(None, None),
+        devices = devices(&[]),
         ago = relative(last_seen, now),
     )
 }
@@ -111,6 +160,13 @@ main{padding:1.2em;max-width:48em}
 .status-dot[data-status="OFFLINE"]{background:#aaa}
 .status-dot[data-status="UNKNOWN"]{background:transparent;border:1px dashed #999;box-sizing:border-box;opacity:.6}
 .last-seen{color:#777;font-size:.85em}
+.member-custom{color:#444;font-size:.9em}
+.member-devices .device{font-size:.85em;margin-right:.15em}
+.member-devices .device[data-status="AWAY"]{opacity:.55}
+#custom-form input#custom-text{width:14em}
+#custom-form input#custom-emoji{width:3em;text-align:center}
+.emoji-choice{border:0;background:transparent;cursor:pointer;font-size:1.05em;padding:0 .1em}
+#occupancy{font-weight:600}
 form.inline{display:inline}
 "#;
 
@@ -128,15 +184,26 @@ pub(crate) fn layout(frame: &Frame<'_>, title: &str, content: &str) -> String {
 <body>
 <header>
   <strong>presence demo</strong>
-  <nav><a id="nav-dashboard" href="/">Dashboard</a> · <a id="nav-members" href="/members">Members</a> · <a id="nav-channel-general" href="/channels/general">#general</a> · <a id="nav-channel-random" href="/channels/random">#random</a></nav>
-  <span id="me" data-user-id="{user}"><span class="status-dot" data-status="{me_status}"></span> {name} @ {org}</span>
+  <nav><a id="nav-dashboard" href="/">Dashboard</a> · <a id="nav-members" href="/members">Members</a> · <a id="nav-channel-general" href="/channels/general">#general</a> · <a id="nav-channel-random" href="/channels/random">#random</a> · <a id="nav-channel-town-hall" href="/channels/{town_hall}">#{town_hall}</a></nav>
+  <span id="me" data-user-id="{user}"><span class="status-dot" data-status="{me_status}"></span> {name} @ {org} {me_custom}</span>
   <span id="status-form">
     <select id="status-picker" aria-label="status">
       <option value="ONLINE">Online</option><option value="AWAY">Away</option>
       <option value="BUSY">Busy</option><option value="INVISIBLE">Invisible</option>
     </select>
+    <span id="custom-form">
+      <input id="custom-emoji" aria-label="status emoji" placeholder="🙂" maxlength="66" autocomplete="off">
+      <span id="emoji-choices">{emoji_choices}</span>
+      <input id="custom-text" aria-label="status text" placeholder="What's your status?" maxlength="100" autocomplete="off">
+    </span>
+    <label>clear after <select id="clear-after" aria-label="clear after">
+      <option value="30m">30 minutes</option><option value="1h">1 hour</option>
+      <option value="4h">4 hours</option><option value="today">Today</option>
+      <option value="never" selected>Never</option>
+    </select></label>
     <label><input type="checkbox" id="status-for-hour"> for 1 hour</label>
     <button id="status-apply" type="button">Set</button>
+    <button id="custom-clear" type="button">Clear status</button>
   </span>
   <form id="logout-form" class="inline" method="post" action="/logout"><button id="logout" type="submit">Log out</button></form>
 </header>
@@ -151,9 +218,52 @@ pub(crate) fn layout(frame: &Frame<'_>, title: &str, content: &str) -> String {
         user = escape(&login.user),
         name = escape(&login.display_name),
         org = escape(&login.org),
+        me_custom = custom_status(None, None),
+        emoji_choices = emoji_choices(),
+        town_hall = TOWN_HALL,
         throttle = frame.activity_throttle.as_millis(),
     );
     html
+}
+
+/// The emojis the status picker offers with one click.
+const EMOJI_CHOICES: [(&str, &str); 7] = [
+    ("📅", "in a meeting"),
+    ("🏖️", "on vacation"),
+    ("🤒", "out sick"),
+    ("🎧", "focusing"),
+    ("🍔", "lunch"),
+    ("🚆", "commuting"),
+    ("🏠", "working remotely"),
+];
+
+fn emoji_choices() -> String {
+    EMOJI_CHOICES
+        .iter()
+        .map(|(emoji, title)| {
+            format!(
+                r#"<button type="button" class="emoji-choice" data-emoji="{emoji}" title="{title}">{emoji}</button>"#
+            )
+        })
+        .collect()
+}
+
+/// The channel whose page shows the counts of a large scope.
+pub(crate) const TOWN_HALL: &str = "town-hall";
+
+/// The presence scope a channel page watches with `counts: true`, if any:
+/// the town hall's (the other channels show the organisation's presence).
+pub(crate) fn counted_scope(channel: &str) -> Option<&'static str> {
+    (channel == TOWN_HALL).then_some(TOWN_HALL)
+}
+
+/// "N online · N away · N busy" of a counted scope, hidden until the
+/// first `occupancy` event fills it (and while the scope is small).
+fn occupancy(scope: &str) -> String {
+    format!(
+        r#"<p id="occupancy" data-scope="{scope}" hidden><span data-count="online">0</span> online · <span data-count="away">0</span> away · <span data-count="busy">0</span> busy</p>"#,
+        scope = escape(scope),
+    )
 }
 
 /// `/`: who is around right now.
@@ -183,8 +293,9 @@ pub(crate) fn members(frame: &Frame<'_>, members: &[Member]) -> String {
 pub(crate) fn channel(frame: &Frame<'_>, channel: &str, members: &[Member]) -> String {
     let content = format!(
         r#"<p>This is #{name}. Messages are not part of the demo; presence is.</p>
-<h2>Members</h2>{list}"#,
+{counts}<h2>Members</h2>{list}"#,
         name = escape(channel),
+        counts = counted_scope(channel).map_or(String::new(), occupancy),
         list = member_list("channel-members", "all", members, frame.now),
     );
     layout(frame, &format!("#{channel}"), &content)
@@ -238,6 +349,51 @@ mod tests {
         );
         assert!(row.contains("&lt;b&gt;"), "{row}");
         assert!(row.contains(">5 minutes ago</span>"), "{row}");
+        assert!(
+            row.contains(r#"<span class="member-custom" hidden>"#),
+            "{row}"
+        );
+        assert!(
+            row.contains(r#"<span class="member-devices"></span>"#),
+            "{row}"
+        );
+    }
+
+    #[test]
+    fn custom_status_and_devices_are_escaped_and_marked_for_the_script() {
+        let custom = custom_status(Some("In a <meeting>"), Some("📅"));
+        assert_eq!(
+            custom,
+            r#"<span class="member-custom"><span class="member-emoji">📅</span> <span class="member-text">In a &lt;meeting&gt;</span></span>"#
+        );
+        let shown = devices(&[
+            ("web", Status::Online),
+            ("mobile", Status::Away),
+            ("tv\"", Status::Busy),
+        ]);
+        assert!(
+            shown.contains(
+                r#"data-kind="mobile" data-status="AWAY" title="mobile: AWAY">📱</span>"#
+            ),
+            "{shown}"
+        );
+        assert!(shown.contains(r#"data-kind="web""#), "{shown}");
+        assert!(
+            shown.contains(
+                r#"data-kind="tv&quot;" data-status="BUSY" title="tv&quot;: BUSY">tv&quot;</span>"#
+            ),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn only_the_town_hall_counts() {
+        assert_eq!(counted_scope("town-hall"), Some("town-hall"));
+        assert_eq!(counted_scope("general"), None);
+        assert!(
+            occupancy("town-hall")
+                .starts_with(r#"<p id="occupancy" data-scope="town-hall" hidden>"#)
+        );
     }
 
     #[test]
