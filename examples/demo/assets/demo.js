@@ -78,7 +78,10 @@
     const detail = event.detail || {};
     if (typeof detail.user_id !== 'string') return;
     let added = false;
+    // A page of counts (the town hall) adds no row per member.
+    const counted = !!byId('occupancy');
     document.querySelectorAll('ul[data-live-members]').forEach((list) => {
+      if (counted) return;
       const selector = '[data-user-id="' + CSS.escape(detail.user_id) + '"]';
       if (list.querySelector(selector)) return;
       if (list.getAttribute('data-live-members') === 'online' && detail.status === 'OFFLINE') return;

@@ -77,7 +77,7 @@ fn not_signed_in(status: StatusCode) -> Response {
 
 async fn dashboard(State(state): State<AppState>, me: Signed) -> Response {
     let login = match me {
-        Ok(CurrentLogin(login)) => login,
+        Ok(CurrentLogin(login, _)) => login,
         Err(status) => return not_signed_in(status),
     };
     match state.org_members(&login).await {
@@ -99,7 +99,7 @@ async fn dashboard(State(state): State<AppState>, me: Signed) -> Response {
 
 async fn members(State(state): State<AppState>, me: Signed) -> Response {
     let login = match me {
-        Ok(CurrentLogin(login)) => login,
+        Ok(CurrentLogin(login, _)) => login,
         Err(status) => return not_signed_in(status),
     };
     match state.org_members(&login).await {
@@ -113,7 +113,7 @@ async fn members(State(state): State<AppState>, me: Signed) -> Response {
 
 async fn channel(State(state): State<AppState>, Path(name): Path<String>, me: Signed) -> Response {
     let login = match me {
-        Ok(CurrentLogin(login)) => login,
+        Ok(CurrentLogin(login, _)) => login,
         Err(status) => return not_signed_in(status),
     };
     let valid = (1..=32).contains(&name.len())
@@ -124,7 +124,13 @@ async fn channel(State(state): State<AppState>, Path(name): Path<String>, me: Si
         return (StatusCode::NOT_FOUND, "no such channel").into_response();
     }
     match state.org_members(&login).await {
-        Ok(members) => {
+        Ok(mut members) => {
+            if pages::counted_scope(&name, &login.org).is_some() {
+                // Counts, not rows, for everyone present: only the
+                // organisation's signed-in users get a row.
+                let directory = state.logins.accounts().members(&login.org);
+                members.retain(|m| directory.iter().any(|(id, _)| *id == m.user_id));
+            }
             let frame = state.frame(&login, &members);
             Html(pages::channel(&frame, &name, &members)).into_response()
         }
@@ -167,7 +173,7 @@ async fn login_form(
 }
 
 async fn logout_form(State(state): State<AppState>, _: TrustedOrigin, me: Signed) -> Response {
-    if let Ok(CurrentLogin(login)) = me {
+    if let Ok(CurrentLogin(login, _)) = me {
         // A failure is logged; the browser forgets its cookie either way.
         let _ = state.sign_out(&login).await;
     }
@@ -199,7 +205,7 @@ async fn api_login(
 
 async fn api_logout(State(state): State<AppState>, _: TrustedOrigin, me: Signed) -> Response {
     match me {
-        Ok(CurrentLogin(login)) => match state.sign_out(&login).await {
+        Ok(CurrentLogin(login, _)) => match state.sign_out(&login).await {
             Ok(()) => StatusCode::NO_CONTENT.into_response(),
             Err(_) => unavailable("logged out on this node only; try again"),
         },
@@ -310,5 +316,5 @@ impl AppState {
 }
 
 fn identity(login: &Login) -> Identity {
-    CurrentLogin(login.clone()).into()
+    CurrentLogin(login.clone(), None).into()
 }

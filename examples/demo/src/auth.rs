@@ -15,6 +15,7 @@ use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use presence_axum::{AllowedOrigins, Identity};
+use presence_core::SessionKind;
 use serde_json::json;
 
 use crate::accounts::Login;
@@ -24,11 +25,13 @@ use crate::revocations::OneLookup;
 /// The name of the login cookie.
 pub(crate) const LOGIN_COOKIE: &str = "presence_demo_login";
 
-/// The signed-in login of a request. Rejects with 401, or with 503 when
-/// the logouts cannot be checked (presence's own routes answer that 503
-/// too, so clients retry rather than take themselves for signed out).
+/// The signed-in login of a request, and the kind of client it came from
+/// (its User-Agent: `mobile` for a phone's browser, else `web`). Rejects
+/// with 401, or with 503 when the logouts cannot be checked (presence's
+/// own routes answer that 503 too, so clients retry rather than take
+/// themselves for signed out).
 #[derive(Clone, Debug)]
-pub(crate) struct CurrentLogin(pub(crate) Login);
+pub(crate) struct CurrentLogin(pub(crate) Login, pub(crate) Option<SessionKind>);
 
 impl<S: Send + Sync> FromRequestParts<S> for CurrentLogin
 where
@@ -45,7 +48,7 @@ where
             .cloned()
             .unwrap_or_default();
         match Logins::from_ref(state).login(&token, &lookup).await {
-            Ok(login) => Ok(CurrentLogin(login)),
+            Ok(login) => Ok(CurrentLogin(login, Some(device_of(parts)))),
             Err(NotSignedIn::Unknown) => Err(StatusCode::UNAUTHORIZED),
             Err(NotSignedIn::Unverifiable) => Err(StatusCode::SERVICE_UNAVAILABLE),
         }
@@ -84,11 +87,31 @@ where
 }
 
 impl From<CurrentLogin> for Identity {
-    fn from(CurrentLogin(login): CurrentLogin) -> Identity {
+    fn from(CurrentLogin(login, kind): CurrentLogin) -> Identity {
         // Seen in and watching the user's organisation, nothing else. The
         // login id is stored and published by presence: the token's random
         // id, which opens nothing.
-        Identity::new(login.user, login.id).in_scope(login.org)
+        let identity = Identity::new(login.user, login.id).in_scope(login.org);
+        match kind {
+            Some(kind) => identity.kind(kind),
+            None => identity,
+        }
+    }
+}
+
+/// The kind of client a request comes from, as its User-Agent says: a
+/// phone's browser ("Mobi", as browsers mark their mobile builds) is
+/// `mobile`, anything else `web`.
+pub(crate) fn device_of(parts: &Parts) -> SessionKind {
+    let agent = parts
+        .headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if agent.contains("Mobi") {
+        SessionKind::mobile()
+    } else {
+        SessionKind::web()
     }
 }
 
@@ -144,7 +167,24 @@ mod tests {
     async fn current(logins: &Logins, header: (&str, &str)) -> Result<Login, StatusCode> {
         CurrentLogin::from_request_parts(&mut parts(header), logins)
             .await
-            .map(|CurrentLogin(login)| login)
+            .map(|CurrentLogin(login, _)| login)
+    }
+
+    #[test]
+    fn a_phone_browser_is_a_mobile_session_and_anything_else_web() {
+        let parts = |agent: &str| {
+            axum::http::Request::builder()
+                .header("user-agent", agent)
+                .body(())
+                .expect("request")
+                .into_parts()
+                .0
+        };
+        let phone = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36";
+        assert_eq!(device_of(&parts(phone)), SessionKind::mobile());
+        let laptop = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
+        assert_eq!(device_of(&parts(laptop)), SessionKind::web());
+        assert_eq!(device_of(&parts("")), SessionKind::web());
     }
 
     #[tokio::test]
@@ -155,7 +195,7 @@ mod tests {
         let login = current(&logins, ("authorization", &bearer))
             .await
             .expect("a login");
-        let identity = Identity::from(CurrentLogin(login.clone()));
+        let identity = Identity::from(CurrentLogin(login.clone(), None));
         let published = identity.login.to_string();
         assert_eq!(published, login.id);
         assert_ne!(published, token);

@@ -252,9 +252,10 @@ fn emoji_choices() -> String {
 pub(crate) const TOWN_HALL: &str = "town-hall";
 
 /// The presence scope a channel page watches with `counts: true`, if any:
-/// the town hall's (the other channels show the organisation's presence).
-pub(crate) fn counted_scope(channel: &str) -> Option<&'static str> {
-    (channel == TOWN_HALL).then_some(TOWN_HALL)
+/// the town hall's is the whole organisation (large with
+/// `PRESENCE_DEMO_CROWD`); the other channels show its presence as rows.
+pub(crate) fn counted_scope<'a>(channel: &str, org: &'a str) -> Option<&'a str> {
+    (channel == TOWN_HALL).then_some(org)
 }
 
 /// "N online · N away · N busy" of a counted scope, hidden until the
@@ -295,7 +296,7 @@ pub(crate) fn channel(frame: &Frame<'_>, channel: &str, members: &[Member]) -> S
         r#"<p>This is #{name}. Messages are not part of the demo; presence is.</p>
 {counts}<h2>Members</h2>{list}"#,
         name = escape(channel),
-        counts = counted_scope(channel).map_or(String::new(), occupancy),
+        counts = counted_scope(channel, &frame.login.org).map_or(String::new(), occupancy),
         list = member_list("channel-members", "all", members, frame.now),
     );
     layout(frame, &format!("#{channel}"), &content)
@@ -388,8 +389,8 @@ mod tests {
 
     #[test]
     fn only_the_town_hall_counts() {
-        assert_eq!(counted_scope("town-hall"), Some("town-hall"));
-        assert_eq!(counted_scope("general"), None);
+        assert_eq!(counted_scope("town-hall", "acme"), Some("acme"));
+        assert_eq!(counted_scope("general", "acme"), None);
         assert!(
             occupancy("town-hall")
                 .starts_with(r#"<p id="occupancy" data-scope="town-hall" hidden>"#)

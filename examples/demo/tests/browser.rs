@@ -26,8 +26,15 @@
 //! stops and shows every dot as UNKNOWN. The two tests take turns, never
 //! sharing the machine.
 //!
+//! A third test (checks 11 to 13, `browser/details.rs`): alice's custom
+//! status "In a meeting 📅" for one hour reaches bob's row; alice on a
+//! phone-sized second browser shows a mobile device; a 300-member
+//! organisation shows counts on its town hall.
+//!
 //! Run: `cargo test -p presence-demo --test browser -- --nocapture`.
 
+#[path = "browser/details.rs"]
+mod details;
 #[path = "browser/page.rs"]
 mod page;
 #[path = "browser/processes.rs"]
@@ -152,6 +159,17 @@ async fn open_tabs_live_through_a_restart_of_the_demo() {
     std::fs::create_dir_all(&artifacts)
         .unwrap_or_else(|e| panic!("creating {}: {e}", artifacts.display()));
     restart::run(&artifacts).await;
+}
+
+/// Checks 11 to 13: a custom status, a phone's session and a large
+/// scope's counts in real browsers; see `browser/details.rs`.
+#[tokio::test(flavor = "multi_thread")]
+async fn presence_data_shows_in_real_browsers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let artifacts = artifacts_dir();
+    std::fs::create_dir_all(&artifacts)
+        .unwrap_or_else(|e| panic!("creating {}: {e}", artifacts.display()));
+    details::run(&artifacts).await;
 }
 
 // ------------------------------------------------------------------ checks

@@ -88,11 +88,34 @@ pub(crate) struct Dot {
     pub(crate) title: Option<String>,
 }
 
+/// A phone's Chromium, as it names itself.
+const PHONE_USER_AGENT: &str = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 \
+     (KHTML, like Gecko) Chrome/156.0.0.0 Mobile Safari/537.36";
+
 impl Browser {
     pub(crate) async fn open(
         name: &'static str,
         driver: &ChromeDriver,
         base: &str,
+    ) -> Outcome<Self> {
+        Self::open_as(name, driver, base, false).await
+    }
+
+    /// A phone-sized Chromium whose User-Agent is a phone's (the demo
+    /// makes its sessions `mobile`).
+    pub(crate) async fn open_phone(
+        name: &'static str,
+        driver: &ChromeDriver,
+        base: &str,
+    ) -> Outcome<Self> {
+        Self::open_as(name, driver, base, true).await
+    }
+
+    async fn open_as(
+        name: &'static str,
+        driver: &ChromeDriver,
+        base: &str,
+        phone: bool,
     ) -> Outcome<Self> {
         let profile = TempDir::new(name)?;
         let args = [
@@ -114,10 +137,17 @@ impl Browser {
         .into_iter()
         .chain([format!("--user-data-dir={}", profile.path().display())])
         .collect::<Vec<_>>();
+        let mut options = json!({ "binary": CHROMIUM, "args": args });
+        if phone {
+            options["mobileEmulation"] = json!({
+                "deviceMetrics": { "width": 390, "height": 844, "pixelRatio": 3.0 },
+                "userAgent": PHONE_USER_AGENT,
+            });
+        }
         let capabilities = json!({
             "browserName": "chrome",
             "pageLoadStrategy": "normal",
-            "goog:chromeOptions": { "binary": CHROMIUM, "args": args },
+            "goog:chromeOptions": options,
         });
         let session = Session::start(&driver.url, capabilities)
             .await
@@ -182,7 +212,7 @@ impl Browser {
             .map_err(|e| self.fail(format!("clicking {css}: {e}")))
     }
 
-    async fn type_into(&self, css: &str, text: &str) -> Outcome<()> {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) -> Outcome<()> {
         let element = self.session.find(css).await.map_err(|e| self.fail(e))?;
         self.session
             .clear(&element)
