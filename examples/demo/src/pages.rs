@@ -117,10 +117,15 @@ pub(crate) fn devices(devices: &[(&str, Status)]) -> String {
     html
 }
 
-/// One user's row. The custom status and the devices come from the
-/// client's first snapshot.
+/// One user's row, with the custom status and devices as the server
+/// knows them (the client repaints them from its snapshot and events).
 pub(crate) fn member_row(member: &Member, now: DateTime<Utc>) -> String {
     let status = status_of(member.presence.as_ref());
+    let details = member.presence.as_ref().and_then(|p| p.details.as_deref());
+    let custom = details.and_then(|d| d.custom.as_ref());
+    let kinds: Vec<(&str, Status)> = details
+        .map(|d| d.devices.iter().map(|(k, s)| (k.as_str(), *s)).collect())
+        .unwrap_or_default();
     let last_seen = member.presence.as_ref().and_then(|p| p.last_seen);
     let stamp = last_seen.map_or(String::new(), |at| {
         let iso = at.to_rfc3339();
@@ -131,8 +136,11 @@ pub(crate) fn member_row(member: &Member, now: DateTime<Utc>) -> String {
         id = escape(&member.user_id),
         class = status.as_str().to_ascii_lowercase(),
         name = escape(&member.name),
-        custom = custom_status(None, None),
-        devices = devices(&[]),
+        custom = custom_status(
+            custom.and_then(|c| c.text.as_deref()),
+            custom.and_then(|c| c.emoji.as_deref())
+        ),
+        devices = devices(&kinds),
         ago = relative(last_seen, now),
     )
 }
