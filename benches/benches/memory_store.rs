@@ -31,6 +31,7 @@ fn open(session: &SessionId) -> UserOp {
         scopes: vec!["org".into()],
         metadata: BTreeMap::new(),
         liveness: Default::default(),
+        kind: None,
     })
 }
 

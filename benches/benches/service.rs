@@ -261,6 +261,7 @@ async fn service_path(users: usize) {
                 scopes: vec![ScopeId::from("org")],
                 metadata: Default::default(),
                 liveness: Default::default(),
+                kind: None,
             });
             async move {
                 let close = UserOp::Close {
@@ -353,6 +354,7 @@ async fn store_path(users: usize, measure_memory: bool) {
                         scopes: vec![ScopeId::from("org")],
                         metadata: Default::default(),
                         liveness: Default::default(),
+                        kind: None,
                     })
                 } else {
                     UserOp::Close {
@@ -427,6 +429,7 @@ async fn latency(label: &str, batch: Duration, samples: usize, pace: Duration) {
                     }
                 }
                 Delivery::Lagged => panic!("the watcher lagged"),
+                Delivery::Occupancy(_) => panic!("counts for a whole-scope watch"),
             }
         }
     });

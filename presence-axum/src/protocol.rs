@@ -968,12 +968,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
-            state: Some(
-                serde_json::json!({"in_call": true})
-                    .as_object()
-                    .cloned()
-                    .unwrap(),
-            ),
+            state: Some(AppState::new(serde_json::json!({"in_call": true})).unwrap()),
         })
     }
 

@@ -3,11 +3,11 @@
 //! state their sessions set. Every value here is checked when it is made,
 //! so nothing a client sends can grow what a store keeps without limit.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use unicode_segmentation::UnicodeSegmentation;
 
@@ -240,10 +240,11 @@ impl fmt::Display for SessionKind {
 
 /// A session's app state: a JSON object of at most [`MAX_STATE_BYTES`]
 /// (compact), such as `{"in_call":true}`. Watchers see the states of a
-/// user's sessions merged.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "Value", into = "Value")]
-pub struct AppState(Map<String, Value>);
+/// user's sessions merged (also an `AppState`, of at most
+/// [`MAX_MERGED_STATE_BYTES`]). Kept as its compact JSON text: a few
+/// bytes more than the JSON, not a tree of maps.
+#[derive(Clone, Debug)]
+pub struct AppState(Box<RawValue>);
 
 impl AppState {
     /// Checks `value`: a JSON object no larger than [`MAX_STATE_BYTES`].
@@ -257,25 +258,36 @@ impl AppState {
     /// assert!(AppState::new(json!({"x": "y".repeat(2000)})).is_err());
     /// ```
     pub fn new(value: Value) -> Result<Self, DetailsError> {
+        Self::within(value, MAX_STATE_BYTES)
+    }
+
+    /// `value` if it is an object of at most `limit` bytes of JSON.
+    fn within(value: Value, limit: usize) -> Result<Self, DetailsError> {
         let Value::Object(map) = value else {
             return Err(DetailsError::StateNotObject);
         };
-        let state = Self(map);
-        if state.encoded_len() > MAX_STATE_BYTES {
-            return Err(DetailsError::StateTooLarge {
-                limit: MAX_STATE_BYTES,
-            });
+        Self::of_map(&map, limit)
+    }
+
+    /// `map` as a state, if it takes at most `limit` bytes of JSON.
+    pub(crate) fn of_map(map: &Map<String, Value>, limit: usize) -> Result<Self, DetailsError> {
+        let json = serde_json::to_string(map).map_err(|_| DetailsError::StateNotObject)?;
+        if json.len() > limit {
+            return Err(DetailsError::StateTooLarge { limit });
         }
-        Ok(state)
+        RawValue::from_string(json)
+            .map(Self)
+            .map_err(|_| DetailsError::StateNotObject)
     }
 
-    /// The object.
-    pub fn as_map(&self) -> &Map<String, Value> {
-        &self.0
+    /// The object, parsed.
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_str(self.0.get()).unwrap_or_default()
     }
 
-    fn encoded_len(&self) -> usize {
-        serde_json::to_vec(&self.0).map_or(usize::MAX, |bytes| bytes.len())
+    /// The object as compact JSON text.
+    pub fn as_json(&self) -> &str {
+        self.0.get()
     }
 
     /// Adds this state's keys that `merged` lacks (it holds newer
@@ -286,10 +298,10 @@ impl AppState {
         merged: &mut Map<String, Value>,
         room: usize,
     ) -> Option<usize> {
-        let new: Vec<(&String, &Value)> = self
-            .0
-            .iter()
-            .filter(|(key, _)| !merged.contains_key(*key))
+        let new: Vec<(String, Value)> = self
+            .to_map()
+            .into_iter()
+            .filter(|(key, _)| !merged.contains_key(key))
             .collect();
         let grown: usize = new
             .iter()
@@ -302,10 +314,31 @@ impl AppState {
         if grown > room {
             return None;
         }
-        for (key, value) in new {
-            merged.insert(key.clone(), value.clone());
-        }
+        merged.extend(new);
         Some(grown)
+    }
+}
+
+impl PartialEq for AppState {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_json() == other.as_json()
+    }
+}
+
+impl Eq for AppState {}
+
+impl Serialize for AppState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for AppState {
+    /// A stored state: an object, of at most [`MAX_MERGED_STATE_BYTES`]
+    /// (a merged one is stored with what observers were shown).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        AppState::within(value, MAX_MERGED_STATE_BYTES).map_err(serde::de::Error::custom)
     }
 }
 
@@ -319,7 +352,75 @@ impl TryFrom<Value> for AppState {
 
 impl From<AppState> for Value {
     fn from(state: AppState) -> Self {
-        Value::Object(state.0)
+        Value::Object(state.to_map())
+    }
+}
+
+/// The kinds of a user's live sessions, each with its status: a JSON
+/// object on the wire (`{"mobile":"AWAY","web":"ONLINE"}`), a short list
+/// sorted by kind in memory.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Devices(Vec<(SessionKind, Status)>);
+
+impl Devices {
+    /// Each kind and its status, in order of kind.
+    pub fn iter(&self) -> std::slice::Iter<'_, (SessionKind, Status)> {
+        self.0.iter()
+    }
+
+    /// The status of one kind, if a session of it is live.
+    pub fn get(&self, kind: &str) -> Option<Status> {
+        self.0
+            .iter()
+            .find(|(known, _)| known.as_str() == kind)
+            .map(|(_, status)| *status)
+    }
+
+    /// How many kinds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no session has a kind.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Adds a session of `kind` showing `status`: a kind shows its most
+    /// present session ([`Status::max_by_rank`]).
+    pub(crate) fn note(&mut self, kind: &SessionKind, status: Status) {
+        match self.0.binary_search_by(|(known, _)| known.cmp(kind)) {
+            Ok(at) => self.0[at].1 = self.0[at].1.max_by_rank(status),
+            Err(at) => self.0.insert(at, (kind.clone(), status)),
+        }
+    }
+}
+
+impl FromIterator<(SessionKind, Status)> for Devices {
+    fn from_iter<I: IntoIterator<Item = (SessionKind, Status)>>(kinds: I) -> Self {
+        let mut devices = Devices::default();
+        for (kind, status) in kinds {
+            devices.note(&kind, status);
+        }
+        devices
+    }
+}
+
+impl Serialize for Devices {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (kind, status) in &self.0 {
+            map.serialize_entry(kind.as_str(), status)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for Devices {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let kinds = std::collections::BTreeMap::<SessionKind, Status>::deserialize(deserializer)?;
+        Ok(kinds.into_iter().collect())
     }
 }
 
@@ -333,13 +434,13 @@ pub struct Details {
     pub custom: Option<CustomStatus>,
     /// Each kind of session connected, with its status: `ONLINE` or `AWAY`
     /// from that kind's own activity, or the user's manual `BUSY`/`AWAY`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub devices: BTreeMap<SessionKind, Status>,
+    #[serde(default, skip_serializing_if = "Devices::is_empty")]
+    pub devices: Devices,
     /// The app states of the user's sessions merged: where two set one
     /// key, the one set last wins; at most [`MAX_MERGED_STATE_BYTES`]
     /// (the states set last that fit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<Map<String, Value>>,
+    pub state: Option<AppState>,
 }
 
 impl Details {

@@ -182,7 +182,7 @@ pub use changes::{CHANGES_CAPACITY, Change, Changes, Missed};
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
 pub use details::{
-    AppState, CustomStatus, Details, DetailsError, MAX_EMOJI_BYTES, MAX_KIND_CHARS,
+    AppState, CustomStatus, Details, DetailsError, Devices, MAX_EMOJI_BYTES, MAX_KIND_CHARS,
     MAX_MERGED_STATE_BYTES, MAX_STATE_BYTES, MAX_TEXT_CHARS, SessionKind,
 };
 pub use error::Error;

@@ -243,7 +243,11 @@ async fn session_states_merge_with_the_newest_winning_and_end_with_their_session
         .await
         .expect("set");
     let merged = |p: UserPresence| {
-        serde_json::Value::Object(p.details.and_then(|d| d.state.clone()).unwrap_or_default())
+        serde_json::Value::Object(
+            p.details
+                .and_then(|d| d.state.as_ref().map(AppState::to_map))
+                .unwrap_or_default(),
+        )
     };
     assert_eq!(
         merged(w.read("alice").await),
@@ -281,7 +285,7 @@ async fn the_merged_state_stays_bounded_however_many_sessions_set_one() {
         tabs.push(tab);
     }
     let state = w.read("alice").await.details.and_then(|d| d.state.clone());
-    let state = state.expect("a state");
+    let state = state.expect("a state").to_map();
     let bytes = serde_json::to_vec(&state).expect("json").len();
     assert!(bytes <= presence_core::MAX_MERGED_STATE_BYTES, "{bytes}");
     assert!(state.contains_key("k19"), "the newest is kept");

@@ -1248,7 +1248,7 @@ fn state_in(details: &Option<Arc<Details>>) -> Option<Value> {
     details
         .as_deref()
         .and_then(|details| details.state.clone())
-        .map(Value::Object)
+        .map(Value::from)
 }
 
 /// The operation that sets (or clears) a session's app state.

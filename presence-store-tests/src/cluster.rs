@@ -29,9 +29,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use presence_core::store::PresenceStore;
 use presence_core::{
-    AppState, Clock, CustomStatus, Delivery, ManualClock, NodeId, Presence, RequestedStatus,
-    ScopeId, SessionEnd, SessionHandle, SessionKind, SessionSpec, SharedEvent, Status,
-    Subscription, UserId,
+    AppState, Clock, CustomStatus, Delivery, Devices, ManualClock, NodeId, Presence,
+    RequestedStatus, ScopeId, SessionEnd, SessionHandle, SessionKind, SessionSpec, SharedEvent,
+    Status, Subscription, UserId,
 };
 use tokio::time::{Instant, timeout, timeout_at};
 
@@ -460,7 +460,7 @@ pub async fn details_set_on_one_node_reach_the_other_as_one_event_each(
     let tab = c.a().open_session(spec).await.expect("open");
     let opened = on_b.expect(&[ev("alice", Status::Online, 1)]).await;
     let devices = opened[0].details.as_ref().map(|d| d.devices.clone());
-    let web = BTreeMap::from([(SessionKind::web(), Status::Online)]);
+    let web: Devices = [(SessionKind::web(), Status::Online)].into_iter().collect();
     assert_eq!(devices, Some(web), "the kind crossed");
 
     let meeting = CustomStatus::new(

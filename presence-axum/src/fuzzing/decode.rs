@@ -85,7 +85,7 @@ pub(super) fn encode(message: &ClientMessage) -> Value {
         ClientMessage::SetState { state } => {
             let state = state
                 .as_ref()
-                .map_or(Value::Null, |state| Value::Object(state.as_map().clone()));
+                .map_or(Value::Null, |state| Value::Object(state.to_map()));
             json!({"type": "set_state", "state": state})
         }
         ClientMessage::Privacy { hide_last_seen } => {

@@ -125,7 +125,9 @@ mod tests {
                 .set_session_state(&alice, session.id(), Some(state))
                 .await
                 .unwrap();
-            let merged = seen.details.and_then(|details| details.state.clone());
+            let merged = seen
+                .details
+                .and_then(|details| details.state.as_ref().map(AppState::to_map));
             assert_eq!(merged, json!({"page": n}).as_object().cloned(), "set {n}");
         }
     }

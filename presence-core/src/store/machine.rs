@@ -6,14 +6,13 @@
 //! one user (a mutex, a row lock, a compare-and-set), so the rules of
 //! docs/rules.md#sessions and docs/rules.md#effective-status live in exactly one place.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
 use crate::config::PresenceConfig;
-use crate::details::{Details, MAX_MERGED_STATE_BYTES};
+use crate::details::{AppState, Details, Devices, MAX_MERGED_STATE_BYTES};
 use crate::ids::{LoginId, NodeName, ScopeId, SessionId, UserId};
 use crate::status::{ManualStatus, Status};
 use crate::store::{
@@ -728,7 +727,7 @@ fn details(
     if shown == Status::Offline {
         return None;
     }
-    let mut devices = BTreeMap::new();
+    let mut devices = Devices::default();
     for session in &record.sessions {
         let Some(kind) = &session.kind else { continue };
         let status = match record.manual.map(|m| m.status) {
@@ -737,10 +736,7 @@ fn details(
             _ if later(session_activity(session), config.away_after) <= now => Status::Away,
             _ => Status::Online,
         };
-        devices
-            .entry(kind.clone())
-            .and_modify(|known: &mut Status| *known = (*known).max_by_rank(status))
-            .or_insert(status);
+        devices.note(kind, status);
     }
     let mut states: Vec<_> = record
         .sessions
@@ -750,7 +746,9 @@ fn details(
     // Newest first: a key keeps the value set last, and the merge stops
     // before a state that would take it past its bound.
     states.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
-    let state = (!states.is_empty()).then(|| {
+    let state = if states.is_empty() {
+        None
+    } else {
         let mut merged = serde_json::Map::new();
         let mut size = 2;
         for (_, _, state) in states {
@@ -759,8 +757,8 @@ fn details(
             };
             size += grown;
         }
-        merged
-    });
+        AppState::of_map(&merged, MAX_MERGED_STATE_BYTES).ok()
+    };
     let details = Details {
         custom: record.custom.clone(),
         devices,
