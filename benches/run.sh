@@ -93,6 +93,8 @@ step cargo bench -p presence-benches --bench service
 step cargo bench -p presence-benches --bench service -- store 10000
 step cargo bench -p presence-benches --bench service -- store 100000
 step "$bin/memory-breakdown" 100000
+# Issue 19: what custom status, devices, app state and counts cost.
+step "$bin/presence-data" 100000
 step "$bin/socket-memory" 2000
 step "$bin/socket-memory" 5000
 step "$bin/redis-throughput" "$REDIS_URL"

@@ -13,6 +13,8 @@
 //!   text-only custom status change, a state change, hiding last seen, and
 //!   a change to the same value;
 //! - the wire: a `presence` frame's bytes with and without details;
+//! - a large scope: what a whole-scope watcher and a counts watcher of a
+//!   1,000-member scope receive while its members change for 2 s;
 //! - changes per second: `set_custom_status` and `set_session_state`
 //!   against `set_status` (the baseline) in the same run, one watcher per
 //!   scope.
@@ -62,8 +64,14 @@ fn state_100_bytes(i: usize) -> AppState {
     state
 }
 
-/// Heap bytes per user of `users` users opened by `open`.
-async fn per_user<F, Fut>(users: usize, open: F) -> f64
+/// Heap bytes per user of `users` users opened by `open`. The service and
+/// its sessions are kept (in `kept`) until every measurement is done: a
+/// teardown freeing memory during the next measurement would skew it.
+async fn per_user<F, Fut>(
+    users: usize,
+    kept: &mut Vec<(Presence, Vec<Vec<SessionHandle>>)>,
+    open: F,
+) -> f64
 where
     F: Fn(Presence, usize) -> Fut,
     Fut: std::future::Future<Output = Vec<SessionHandle>>,
@@ -75,11 +83,7 @@ where
         held.push(open(presence.clone(), i).await);
     }
     let bytes = heap_bytes().saturating_sub(base);
-    drop(held);
-    // The dropped handles close their sessions in tasks: let them finish
-    // before the next measurement takes its base.
-    drop(presence);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kept.push((presence, held));
     bytes as f64 / users as f64
 }
 
@@ -97,26 +101,26 @@ async fn open(
 }
 
 async fn memory(users: usize) {
-    let plain = per_user(
-        users,
-        |p, i| async move { vec![open(&p, i, "l", None).await] },
-    )
+    let mut kept = Vec::new();
+    let plain = per_user(users, &mut kept, |p, i| async move {
+        vec![open(&p, i, "l", None).await]
+    })
     .await;
-    let two_bare = per_user(users, |p, i| async move {
+    let two_bare = per_user(users, &mut kept, |p, i| async move {
         vec![
             open(&p, i, "web", None).await,
             open(&p, i, "phone", None).await,
         ]
     })
     .await;
-    let two = per_user(users, |p, i| async move {
+    let two = per_user(users, &mut kept, |p, i| async move {
         vec![
             open(&p, i, "web", Some(SessionKind::web())).await,
             open(&p, i, "phone", Some(SessionKind::mobile())).await,
         ]
     })
     .await;
-    let full = per_user(users, |p, i| async move {
+    let full = per_user(users, &mut kept, |p, i| async move {
         let web = open(&p, i, "web", Some(SessionKind::web())).await;
         let phone = open(&p, i, "phone", Some(SessionKind::mobile())).await;
         p.set_custom_status(&user(i), Some(meeting()))
@@ -402,6 +406,85 @@ async fn throughput(users: usize) {
     );
 }
 
+/// A large scope's watchers: what a whole-scope watcher and a counts
+/// watcher receive while its members change for two seconds.
+async fn large_scope() {
+    const MEMBERS: usize = 1_000;
+    const WATCHERS: usize = 100;
+    let presence = Presence::builder()
+        .store(MemoryStore::new())
+        .clock(Arc::new(ManualClock::default()))
+        .config(PresenceConfig::default())
+        .node(NodeId::new("bench"))
+        .subscriber_capacity(1 << 20)
+        .build()
+        .await
+        .expect("a service");
+    let hall = ScopeId::from("hall");
+    let mut sessions = Vec::with_capacity(MEMBERS);
+    for i in 0..MEMBERS {
+        let spec = SessionSpec::new(user(i), format!("l-{i}")).scope("hall");
+        sessions.push(presence.open_session(spec).await.expect("open"));
+    }
+    let mut whole = Vec::new();
+    let mut counting = Vec::new();
+    for _ in 0..WATCHERS {
+        whole.push(presence.watch(&hall).await.expect("watch").0);
+        counting.push(
+            presence
+                .watch_counts(&hall, &[user(0)])
+                .await
+                .expect("watch")
+                .0,
+        );
+    }
+    let started = Instant::now();
+    let mut changes = 0_u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        let i = changes as usize % MEMBERS;
+        let status = if (changes as usize / MEMBERS) % 2 == 0 {
+            RequestedStatus::Busy
+        } else {
+            RequestedStatus::Online
+        };
+        presence
+            .set_status(&user(i), status, None)
+            .await
+            .expect("status");
+        changes += 1;
+        if changes % 256 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // The last tick's counts.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let received = |watchers: &mut [Subscription]| {
+        let (mut counts, mut events) = (0_usize, 0_usize);
+        for watcher in watchers.iter_mut() {
+            while let Some(delivery) = watcher.try_recv() {
+                if matches!(delivery, presence_core::Delivery::Occupancy(_)) {
+                    counts += 1;
+                }
+                events += delivery.events().len();
+            }
+        }
+        (
+            counts as f64 / watchers.len() as f64,
+            events / watchers.len(),
+        )
+    };
+    let (_, whole_events) = received(&mut whole);
+    let (counts, count_events) = received(&mut counting);
+    println!(
+        "a {MEMBERS}-member scope, {changes} changes in 2 s (threshold 200, counts every 1 s), per watcher:"
+    );
+    println!("  whole-scope watcher                         {whole_events:>7} events");
+    println!(
+        "  counts watcher naming one member            {count_events:>7} events (the named member's), {counts:.1} counts"
+    );
+    drop(sessions);
+}
+
 fn main() {
     let users: usize = std::env::args()
         .nth(1)
@@ -411,15 +494,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("a runtime");
-    // Heap bytes under dhat; the rest without it (its backtrace per
-    // allocation would weigh on the rates).
-    {
-        let _profiler = dhat::Profiler::builder().testing().build();
-        runtime.block_on(memory(users));
-    }
+    // The rates without dhat (its backtrace per allocation would weigh on
+    // them), first: the heap measurement's teardown would run beside them.
     runtime.block_on(async {
         events_per_change().await;
         wire().await;
+        large_scope().await;
         throughput(users).await;
+        // The last service's sessions close in tasks: done before the heap
+        // is measured.
+        tokio::time::sleep(Duration::from_secs(5)).await;
     });
+    let _profiler = dhat::Profiler::builder().testing().build();
+    runtime.block_on(memory(users));
 }
