@@ -262,14 +262,20 @@ pub fn apply(
         difference(&seen_in, &record.scopes)
     };
     let details = details(record, to, now, config);
-    let updated =
-        details != record.shown.details || record.hide_last_seen != record.shown.last_seen_hidden;
+    let same_details = details.as_ref() == record.shown.details.as_deref();
+    let updated = !same_details || record.hide_last_seen != record.shown.last_seen_hidden;
     if to != from || updated || !joined_scopes.is_empty() || !left_scopes.is_empty() {
         record.shown = Shown {
             status: to,
             last_seen: record.last_seen,
             version: record.shown.version + 1,
-            details,
+            // Unchanged details keep their allocation, shared by the
+            // events and views that hold them already.
+            details: if same_details {
+                record.shown.details.take()
+            } else {
+                details.map(Arc::new)
+            },
             last_seen_hidden: record.hide_last_seen,
         };
     }
@@ -723,7 +729,7 @@ fn details(
     shown: Status,
     now: DateTime<Utc>,
     config: &PresenceConfig,
-) -> Option<Arc<Details>> {
+) -> Option<Details> {
     if shown == Status::Offline {
         return None;
     }
@@ -764,5 +770,5 @@ fn details(
         devices,
         state,
     };
-    (!details.is_empty()).then(|| Arc::new(details))
+    (!details.is_empty()).then_some(details)
 }
