@@ -442,7 +442,7 @@ async fn large_scope() {
     let mut changes = 0_u64;
     while started.elapsed() < Duration::from_secs(2) {
         let i = changes as usize % MEMBERS;
-        let status = if (changes as usize / MEMBERS) % 2 == 0 {
+        let status = if (changes as usize / MEMBERS).is_multiple_of(2) {
             RequestedStatus::Busy
         } else {
             RequestedStatus::Online
@@ -452,7 +452,7 @@ async fn large_scope() {
             .await
             .expect("status");
         changes += 1;
-        if changes % 256 == 0 {
+        if changes.is_multiple_of(256) {
             tokio::task::yield_now().await;
         }
     }
