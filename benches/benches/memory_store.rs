@@ -56,6 +56,7 @@ fn apply(
         now: at,
         node: node(),
         config,
+        keep_change: false,
     };
     runtime
         .block_on(store.apply(update))

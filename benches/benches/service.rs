@@ -276,6 +276,7 @@ async fn service_path(users: usize) {
                             now: Utc::now(),
                             node: &node,
                             config: &config,
+                            keep_change: false,
                         })
                         .await
                         .expect("apply");
@@ -369,6 +370,7 @@ async fn store_path(users: usize, measure_memory: bool) {
                         now: Utc::now(),
                         node: &node,
                         config: &config,
+                        keep_change: false,
                     })
                     .await
                     .expect("apply");

@@ -32,6 +32,7 @@ impl Presence {
             http_coalesce: None,
             store_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(15),
+            durable_changes: false,
         }
     }
 }
@@ -51,6 +52,7 @@ pub struct PresenceBuilder {
     http_coalesce: Option<Duration>,
     store_timeout: Duration,
     lease: Duration,
+    durable_changes: bool,
 }
 
 /// The longest default HTTP coalescing window.
@@ -190,6 +192,23 @@ impl PresenceBuilder {
         self
     }
 
+    /// Tells [`Presence::changes`] at least once, across restarts (default
+    /// off: at most once). The store keeps each change in the same atomic
+    /// step that makes it, until a reader acknowledges it; a process of
+    /// this node started after one that stopped or died tells what that one
+    /// left unacknowledged, and a reader that falls behind reads what it
+    /// missed from the store. It costs one more write per change inside
+    /// the store's atomic step, and kept changes take room in the store
+    /// until they are read: turn it on only with a reader of
+    /// [`Presence::changes`]. See [`crate::Changes`].
+    ///
+    /// [`PresenceBuilder::build`] fails with [`Error::ChangesNotKept`] on
+    /// a store that cannot keep changes.
+    pub fn durable_changes(mut self, durable: bool) -> Self {
+        self.durable_changes = durable;
+        self
+    }
+
     /// Validates the configuration, clears the sessions an earlier
     /// incarnation of this node left in the store, and starts the sweeper.
     /// Must run inside a tokio runtime.
@@ -219,6 +238,7 @@ impl PresenceBuilder {
             }),
             store_timeout: self.store_timeout,
             lease: self.lease.max(Duration::from_millis(3)),
+            durable_changes: self.durable_changes,
         })
         .await
     }

@@ -36,6 +36,10 @@ pub enum Error {
         /// The largest page.
         max: usize,
     },
+    /// [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes)
+    /// was asked of a store that cannot keep changes.
+    #[error("the store cannot keep changes, so they cannot be told at least once")]
+    ChangesNotKept,
     /// The service has been shut down.
     #[error("the presence service has shut down")]
     ShutDown,

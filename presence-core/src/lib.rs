@@ -178,7 +178,7 @@ mod subscription;
 mod timers;
 
 pub use builder::PresenceBuilder;
-pub use changes::{CHANGES_CAPACITY, Change, Changes, Missed};
+pub use changes::{CHANGES_CAPACITY, Change, ChangeId, Changes, Missed};
 pub use clock::{Clock, ManualClock, Sleep, SystemClock};
 pub use config::{ConfigError, PresenceConfig};
 pub use details::{

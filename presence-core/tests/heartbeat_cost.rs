@@ -49,6 +49,7 @@ fn heartbeats_allocate_nothing_and_change_nothing_visible() {
             now: start(),
             node: &node,
             config: &config,
+            keep_change: false,
         };
         runtime.block_on(store.apply(update)).expect("open");
     }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use presence_core::store::{PresenceStore, StoreError, Transition, UserOp};
 use presence_core::{
-    AppState, CustomStatus, Details, ManualChoice, ManualStatus, NodeId, NodeName, PresenceEvent,
-    SessionId, Status, UserId, UserPresence,
+    AppState, Change, CustomStatus, Details, ManualChoice, ManualStatus, NodeId, NodeName,
+    PresenceEvent, SessionId, Status, UserId, UserPresence,
 };
 use serde_json::{Value, json};
 
@@ -1679,4 +1679,198 @@ pub async fn members_pages_run_in_user_id_order(store: Arc<dyn PresenceStore>) {
     }
     assert_eq!(ids(&h.members_page("globex", None, 10).await), ["hal"]);
     assert!(h.members_page("nowhere", None, 10).await.is_empty());
+}
+
+/// Every change observers see, applied with `keep_change`, is kept for its
+/// node name with the process that made it, until forgotten; a change that
+/// shows nothing, a change not asked to be kept, and a failed one keep
+/// nothing. What is read back is the change as it was made.
+pub async fn changes_are_kept_for_their_node_until_forgotten(store: Arc<dyn PresenceStore>) {
+    assert!(
+        store.keeps_changes(),
+        "every store of this workspace keeps changes"
+    );
+    let h = Harness::new(store.clone());
+    let first_run = h.node.clone();
+    let second_run = NodeId {
+        name: "node-a".into(),
+        incarnation: 2,
+    };
+    let other_node = NodeId {
+        name: "node-b".into(),
+        incarnation: 1,
+    };
+    let online = h
+        .apply_kept(&first_run, "alice", h.open_op("s1", "l1", &["acme"]), 0.0)
+        .await;
+    let second_tab = h
+        .apply_kept(&first_run, "alice", h.open_op("s2", "l1", &["acme"]), 1.0)
+        .await;
+    assert!(
+        !second_tab.changed() && second_tab.kept.is_none(),
+        "nothing to tell"
+    );
+    assert!(h.open("bob", "s3", 2.0).await.kept.is_none(), "not asked");
+    let carol = h
+        .apply_kept(
+            &second_run,
+            "carol",
+            h.open_op_on(&second_run, "s4", "l4", &["acme"]),
+            3.0,
+        )
+        .await;
+    let dave = h
+        .apply_kept(
+            &other_node,
+            "dave",
+            h.open_op_on(&other_node, "s5", "l5", &["acme"]),
+            4.0,
+        )
+        .await;
+    let busy = h
+        .apply_kept(
+            &first_run,
+            "alice",
+            UserOp::SetManual(Some(ManualChoice {
+                status: ManualStatus::Busy,
+                until: None,
+            })),
+            5.0,
+        )
+        .await;
+    let unknown = UserOp::Activity {
+        session: "nope".into(),
+    };
+    assert!(
+        h.try_apply_as(&first_run, true, "alice", unknown, 6.0)
+            .await
+            .is_err(),
+        "a failed change"
+    );
+
+    let kept = store
+        .kept_changes(&"node-a".into(), &[], 100)
+        .await
+        .expect("read");
+    let read: Vec<(String, u64, u64)> = kept
+        .iter()
+        .map(|k| (k.change.user.to_string(), k.change.version, k.incarnation))
+        .collect();
+    let mut sorted = read.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        vec![
+            ("alice".into(), 1, 1),
+            ("alice".into(), 2, 1),
+            ("carol".into(), 1, 2)
+        ],
+        "node-a's changes, of both its processes"
+    );
+    let alice: Vec<u64> = read
+        .iter()
+        .filter(|r| r.0 == "alice")
+        .map(|r| r.1)
+        .collect();
+    assert_eq!(alice, vec![1, 2], "a user's changes in the order made");
+    let kept_online = kept
+        .iter()
+        .find(|k| k.change.user.as_str() == "alice" && k.change.version == 1)
+        .expect("alice online");
+    assert_eq!(
+        kept_online.change,
+        Change::of(&online),
+        "the change as made"
+    );
+    assert_eq!(kept_online.change.id, online.kept);
+    assert!(kept_online.change.first_session && kept_online.change.scopes == vec!["acme".into()]);
+    let kept_busy = kept
+        .iter()
+        .find(|k| k.change.version == 2)
+        .expect("alice busy");
+    assert_eq!(
+        (kept_busy.change.from, kept_busy.change.to),
+        (Status::Online, Status::Busy)
+    );
+    assert_eq!(kept_busy.change.at, h.at(5.0));
+
+    let others = store
+        .kept_changes(&"node-a".into(), &[1], 100)
+        .await
+        .expect("read");
+    assert_eq!(
+        others
+            .iter()
+            .map(|k| k.change.user.as_str())
+            .collect::<Vec<_>>(),
+        vec!["carol"],
+        "all but the processes left out"
+    );
+    let one = store
+        .kept_changes(&"node-a".into(), &[], 1)
+        .await
+        .expect("read");
+    assert_eq!(one.len(), 1, "at most the limit");
+    let node_b = store
+        .kept_changes(&"node-b".into(), &[], 100)
+        .await
+        .expect("read");
+    assert_eq!(node_b.len(), 1);
+    assert_eq!(node_b[0].change, Change::of(&dave));
+
+    let forget = [
+        online.kept.clone().expect("kept"),
+        carol.kept.clone().expect("kept"),
+    ];
+    store
+        .forget_changes(&"node-a".into(), &forget)
+        .await
+        .expect("forget");
+    store
+        .forget_changes(&"node-a".into(), &forget)
+        .await
+        .expect("forgetting twice passes by");
+    let left = store
+        .kept_changes(&"node-a".into(), &[], 100)
+        .await
+        .expect("read");
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].change.id, busy.kept,
+        "only the change not forgotten"
+    );
+    assert_eq!(
+        store
+            .kept_changes(&"node-b".into(), &[], 100)
+            .await
+            .expect("read")
+            .len(),
+        1,
+        "another node's changes stay"
+    );
+}
+
+/// 64 tasks open sessions of one user at once, each asking to keep its
+/// change: the one change observers see (the first session) is kept once,
+/// however often a store retried.
+pub async fn a_change_raced_by_many_is_kept_once(store: Arc<dyn PresenceStore>) {
+    let h = Harness::new(store.clone());
+    let opens = run_concurrently(&h, 64, |h, i| async move {
+        let node = h.node.clone();
+        h.apply_kept(
+            &node,
+            "alice",
+            h.open_op(&format!("s{i}"), "l1", &["acme"]),
+            0.0,
+        )
+        .await
+    })
+    .await;
+    assert_eq!(opens.iter().filter(|t| t.kept.is_some()).count(), 1);
+    let kept = store
+        .kept_changes(&"node-a".into(), &[], 100)
+        .await
+        .expect("read");
+    assert_eq!(kept.len(), 1, "kept once: {kept:?}");
+    assert_eq!(kept[0].change.version, 1);
 }

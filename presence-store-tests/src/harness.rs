@@ -52,16 +52,49 @@ impl Harness {
         op: UserOp,
         seconds: f64,
     ) -> Result<Transition, StoreError> {
+        self.try_apply_as(&self.node, false, user, op, seconds)
+            .await
+    }
+
+    /// Applies `op` to `user` at `seconds` as process `node`, asking the
+    /// store to keep the change ([`Update::keep_change`]) when `keep`.
+    pub async fn try_apply_as(
+        &self,
+        node: &NodeId,
+        keep: bool,
+        user: &str,
+        op: UserOp,
+        seconds: f64,
+    ) -> Result<Transition, StoreError> {
         let user = UserId::from(user);
         self.store
             .apply(Update {
                 user: &user,
                 op: &op,
                 now: self.at(seconds),
-                node: &self.node,
+                node,
                 config: &self.config,
+                keep_change: keep,
             })
             .await
+    }
+
+    /// Applies `op` as process `node`, keeping the change, which must
+    /// succeed.
+    pub async fn apply_kept(
+        &self,
+        node: &NodeId,
+        user: &str,
+        op: UserOp,
+        seconds: f64,
+    ) -> Transition {
+        match self
+            .try_apply_as(node, true, user, op.clone(), seconds)
+            .await
+        {
+            Ok(transition) => transition,
+            Err(error) => panic!("{op:?} on {user} at {seconds}s failed: {error}"),
+        }
     }
 
     /// Applies `op`, which must succeed.

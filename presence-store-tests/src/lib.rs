@@ -174,6 +174,8 @@ macro_rules! conformance_tests {
             hiding_last_seen_hides_it_from_every_read,
             an_invisible_user_shows_no_custom_status_devices_or_state,
             members_pages_run_in_user_id_order,
+            changes_are_kept_for_their_node_until_forgotten,
+            a_change_raced_by_many_is_kept_once,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

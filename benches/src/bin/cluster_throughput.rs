@@ -140,6 +140,7 @@ async fn run(
                         now: at,
                         node: &node,
                         config: &config,
+                        keep_change: false,
                     };
                     store.apply(update).await?;
                 }

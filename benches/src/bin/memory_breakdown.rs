@@ -76,6 +76,7 @@ fn main() {
                     now: Utc::now(),
                     node: &node,
                     config: &config,
+                    keep_change: false,
                 })
                 .await
                 .expect("open");

@@ -53,6 +53,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     now: t0,
                     node: &node,
                     config: &config,
+                    keep_change: false,
                 };
                 store.apply(update).await.expect("open");
             }

@@ -55,6 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 now: t0,
                 node: &node,
                 config: &config,
+                keep_change: false,
             })
             .await?;
     }
@@ -99,6 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                         now: at,
                         node: &node,
                         config: &config,
+                        keep_change: false,
                     };
                     store.apply(update).await.expect("valid change");
                 }

@@ -48,7 +48,11 @@ impl Presence {
         let now = self.inner.clock.now();
         self.renew_lease(now).await?;
         self.clear_dead_processes(now).await?;
-        self.clear_dead_siblings(now).await
+        self.clear_dead_siblings(now).await?;
+        // What earlier processes of this node kept and nobody acknowledged
+        // is told first.
+        self.inner.changes.tell_again(self.inner.node.name.clone());
+        Ok(())
     }
 
     /// As the sweeper runs: renews the lease every third of its length, and
@@ -97,6 +101,8 @@ impl Presence {
             }
             self.timed("end_lease", self.inner.store.end_lease(&dead))
                 .await?;
+            // What it kept and nobody acknowledged is told here.
+            self.inner.changes.tell_again(dead.name.clone());
         }
         Ok(())
     }

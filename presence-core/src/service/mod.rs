@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 use tokio::sync::{Mutex, MutexGuard};
 
+use crate::changes::backlog::Backlog;
 use crate::changes::{ChangeFeed, Changes};
 use crate::clock::Clock;
 use crate::config::{ConfigError, PresenceConfig};
@@ -215,6 +216,7 @@ pub(crate) struct Settings {
     pub(crate) http_coalesce: Duration,
     pub(crate) store_timeout: Duration,
     pub(crate) lease: Duration,
+    pub(crate) durable_changes: bool,
 }
 
 impl Presence {
@@ -227,11 +229,24 @@ impl Presence {
             .time
             .start(&settings.store, settings.store_timeout)
             .await?;
+        if settings.durable_changes && !settings.store.keeps_changes() {
+            return Err(Error::ChangesNotKept);
+        }
         let sweeper = SweeperControl::new();
         let epoch = settings.store.epoch();
         // Scope views spare a store whose reads cost I/O one scope read per
         // watcher; the memory store keeps a scope index of its own.
         let keep_views = !settings.store.completes_without_io();
+        let changes = if settings.durable_changes {
+            ChangeFeed::durable(Backlog::new(
+                settings.store.clone(),
+                time.clock.clone(),
+                settings.node.clone(),
+                settings.store_timeout,
+            ))
+        } else {
+            ChangeFeed::new()
+        };
         let inner = Arc::new(Inner {
             store: settings.store,
             clock: time.clock.clone(),
@@ -258,7 +273,7 @@ impl Presence {
             sweeping: tokio::sync::Mutex::new(()),
             released: std::sync::Mutex::default(),
             next_reap_ms: AtomicI64::new(i64::MAX),
-            changes: ChangeFeed::new(),
+            changes,
         });
         let presence = Presence { inner };
         time.keep_in_step(Arc::downgrade(&presence.inner));
@@ -835,6 +850,7 @@ impl Presence {
             now,
             node: &self.inner.node,
             config: &self.inner.config,
+            keep_change: self.inner.changes.is_durable(),
         };
         let transition = self
             .timed(metrics::apply_op(&op), self.inner.store.apply(update))

@@ -309,6 +309,7 @@ pub fn apply(
         ended_sessions,
         moved_sessions,
         next_deadline: next_deadline(record, now, config),
+        kept: None,
     })
 }
 

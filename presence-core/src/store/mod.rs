@@ -64,6 +64,22 @@
 //! every watcher then re-reads its snapshot, and the node re-registers its
 //! live sessions.
 //!
+//! # Kept changes
+//!
+//! A host that asks for
+//! [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes)
+//! needs a store that keeps changes ([`PresenceStore::keeps_changes`]).
+//! Its `apply`, given [`Update::keep_change`], appends every change that
+//! observers see ([`Transition::changed`]) to an outbox of the node making
+//! it (its name, with the process's incarnation) in the same atomic step as
+//! the change, written with [`KeptChange::encode`], and sets
+//! [`Transition::kept`] to its [`ChangeId`]. The node's
+//! [`Changes`](crate::Changes) readers acknowledge what they handled, and
+//! [`PresenceStore::forget_changes`] forgets it; what a process left (it
+//! crashed, or stopped before its reader caught up) is read back with
+//! [`PresenceStore::kept_changes`] by the next process of that name, or by
+//! the process that ends a dead one's sessions.
+//!
 //! Nodes deliver in per-user order using versions: an event whose `v` is
 //! not newer than the last one delivered for that user and scope is dropped,
 //! so duplicates and stragglers from racing nodes never reach a watcher.
@@ -88,6 +104,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use self::machine::OpError;
+pub use crate::changes::{ChangeId, KeptChange};
 use crate::config::PresenceConfig;
 use crate::details::Details;
 use crate::event::UserPresence;
@@ -144,6 +161,10 @@ pub struct Transition {
     pub moved_sessions: Vec<(SessionId, NodeName)>,
     /// When time alone will change this user next, if ever.
     pub next_deadline: Option<DateTime<Utc>>,
+    /// Where the store keeps this change for the node's durable readers
+    /// (when [`Update::keep_change`] asked and [`Transition::changed`]);
+    /// the state machine leaves it `None`.
+    pub kept: Option<ChangeId>,
 }
 
 impl Transition {
@@ -223,6 +244,11 @@ pub struct Update<'a> {
     pub node: &'a NodeId,
     /// The rules to apply it with.
     pub config: &'a PresenceConfig,
+    /// Whether to keep the change in the node's outbox, in the same atomic
+    /// step, when it changed what observers see (see [kept changes](crate::store#kept-changes)):
+    /// the service asks it with
+    /// [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes).
+    pub keep_change: bool,
 }
 
 impl fmt::Debug for Update<'_> {
@@ -232,6 +258,7 @@ impl fmt::Debug for Update<'_> {
             .field("op", self.op)
             .field("now", &self.now)
             .field("node", self.node)
+            .field("keep_change", &self.keep_change)
             .finish()
     }
 }
@@ -391,6 +418,35 @@ pub trait PresenceStore: Send + Sync + fmt::Debug + 'static {
     /// calls. Default `false`.
     fn completes_without_io(&self) -> bool {
         false
+    }
+
+    /// Whether the store keeps changes for durable readers: its `apply`
+    /// honours [`Update::keep_change`], and [`PresenceStore::kept_changes`]
+    /// and [`PresenceStore::forget_changes`] read and forget them (see
+    /// [kept changes](crate::store#kept-changes)). Default `false`: the service then refuses
+    /// [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes).
+    fn keeps_changes(&self) -> bool {
+        false
+    }
+
+    /// Up to `limit` changes kept for node `name` by any of its processes
+    /// but those in `except`, oldest first (each user's in the order they
+    /// were made).
+    async fn kept_changes(
+        &self,
+        name: &NodeName,
+        except: &[u64],
+        limit: usize,
+    ) -> Result<Vec<KeptChange>, StoreError> {
+        let _ = (name, except, limit);
+        Ok(Vec::new())
+    }
+
+    /// Forgets changes kept for node `name` (readers acknowledged them).
+    /// An id already forgotten is passed by.
+    async fn forget_changes(&self, name: &NodeName, ids: &[ChangeId]) -> Result<(), StoreError> {
+        let _ = (name, ids);
+        Ok(())
     }
 
     /// The feed between the nodes sharing this store (see [the cluster feed](crate::store#the-cluster-feed)),

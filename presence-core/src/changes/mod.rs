@@ -1,11 +1,24 @@
 //! [`Changes`]: the host's hook on every change of presence this node
 //! makes (docs/rules.md#hooks), for webhooks, audit logs and analytics.
+//!
+//! - [`Change`]: one change of what observers see of one user.
+//! - [`Changes`]: the stream of them; at most once by default, at least
+//!   once across restarts with
+//!   [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes)
+//!   on a store that keeps them ([`kept`]).
 
-use std::fmt;
+pub(crate) mod backlog;
+pub(crate) mod kept;
+mod stream;
+
+pub use kept::{ChangeId, KeptChange};
+pub(crate) use stream::ChangeFeed;
+pub use stream::Changes;
+
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::broadcast;
+use serde::{Deserialize, Serialize};
 
 use crate::details::Details;
 use crate::ids::{ScopeId, UserId};
@@ -17,8 +30,13 @@ use crate::store::Transition;
 pub const CHANGES_CAPACITY: usize = 4096;
 
 /// One change of what observers see of one user, as this node made it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Change {
+    /// Where the store keeps this change until it is acknowledged (with
+    /// [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes));
+    /// `None` otherwise.
+    #[serde(skip)]
+    pub id: Option<ChangeId>,
     /// The user.
     pub user: UserId,
     /// The status observers saw before.
@@ -42,8 +60,10 @@ pub struct Change {
 }
 
 impl Change {
-    fn of(transition: &Transition) -> Self {
+    /// What `transition` changed, as the host's hook tells it.
+    pub fn of(transition: &Transition) -> Self {
         Self {
+            id: transition.kept.clone(),
             user: transition.user.clone(),
             from: transition.from,
             to: transition.to,
@@ -69,57 +89,4 @@ impl Change {
 pub struct Missed {
     /// How many.
     pub count: u64,
-}
-
-/// Where the service tells its changes; costs nothing while nobody reads.
-pub(crate) struct ChangeFeed(broadcast::Sender<Arc<Change>>);
-
-impl ChangeFeed {
-    pub(crate) fn new() -> Self {
-        Self(broadcast::channel(CHANGES_CAPACITY).0)
-    }
-
-    pub(crate) fn tell(&self, transition: &Transition) {
-        if transition.changed() && self.0.receiver_count() > 0 {
-            let _ = self.0.send(Arc::new(Change::of(transition)));
-        }
-    }
-
-    pub(crate) fn subscribe(&self) -> Changes {
-        Changes(self.0.subscribe())
-    }
-}
-
-/// Every change this node makes, from [`crate::Presence::changes`].
-///
-/// Each change is made by exactly one node of a cluster (the node where
-/// the session closed, the status was set, or whose sweep claimed the
-/// user), so a change reaches exactly one node's streams: read `changes()`
-/// on every node to see each change once. A node's dead sessions are
-/// ended by a surviving node, and reported there.
-///
-/// Delivery is at most once: changes made while no stream existed, or
-/// missed by a reader more than [`CHANGES_CAPACITY`] behind (told as
-/// [`Missed`]), or not yet read when the process stops, are not told
-/// again.
-pub struct Changes(broadcast::Receiver<Arc<Change>>);
-
-impl Changes {
-    /// The next change; `Err(Missed)` if this reader fell behind; `None`
-    /// once the service is gone.
-    pub async fn recv(&mut self) -> Option<Result<Arc<Change>, Missed>> {
-        match self.0.recv().await {
-            Ok(change) => Some(Ok(change)),
-            Err(broadcast::error::RecvError::Lagged(count)) => Some(Err(Missed { count })),
-            Err(broadcast::error::RecvError::Closed) => None,
-        }
-    }
-}
-
-impl fmt::Debug for Changes {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Changes")
-            .field("queued", &self.0.len())
-            .finish()
-    }
 }

@@ -10,6 +10,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dashmap::DashMap;
 
+mod outbox;
+
+use self::outbox::Outbox;
+use crate::changes::{ChangeId, KeptChange};
 use crate::clock::Clock;
 use crate::config::PresenceConfig;
 use crate::details::Details;
@@ -56,6 +60,8 @@ pub struct MemoryStore {
     leases: Mutex<HashMap<NodeName, HashMap<u64, DateTime<Utc>>>>,
     /// The store's clock, if it has one ([`MemoryStore::with_clock`]).
     clock: Option<Arc<dyn Clock>>,
+    /// Changes kept for durable readers.
+    outbox: Outbox,
 }
 
 /// The feed of services sharing one memory store in one process: a change
@@ -233,6 +239,7 @@ impl MemoryStore {
             epoch: Epoch::random(),
             leases: Mutex::default(),
             clock: None,
+            outbox: Outbox::default(),
         }
     }
 
@@ -384,13 +391,16 @@ impl PresenceStore for MemoryStore {
         let slot = self.slot(update.user);
         let mut state = slot.lock();
         self.merge_heartbeats(&slot.user, &mut state, update.now, update.config);
-        let transition = machine::apply(
+        let mut transition = machine::apply(
             update.user,
             &mut state.record,
             update.op,
             update.now,
             update.config,
         )?;
+        if update.keep_change && transition.changed() {
+            self.outbox.keep(update.node, &mut transition);
+        }
         self.reindex(&slot, &mut state, &transition);
         self.feed.broadcast(update.node, &transition, update.op);
         Ok(transition)
@@ -550,6 +560,23 @@ impl PresenceStore for MemoryStore {
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
         Some(self.feed.clone())
+    }
+
+    fn keeps_changes(&self) -> bool {
+        true
+    }
+
+    async fn kept_changes(
+        &self,
+        name: &NodeName,
+        except: &[u64],
+        limit: usize,
+    ) -> Result<Vec<KeptChange>, StoreError> {
+        Ok(self.outbox.read(name, except, limit))
+    }
+
+    async fn forget_changes(&self, name: &NodeName, ids: &[ChangeId]) -> Result<(), StoreError> {
+        self.outbox.forget(name, ids)
     }
 }
 
@@ -739,6 +766,7 @@ mod tests {
             now,
             node: &node,
             config: &PresenceConfig::default(),
+            keep_change: false,
         };
         store.apply(update).await.map(|_| ())
     }
