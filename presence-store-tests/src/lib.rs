@@ -118,6 +118,7 @@
 pub mod cases;
 pub mod cluster;
 pub mod counting;
+pub mod durable;
 mod harness;
 pub mod helpers;
 #[cfg(feature = "redis")]

@@ -101,7 +101,10 @@ async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error>> {
     let builder = Presence::builder()
         .config(settings.presence)
         .node(node)
-        .node_lease(settings.node_lease);
+        .node_lease(settings.node_lease)
+        // The webhook's changes are kept in the store until it has read
+        // them: what a killed run left is posted by the next.
+        .durable_changes(settings.webhook_url.is_some());
     // Stores that buffer heartbeats write them out on the way down.
     let mut flush: Option<FlushHeartbeats> = None;
     // Logouts are kept beside presence's state.

@@ -1,8 +1,11 @@
 //! The demo's webhook (`PRESENCE_WEBHOOK_URL`): a `POST` of JSON to the
 //! host's URL each time a user goes `OFFLINE`, fed by
-//! `Presence::changes()`. An example of a server-side hook: a real app
-//! would queue, sign and retry; this one posts once, with a timeout, and
-//! logs a failure.
+//! `Presence::changes()` with durable changes: the store keeps each change
+//! until this reader has asked for the next, so an `OFFLINE` a killed run
+//! had not posted is posted by the next run of the node (or by the node
+//! that ends the dead one's sessions). An example of a server-side hook: a
+//! real app would queue, sign and retry; this one posts once, with a
+//! timeout, and logs a failure.
 
 use std::time::Duration;
 

@@ -70,6 +70,12 @@ impl Backlog {
         &self.node.name
     }
 
+    /// Whether `kept` of node `name` was made by this process: it is told
+    /// live too.
+    pub(crate) fn is_own(&self, name: &NodeName, kept: &KeptChange) -> bool {
+        *name == self.node.name && kept.incarnation == self.node.incarnation
+    }
+
     /// Tells node `name`'s kept changes again, those made until now.
     pub(crate) fn add(&self, name: NodeName) {
         let cutoff = self.clock.now();

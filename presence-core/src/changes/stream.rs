@@ -1,6 +1,7 @@
 //! The stream of changes a node's host reads, and where the service tells
 //! them.
 
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +76,7 @@ impl ChangeFeed {
                 handed: None,
                 acks: Vec::new(),
                 retry_at: None,
+                told_early: ToldEarly::default(),
             }),
         }
     }
@@ -121,6 +123,36 @@ struct Durable {
     acks: Vec<(NodeName, ChangeId)>,
     /// The store failed: leave it alone until then.
     retry_at: Option<tokio::time::Instant>,
+    /// This process's own changes told from the store, so their live copy
+    /// is passed by (oldest first, to bound it).
+    told_early: ToldEarly,
+}
+
+/// This process's changes a reader told from the store before their live
+/// copy arrived.
+#[derive(Default)]
+struct ToldEarly {
+    ids: HashSet<ChangeId>,
+    order: VecDeque<ChangeId>,
+}
+
+impl ToldEarly {
+    fn insert(&mut self, id: ChangeId) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+        }
+        // A live copy lost to lag never comes: forget the oldest.
+        while self.order.len() > CHANGES_CAPACITY {
+            if let Some(oldest) = self.order.pop_front() {
+                self.ids.remove(&oldest);
+            }
+        }
+    }
+
+    /// Whether `change` was told already (and forgets it).
+    fn take(&mut self, change: &Change) -> bool {
+        !self.ids.is_empty() && change.id.as_ref().is_some_and(|id| self.ids.remove(id))
+    }
 }
 
 impl Changes {
@@ -168,7 +200,12 @@ impl Durable {
                 }
                 self.turn = None;
             }
+            // Kept changes are older than live ones: told first.
+            if self.backlog.is_pending() && self.may_try() && self.read_page().await {
+                continue;
+            }
             match live.try_recv() {
+                Ok(change) if self.told_early.take(&change) => continue,
                 Ok(change) => {
                     if self.acks.len() >= ACK_BATCH {
                         self.write_acks().await;
@@ -187,14 +224,12 @@ impl Durable {
                 }
                 Err(broadcast::error::TryRecvError::Empty) => {}
             }
-            if self.backlog.is_pending() && self.may_try() && self.read_page().await {
-                continue;
-            }
             // Nothing to tell now: write what was acknowledged, then wait.
             self.write_acks().await;
             let retry = self.backlog.is_pending() || !self.acks.is_empty();
             tokio::select! {
                 received = live.recv() => match received {
+                    Ok(change) if self.told_early.take(&change) => {}
                     Ok(change) => {
                         let name = self.backlog.node().clone();
                         return Some(self.hand(name, change));
@@ -226,11 +261,15 @@ impl Durable {
         match self.backlog.next_page().await {
             Ok(Some(page)) => {
                 let name = page.name;
-                let changes: Vec<(NodeName, Arc<Change>)> = page
-                    .changes
-                    .into_iter()
-                    .map(|kept| (name.clone(), Arc::new(kept.change)))
-                    .collect();
+                let mut changes = Vec::with_capacity(page.changes.len());
+                for kept in page.changes {
+                    if self.backlog.is_own(&name, &kept)
+                        && let Some(id) = &kept.change.id
+                    {
+                        self.told_early.insert(id.clone());
+                    }
+                    changes.push((name.clone(), Arc::new(kept.change)));
+                }
                 self.page = changes.into_iter();
                 self.turn = Some(turn);
                 true
@@ -305,7 +344,7 @@ impl Durable {
 impl Drop for Durable {
     fn drop(&mut self) {
         // Best effort: what is not written is told again after a restart.
-        self.take_handed();
+        // The change handed out last was not acknowledged: it stays kept.
         if self.acks.is_empty() {
             return;
         }

@@ -91,6 +91,9 @@ impl Presence {
                 // Renewed a moment ago: another process's judgment.
                 continue;
             }
+            // What it kept and nobody acknowledged is told here, before
+            // what ending its sessions changes.
+            self.inner.changes.tell_again(dead.name.clone());
             let op = UserOp::EndIncarnation {
                 node: dead.clone(),
                 at: Some(until),
@@ -101,8 +104,6 @@ impl Presence {
             }
             self.timed("end_lease", self.inner.store.end_lease(&dead))
                 .await?;
-            // What it kept and nobody acknowledged is told here.
-            self.inner.changes.tell_again(dead.name.clone());
         }
         Ok(())
     }
