@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::{FromRef, Path, State};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Json, Router};
@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::accounts::Login;
-use crate::auth::{CurrentLogin, LOGIN_COOKIE, TrustedOrigin, device_of, one_lookup_per_request};
+use crate::auth::{CurrentLogin, LOGIN_COOKIE, TrustedOrigin, one_lookup_per_request};
 use crate::logins::Logins;
 use crate::pages::{self, Frame, Member};
 use crate::revocations::StoreDown;
@@ -151,7 +151,6 @@ struct Credentials {
 async fn login_form(
     State(state): State<AppState>,
     _: TrustedOrigin,
-    headers: HeaderMap,
     Form(form): Form<Credentials>,
 ) -> Response {
     let (login, token) = match state.logins.sign_in(&form.username, &form.org) {
@@ -164,7 +163,7 @@ async fn login_form(
                 .into_response();
         }
     };
-    state.announce(&login, &headers).await;
+    state.announce(&login).await;
     let cookie = format!("{LOGIN_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
     let mut response = Redirect::to("/").into_response();
     if let Ok(cookie) = HeaderValue::from_str(&cookie) {
@@ -189,12 +188,11 @@ async fn logout_form(State(state): State<AppState>, _: TrustedOrigin, me: Signed
 async fn api_login(
     State(state): State<AppState>,
     _: TrustedOrigin,
-    headers: HeaderMap,
     Json(body): Json<Credentials>,
 ) -> Response {
     match state.logins.sign_in(&body.username, &body.org) {
         Ok((login, token)) => {
-            state.announce(&login, &headers).await;
+            state.announce(&login).await;
             Json(json!({ "token": token, "user_id": login.user })).into_response()
         }
         Err(refused) => (
@@ -293,10 +291,9 @@ impl AppState {
         }
     }
 
-    /// A new login is ONLINE at once, before its first page, as the kind
-    /// of client it signed in from (so its first socket changes nothing).
-    async fn announce(&self, login: &Login, headers: &HeaderMap) {
-        let identity: Identity = CurrentLogin(login.clone(), Some(device_of(headers))).into();
+    /// A new login is ONLINE at once, before its first page.
+    async fn announce(&self, login: &Login) {
+        let identity = identity(login);
         if let Err(error) = presence_axum::login(&self.presence, &identity).await {
             tracing::warn!(user = %login.user, %error, "marking a login ONLINE failed");
         }

@@ -10,9 +10,9 @@
 
 use axum::Json;
 use axum::extract::{FromRef, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use presence_axum::{AllowedOrigins, Identity};
 use presence_core::SessionKind;
@@ -48,7 +48,7 @@ where
             .cloned()
             .unwrap_or_default();
         match Logins::from_ref(state).login(&token, &lookup).await {
-            Ok(login) => Ok(CurrentLogin(login, Some(device_of(&parts.headers)))),
+            Ok(login) => Ok(CurrentLogin(login, Some(device_of(parts)))),
             Err(NotSignedIn::Unknown) => Err(StatusCode::UNAUTHORIZED),
             Err(NotSignedIn::Unverifiable) => Err(StatusCode::SERVICE_UNAVAILABLE),
         }
@@ -102,8 +102,9 @@ impl From<CurrentLogin> for Identity {
 /// The kind of client a request comes from, as its User-Agent says: a
 /// phone's browser ("Mobi", as browsers mark their mobile builds) is
 /// `mobile`, anything else `web`.
-pub(crate) fn device_of(headers: &HeaderMap) -> SessionKind {
-    let agent = headers
+pub(crate) fn device_of(parts: &Parts) -> SessionKind {
+    let agent = parts
+        .headers
         .get(axum::http::header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
@@ -180,10 +181,10 @@ mod tests {
                 .0
         };
         let phone = "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Mobile Safari/537.36";
-        assert_eq!(device_of(&parts(phone).headers), SessionKind::mobile());
+        assert_eq!(device_of(&parts(phone)), SessionKind::mobile());
         let laptop = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36";
-        assert_eq!(device_of(&parts(laptop).headers), SessionKind::web());
-        assert_eq!(device_of(&parts("").headers), SessionKind::web());
+        assert_eq!(device_of(&parts(laptop)), SessionKind::web());
+        assert_eq!(device_of(&parts("")), SessionKind::web());
     }
 
     #[tokio::test]
