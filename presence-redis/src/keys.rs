@@ -7,7 +7,9 @@
 //! one shard's keys only, and on a Redis Cluster one slot: it stays one
 //! atomic script. The keys of the store as a whole (the epoch token, node
 //! leases) and the feed's channels start with the global base, one fixed
-//! slot.
+//! slot. The changes a node keeps are shared out like the indexes: one stream
+//! per shard and node name ([`Keys::changes`]), written by the script of
+//! the change, in its user's shard.
 //!
 //! | shards | global base | shard `i`'s base |
 //! |---|---|---|
@@ -138,6 +140,14 @@ impl Keys {
         format!("{}:node:{}", self.base(shard), node)
     }
 
+    /// Stream: the changes kept for a node name by the changes of the
+    /// shard's users (see [`crate::outbox`]), oldest first; each entry's
+    /// fields are `i` (the process's incarnation, decimal) and `c` (the
+    /// change, JSON).
+    pub(crate) fn changes(&self, shard: Shard, node: &NodeName) -> String {
+        format!("{}:changes:{}", self.base(shard), node)
+    }
+
     /// Sorted set: every process's lease, `incarnation:name` → expiry
     /// (ms), for finding the ones that ran out across node names.
     pub(crate) fn all_leases(&self) -> String {
@@ -190,6 +200,10 @@ mod tests {
         let cluster = Keys::new("app", true, 1);
         assert_eq!(cluster.record(&user), "{app}:{alice}:rec");
         assert_eq!(cluster.node(Shard(0), &"web-1".into()), "{app}:node:web-1");
+        assert_eq!(
+            cluster.changes(Shard(0), &"web-1".into()),
+            "{app}:changes:web-1"
+        );
         assert_eq!(cluster.leases(&"web-1".into()), "{app}:lease:web-1");
     }
 
@@ -209,6 +223,7 @@ mod tests {
             tag(&keys.due(shard)),
             tag(&keys.scope(shard, &"acme".into())),
             tag(&keys.node(shard, &"web-1".into())),
+            tag(&keys.changes(shard, &"web-1".into())),
         ];
         assert!(tags.iter().all(|t| *t == tags[0]), "{tags:?}");
         assert!(tags[0].starts_with(&format!("app:{}", shard.0)));

@@ -47,6 +47,13 @@
 //!   told to their holder on `PREFIX:end:NODE`. When the pub/sub connection
 //!   drops and returns, every watcher gets a fresh snapshot and the node
 //!   registers its live sessions again (Redis may have restarted empty).
+//! - **Kept changes.** With
+//!   [`PresenceBuilder::durable_changes`](presence_core::PresenceBuilder::durable_changes),
+//!   the change's script also appends each change observers see to a
+//!   stream of the node's name (`XADD`), in the same atomic step and only
+//!   when its compare-and-set wins: a change is kept once, however often it
+//!   was computed again. Readers acknowledge with `XDEL`; a node's next
+//!   process reads what its predecessor left with `XRANGE`.
 //! - **Redis down.** Calls fail with a typed [`presence_core::store::StoreError`]
 //!   within [`RedisConfig::response_timeout`]; the connection manager
 //!   reconnects by itself.
@@ -57,15 +64,17 @@
 //! (hash: record JSON and revision), `PREFIX:{USER}:hb` (sorted set:
 //! session → heartbeat ms), `PREFIX:due` (sorted set: user → next deadline
 //! ms), `PREFIX:scope:SCOPE` and `PREFIX:node:NODE` (sets of users),
-//! `PREFIX:lease:NODE` (hash: a node's processes' leases) and `PREFIX:epoch`
-//! (a token; with the server's replication id, the store's epoch). Times
+//! `PREFIX:changes:NODE` (stream: the changes kept for a node's durable
+//! readers, see below), `PREFIX:lease:NODE` (hash: a node's processes'
+//! leases) and `PREFIX:epoch` (a token; with the server's replication id,
+//! the store's epoch). Times
 //! are presence time, which is Redis's clock (`TIME`) as every node keeps to
 //! it: keep the Redis servers' clocks in sync (NTP); the nodes' need not be.
 //!
 //! With [`RedisConfig::shards`] above 1, users are split into that many
 //! virtual shards by a fixed hash of their id: a user's record and
-//! heartbeats, and its share of the due set and of the scope and node sets,
-//! live under the shard's hash tag (`{PREFIX:7}:{USER}:rec`,
+//! heartbeats, and its share of the due set, of the scope and node sets and
+//! of the kept changes, live under the shard's hash tag (`{PREFIX:7}:{USER}:rec`,
 //! `{PREFIX:7}:due`, `{PREFIX:7}:scope:SCOPE`, …), and each shard has an
 //! epoch token of its own. The change script touches the scope and node
 //! sets without declaring them as keys, which a standalone Redis allows,
@@ -90,6 +99,7 @@ mod epoch;
 mod error;
 mod feed;
 mod keys;
+mod outbox;
 mod pipelines;
 mod scripts;
 mod shards;

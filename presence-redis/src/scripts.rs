@@ -1,7 +1,7 @@
-//! The Lua scripts: a change, sweeps claiming users, the epoch. They decide
-//! no status: the core's state machine computes every change in Rust; a
-//! change's script only makes its write atomic and checks that nothing
-//! changed since it was read.
+//! The Lua scripts: a change (keeping it, if asked), sweeps claiming users,
+//! the epoch. They decide no status: the core's state machine computes
+//! every change in Rust; a change's script only makes its write atomic and
+//! checks that nothing changed since it was read.
 
 use std::sync::LazyLock;
 
@@ -10,11 +10,18 @@ use std::sync::LazyLock;
 /// KEYS: record, heartbeats, due (the user's shard's). ARGV: expected revision, record JSON,
 /// user, next deadline (ms, or empty for none), plan JSON:
 /// `{"hb_add": [[ms, session]], "hb_rem": [session], "sadd": [key],
-/// "srem": [key], "pub": [[channel, payload]]}`.
+/// "srem": [key], "pub": [[channel, payload]], "keep": [stream,
+/// incarnation, change JSON]}`, `keep` only when the change is kept (see
+/// [`crate::outbox`]); its stream is the shard's too.
 ///
 /// Returns 0 (and writes nothing) if the record's revision is not the one
-/// read; 1 once the record, its heartbeats, the deadline index, the scope
-/// and node sets are written and the events published, all in one step.
+/// read. Otherwise, with `keep`, appends the change to the stream first
+/// (`XADD stream * i INCARNATION c CHANGE`: a stream that refuses it leaves
+/// nothing written), then writes the record, its heartbeats, the deadline
+/// index, the scope and node sets and publishes the events, all in one
+/// step, and returns the new entry's id, or 1 when nothing is kept: see
+/// [`Applied`]. A conflict keeps nothing, so a retried change is kept
+/// once.
 pub(crate) static APPLY: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r#"
@@ -22,8 +29,14 @@ local rev = redis.call('HGET', KEYS[1], 'rev')
 if (rev or '0') ~= ARGV[1] then
   return 0
 end
-redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', tostring(tonumber(rev or '0') + 1))
 local plan = cjson.decode(ARGV[5])
+-- Kept first: a stream that refuses it leaves nothing written.
+local kept = 1
+if type(plan['keep']) == 'table' then
+  local keep = plan['keep']
+  kept = redis.call('XADD', keep[1], '*', 'i', keep[2], 'c', keep[3])
+end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rev', tostring(tonumber(rev or '0') + 1))
 for _, entry in ipairs(plan['hb_add']) do
   redis.call('ZADD', KEYS[2], 'GT', entry[1], entry[2])
 end
@@ -44,10 +57,34 @@ end
 for _, message in ipairs(plan['pub']) do
   redis.call('PUBLISH', message[1], message[2])
 end
-return 1
+return kept
 "#,
     )
 });
+
+/// What [`APPLY`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Applied {
+    /// The record changed since it was read: nothing was written.
+    Conflict,
+    /// The change was written, and nothing kept.
+    Written,
+    /// The change was written, and kept under this stream entry id.
+    Kept(String),
+}
+
+impl Applied {
+    /// Reads [`APPLY`]'s reply; `None` for a reply it never gives.
+    pub(crate) fn of(reply: redis::Value) -> Option<Self> {
+        match reply {
+            redis::Value::Int(0) => Some(Self::Conflict),
+            redis::Value::Int(1) => Some(Self::Written),
+            redis::Value::BulkString(id) => String::from_utf8(id).ok().map(Self::Kept),
+            redis::Value::SimpleString(id) => Some(Self::Kept(id)),
+            _ => None,
+        }
+    }
+}
 
 /// Claims due users for one sweep, on a store of one shard.
 ///

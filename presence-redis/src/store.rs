@@ -10,7 +10,9 @@
 //!
 //! A user's keys and index entries live in the user's shard (see
 //! [`crate::keys`]), so the script touches one shard; reads that span users
-//! read every shard (see [`crate::pipelines`]) and merge.
+//! read every shard (see [`crate::pipelines`]) and merge. So does the
+//! change a node keeps for its durable readers (see [`crate::outbox`]): the
+//! script appends it to the stream of the user's shard.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -24,8 +26,8 @@ use presence_core::store::kit::{
     PendingBeat, UserLocks, merge_heartbeats,
 };
 use presence_core::store::{
-    Broadcast, ClusterFeed, PresenceStore, StoreError, Transition, Update, UserOp, UserRecord,
-    UserView, machine,
+    Broadcast, ChangeId, ClusterFeed, KeptChange, PresenceStore, StoreError, Transition, Update,
+    UserOp, UserRecord, UserView, machine,
 };
 use presence_core::{
     Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionEnd, SessionId, UserId, UserPresence,
@@ -39,8 +41,9 @@ use crate::epoch::{self, read_epoch};
 use crate::error::store_error;
 use crate::feed::RedisFeed;
 use crate::keys::Keys;
+use crate::outbox::{self, Outbox};
 use crate::pipelines::query_grouped;
-use crate::scripts;
+use crate::scripts::{self, Applied};
 use crate::shards::{MAX_SHARDS, Shard};
 use crate::topology::FeedNodes;
 
@@ -166,6 +169,15 @@ impl RedisStore {
         store_error(error, self.shared.config.response_timeout)
     }
 
+    /// The changes kept for this store's nodes.
+    fn outbox(&self) -> Outbox<'_> {
+        Outbox {
+            connection: &self.shared.connection,
+            keys: &self.shared.keys,
+            timeout: self.shared.config.response_timeout,
+        }
+    }
+
     /// Runs the command `command` builds for each shard, all at once (one
     /// pipeline on a single Redis); each shard's reply, in shard order.
     async fn per_shard<T: redis::FromRedisValue>(
@@ -289,7 +301,8 @@ impl RedisStore {
         // Heartbeats of this process not written yet count too.
         self.shared.local.freshen(&mut record);
         let before = Indexed::of(&record, keys, shard);
-        let transition = machine::apply(user, &mut record, update.op, update.now, update.config)?;
+        let mut transition =
+            machine::apply(user, &mut record, update.op, update.now, update.config)?;
         let after = Indexed::of_after(&record, &transition, keys, shard);
 
         let mut hb_add = Vec::new();
@@ -313,7 +326,7 @@ impl RedisStore {
             let payload = serde_json::to_string(&message).map_err(StoreError::corrupt)?;
             publish.push(json!([keys.node_channel(holder), payload]));
         }
-        let plan = json!({
+        let mut plan = json!({
             "hb_add": hb_add,
             // A lapsed session reopened under its id ends and lives on: its
             // heartbeat entry (just written above) stays.
@@ -326,11 +339,14 @@ impl RedisStore {
             "srem": before.keys.iter().filter(|k| !after.keys.contains(k)).collect::<Vec<_>>(),
             "pub": publish,
         });
+        if let Some(keep) = outbox::keep_plan(keys, shard, update, &transition)? {
+            plan["keep"] = keep;
+        }
         let data = serde_json::to_string(&record).map_err(StoreError::corrupt)?;
         let deadline = transition
             .next_deadline
             .map_or(String::new(), |at| at.timestamp_millis().to_string());
-        let written: i64 = scripts::APPLY
+        let reply: redis::Value = scripts::APPLY
             .key(keys.record(user))
             .key(keys.heartbeats(user))
             .key(keys.due(shard))
@@ -342,8 +358,15 @@ impl RedisStore {
             .invoke_async(&mut self.connection())
             .await
             .map_err(|e| self.fail(e))?;
-        if written == 0 {
-            return Ok(None);
+        match Applied::of(reply) {
+            Some(Applied::Conflict) => return Ok(None),
+            Some(Applied::Written) => {}
+            Some(Applied::Kept(entry)) => transition.kept = Some(outbox::change_id(shard, &entry)),
+            None => {
+                return Err(StoreError::Backend(
+                    "the change script gave an unknown reply".into(),
+                ));
+            }
         }
         self.shared
             .local
@@ -781,6 +804,23 @@ impl PresenceStore for RedisStore {
     async fn reload_epoch(&self) -> Result<Epoch, StoreError> {
         self.shared.lost_its_data().await?;
         Ok(self.epoch())
+    }
+
+    fn keeps_changes(&self) -> bool {
+        true
+    }
+
+    async fn kept_changes(
+        &self,
+        name: &NodeName,
+        except: &[u64],
+        limit: usize,
+    ) -> Result<Vec<KeptChange>, StoreError> {
+        self.outbox().read(name, except, limit).await
+    }
+
+    async fn forget_changes(&self, name: &NodeName, ids: &[ChangeId]) -> Result<(), StoreError> {
+        self.outbox().forget(name, ids).await
     }
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
