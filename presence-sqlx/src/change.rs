@@ -6,9 +6,10 @@
 //! (the sessions table's, and this process's unflushed ones), then
 //! [`machine::apply`] decides everything; this module only turns the new
 //! record into rows: the user's columns, the sessions to write and delete,
-//! and the scope memberships to add and remove.
+//! the scope memberships to add and remove, and the change to keep for the
+//! node's durable readers.
 
-use presence_core::store::{StoreError, Transition, Update, UserRecord, machine};
+use presence_core::store::{KeptChange, StoreError, Transition, Update, UserRecord, machine};
 use presence_core::{ManualStatus, SessionId, UserPresence};
 
 use presence_core::store::kit::{LocalSessions, merge_heartbeats};
@@ -107,6 +108,10 @@ pub(crate) struct Change {
     pub(crate) scopes_joined: Vec<String>,
     /// Scopes the user was a member of and is not any more.
     pub(crate) scopes_left: Vec<String>,
+    /// The change as JSON ([`KeptChange::encode`]), to keep in
+    /// `kept_changes` for the node: when [`Update::keep_change`] asked and
+    /// observers see a change ([`Transition::changed`]).
+    pub(crate) kept: Option<String>,
 }
 
 /// Runs `update` on the stored user and says what to write.
@@ -158,6 +163,9 @@ pub(crate) fn compute(
 
     let row = user_row(update.user, &record, &transition)?;
     let record_json = serde_json::to_string(&record).map_err(StoreError::corrupt)?;
+    let kept = (update.keep_change && transition.changed())
+        .then(|| KeptChange::encode(&transition))
+        .transpose()?;
     Ok(Change {
         scopes_joined: difference(&scopes_after, &scopes_before),
         scopes_left: difference(&scopes_before, &scopes_after),
@@ -167,6 +175,7 @@ pub(crate) fn compute(
         row,
         upserts,
         deletes,
+        kept,
     })
 }
 

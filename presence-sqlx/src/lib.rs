@@ -46,7 +46,8 @@
 //!   heartbeats of the user's sessions, add this process's unflushed ones,
 //!   run [`presence_core::store::machine::apply`] in Rust, then write the user row,
 //!   the sessions (new ones inserted, ended ones deleted), the scope
-//!   membership diff and, on PostgreSQL, the `pg_notify` calls, and commit.
+//!   membership diff, the change kept for durable readers (if asked) and,
+//!   on PostgreSQL, the `pg_notify` calls, and commit.
 //!   No status logic lives in SQL. The row lock makes one user's changes
 //!   one at a time across all nodes, so "first session" and "last session"
 //!   are decided exactly once. In-process striped locks keep many tasks
@@ -77,6 +78,12 @@
 //!   holder's channel; PostgreSQL delivers them at commit, in commit order,
 //!   so each user's events arrive in order. Each node listens on its own
 //!   connection (see *The cluster feed* below).
+//! - **Kept changes.** Both stores keep changes for durable readers
+//!   ([`PresenceStore::keeps_changes`]): a change asked to be kept
+//!   (`Update::keep_change`) that observers see is inserted into
+//!   `kept_changes` in the change's own transaction, so it is kept exactly
+//!   when the change commits, and its row id is its `ChangeId`. A node's
+//!   changes are read back oldest first and deleted once acknowledged.
 //! - **Database down.** Calls fail with a typed
 //!   [`presence_core::store::StoreError`]: `Timeout` when no connection comes
 //!   within the acquire timeout (default 2 s; a refused connection is
@@ -115,6 +122,7 @@
 //! | `users` | `user_id` (key), `record` (the user's `UserRecord` as JSON), `rev` (bumped by every write), `status`, `version`, `manual_status`, `manual_until`, `last_seen`, `next_deadline`, `details` | `next_deadline` (partial: not null) |
 //! | `sessions` | `session_id` (key), `user_id`, `node`, `login`, `opened_at`, `last_heartbeat`, `expires_at` | `user_id`, `node` |
 //! | `scope_members` | `scope`, `user_id` (key: both; on PostgreSQL `user_id` is `COLLATE "C"`) | |
+//! | `kept_changes` | `id` (key, growing; the change's `ChangeId`), `node` (the name of the node that made it), `incarnation` (its process: the u64's bits as a 64-bit integer), `change` (the change as JSON) | `(node, id)` |
 //!
 //! The JSON record is the source of truth; every change rewrites the other
 //! `users` columns with it, for operators' queries (and the store reads
@@ -153,6 +161,8 @@ mod change;
 mod config;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 mod error;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod kept;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -62,7 +62,7 @@ impl Deployment for PgRun {
         let epoch = self.stores.epoch();
         self.execute(format!(
             "TRUNCATE \"{0}\".users, \"{0}\".sessions, \"{0}\".scope_members, \
-             \"{0}\".meta, \"{0}\".node_leases",
+             \"{0}\".meta, \"{0}\".node_leases, \"{0}\".kept_changes",
             self.schema
         ))
         .await;

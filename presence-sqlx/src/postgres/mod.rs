@@ -3,10 +3,10 @@
 //! A change is one transaction: lock the user's row (`SELECT … FOR
 //! UPDATE`, creating the row first for a new user), read the heartbeats of
 //! their sessions, run the core's state machine in Rust, and write the
-//! result (user row, sessions, scope members, notifications) in one
-//! statement before `COMMIT`. The row lock makes each user's changes one at
-//! a time across every node, so the first and last session of a user are
-//! decided exactly once.
+//! result (user row, sessions, scope members, the change kept for durable
+//! readers, notifications) in one statement before `COMMIT`. The row lock
+//! makes each user's changes one at a time across every node, so the first
+//! and last session of a user are decided exactly once.
 
 mod channels;
 mod feed;
@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::{self, Flushes, KnownEpoch, LocalSessions, UserLocks};
 use presence_core::store::{
-    Broadcast, ClusterFeed, PresenceStore, StoreError, Transition, Update, UserRecord, UserView,
+    Broadcast, ChangeId, ClusterFeed, KeptChange, PresenceStore, StoreError, Transition, Update,
+    UserRecord, UserView,
 };
 use presence_core::{
     Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionEnd, SessionId, UserId, UserPresence,
@@ -31,7 +32,7 @@ use sqlx::{AssertSqlSafe, PgPool, Postgres, Transaction};
 use crate::change::{self, Change, Stored};
 use crate::config::PgConfig;
 use crate::error::store_error;
-use crate::rows;
+use crate::{kept, rows};
 
 use channels::{Channels, ended_payloads, event_payload};
 use feed::PgFeed;
@@ -226,17 +227,18 @@ impl PgStore {
             .map_err(|e| self.fail(e))
     }
 
-    /// Writes a computed change in the locked transaction.
+    /// Writes a computed change in the locked transaction; the row id of
+    /// the change it kept, if it kept one.
     async fn write(
         &self,
         tx: &mut Transaction<'static, Postgres>,
         update: &Update<'_>,
         change: &Change,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let (channels, payloads) = self.notifications(update, &change.transition)?;
         let row = &change.row;
         let sessions = &change.upserts;
-        sqlx::query(sql::WRITE_CHANGE)
+        let (kept, _notified): (Option<i64>, i64) = sqlx::query_as(sql::WRITE_CHANGE)
             .bind(update.user.as_str())
             .bind(change.record_json.as_str())
             .bind(row.status)
@@ -257,10 +259,13 @@ impl PgStore {
             .bind(channels)
             .bind(payloads)
             .bind(row.details.as_deref())
-            .execute(&mut **tx)
+            .bind(update.node.name.as_str())
+            .bind(kept::stored_incarnation(update.node.incarnation))
+            .bind(change.kept.as_deref())
+            .fetch_one(&mut **tx)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(())
+        Ok(kept)
     }
 
     /// What the other nodes must hear of a change: its events, on the
@@ -327,9 +332,10 @@ impl PresenceStore for PgStore {
         let mut tx = self.shared.pool.begin().await.map_err(|e| self.fail(e))?;
         let stored = self.lock_user(&mut tx, update.user).await?;
         // On an error the transaction rolls back as it is dropped.
-        let change = change::compute(stored, &self.shared.local, &update)?;
-        self.write(&mut tx, &update, &change).await?;
+        let mut change = change::compute(stored, &self.shared.local, &update)?;
+        let kept = self.write(&mut tx, &update, &change).await?;
         tx.commit().await.map_err(|e| self.fail(e))?;
+        change.transition.kept = kept.map(kept::change_id);
         self.shared
             .local
             .after_change(&update, &change.transition, &change.record, || ());
@@ -504,5 +510,39 @@ impl PresenceStore for PgStore {
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
         Some(self.shared.feed.clone())
+    }
+
+    fn keeps_changes(&self) -> bool {
+        true
+    }
+
+    async fn kept_changes(
+        &self,
+        name: &NodeName,
+        except: &[u64],
+        limit: usize,
+    ) -> Result<Vec<KeptChange>, StoreError> {
+        let rows: Vec<kept::KeptRow> = sqlx::query_as(sql::KEPT_CHANGES)
+            .bind(name.as_str())
+            .bind(kept::stored_incarnations(except))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        kept::decode(rows)
+    }
+
+    async fn forget_changes(&self, name: &NodeName, ids: &[ChangeId]) -> Result<(), StoreError> {
+        let ids = kept::row_ids(ids)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql::FORGET_CHANGES)
+            .bind(name.as_str())
+            .bind(ids)
+            .execute(&self.shared.pool)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
     }
 }

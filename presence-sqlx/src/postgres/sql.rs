@@ -32,13 +32,16 @@ ON CONFLICT (user_id) DO NOTHING";
 
 /// Everything one change writes, in one statement: the user's row, the
 /// sessions that ended and those new or heard from, the scope memberships
-/// left and joined, and the notifications (sent by PostgreSQL at commit, in
-/// commit order).
+/// left and joined, the change kept for the node's durable readers (if
+/// any), and the notifications (sent by PostgreSQL at commit, in commit
+/// order). Returns the kept change's row id (NULL: none kept) and how many
+/// notifications.
 ///
 /// $1 user; $2 record; $3 status; $4 version; $5 manual status; $6 manual
 /// until; $7 last seen; $8 next deadline; $9 ended session ids; $10–$15 the
 /// sessions to write (id, node, login, opened, heartbeat, expires); $16
-/// scopes left; $17 scopes joined; $18 channels; $19 payloads; $20 details.
+/// scopes left; $17 scopes joined; $18 channels; $19 payloads; $20 details;
+/// $21 node name, $22 incarnation, $23 the change to keep (NULL: none).
 pub(crate) const WRITE_CHANGE: &str = "\
 WITH
 written AS (
@@ -71,8 +74,13 @@ joined_scopes AS (
     INSERT INTO scope_members (scope, user_id)
     SELECT scope, $1 FROM unnest($17::text[]) AS j(scope)
     ON CONFLICT DO NOTHING
+),
+kept AS (
+    INSERT INTO kept_changes (node, incarnation, change)
+    SELECT $21::text, $22::bigint, $23::text WHERE $23::text IS NOT NULL
+    RETURNING id
 )
-SELECT count(pg_notify(n.channel, n.payload))
+SELECT (SELECT id FROM kept), count(pg_notify(n.channel, n.payload))
 FROM unnest($18::text[], $19::text[]) AS n(channel, payload)";
 
 /// Records of several users. $1 user ids.
@@ -179,6 +187,18 @@ SELECT node, incarnation, until FROM node_leases WHERE until <= $1";
 /// The leases of a node's processes. $1 node.
 pub(crate) const LEASES: &str = "\
 SELECT incarnation, until FROM node_leases WHERE node = $1";
+
+/// Up to $3 changes kept for node $1 by its processes but those in $2,
+/// oldest first.
+pub(crate) const KEPT_CHANGES: &str = "\
+SELECT id, incarnation, change FROM kept_changes
+WHERE node = $1 AND incarnation <> ALL($2::bigint[])
+ORDER BY id
+LIMIT $3";
+
+/// Forgets the changes $2 (row ids) kept for node $1.
+pub(crate) const FORGET_CHANGES: &str = "\
+DELETE FROM kept_changes WHERE node = $1 AND id = ANY($2::bigint[])";
 
 /// The database server's clock, in ms since the Unix epoch.
 pub(crate) const NOW: &str = "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint";

@@ -3,10 +3,10 @@
 //!
 //! Every change is one `BEGIN IMMEDIATE` transaction on the store's single
 //! writer connection: read the user's record and heartbeats, run the core's
-//! state machine in Rust, write the user row, sessions and scope members,
-//! commit. One writer makes changes one at a time; readers run beside it
-//! (WAL). There is no cluster feed: a SQLite store belongs to one service
-//! in one process.
+//! state machine in Rust, write the user row, sessions and scope members
+//! (and the change kept for durable readers, if asked), commit. One writer
+//! makes changes one at a time; readers run beside it (WAL). There is no
+//! cluster feed: a SQLite store belongs to one service in one process.
 
 mod flush;
 mod sql;
@@ -17,7 +17,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use presence_core::store::kit::{self, Flushes, KnownEpoch, LocalSessions, UserLocks};
-use presence_core::store::{PresenceStore, StoreError, Transition, Update, UserView};
+use presence_core::store::{
+    ChangeId, KeptChange, PresenceStore, StoreError, Transition, Update, UserView,
+};
 use presence_core::{
     Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId, UserPresence,
 };
@@ -27,7 +29,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 use crate::change::{self, Change, Stored};
 use crate::config::SqliteConfig;
 use crate::error::store_error;
-use crate::rows;
+use crate::{kept, rows};
 
 /// The embedded migrations (`migrations/sqlite`).
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -165,13 +167,16 @@ impl SqliteStore {
         Stored::decode(record.as_deref(), heartbeats)
     }
 
+    /// Writes a computed change in the transaction; the row id of the
+    /// change it kept, if it kept one.
     async fn write(
         &self,
         tx: &mut Transaction<'static, Sqlite>,
-        user: &UserId,
+        update: &Update<'_>,
         change: &Change,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<i64>, StoreError> {
         let fail = |e| self.fail(e);
+        let user = update.user;
         let row = &change.row;
         sqlx::query(sql::WRITE_USER)
             .bind(user.as_str())
@@ -209,7 +214,17 @@ impl SqliteStore {
                 .await
                 .map_err(fail)?;
         }
-        Ok(())
+        let Some(json) = &change.kept else {
+            return Ok(None);
+        };
+        let id: i64 = sqlx::query_scalar(sql::KEEP_CHANGE)
+            .bind(update.node.name.as_str())
+            .bind(kept::stored_incarnation(update.node.incarnation))
+            .bind(json.as_str())
+            .fetch_one(&mut **tx)
+            .await
+            .map_err(fail)?;
+        Ok(Some(id))
     }
 }
 
@@ -230,9 +245,10 @@ impl PresenceStore for SqliteStore {
             .map_err(|e| self.fail(e))?;
         let stored = self.read_user(&mut tx, update.user).await?;
         // On an error the transaction rolls back as it is dropped.
-        let change = change::compute(stored, &self.shared.local, &update)?;
-        self.write(&mut tx, update.user, &change).await?;
+        let mut change = change::compute(stored, &self.shared.local, &update)?;
+        let kept = self.write(&mut tx, &update, &change).await?;
         tx.commit().await.map_err(|e| self.fail(e))?;
+        change.transition.kept = kept.map(kept::change_id);
         self.shared
             .local
             .after_change(&update, &change.transition, &change.record, || ());
@@ -392,5 +408,40 @@ impl PresenceStore for SqliteStore {
 
     fn epoch(&self) -> Epoch {
         self.shared.epoch.get()
+    }
+
+    fn keeps_changes(&self) -> bool {
+        true
+    }
+
+    async fn kept_changes(
+        &self,
+        name: &NodeName,
+        except: &[u64],
+        limit: usize,
+    ) -> Result<Vec<KeptChange>, StoreError> {
+        let except = serde_json::Value::from(kept::stored_incarnations(except)).to_string();
+        let rows: Vec<kept::KeptRow> = sqlx::query_as(sql::KEPT_CHANGES)
+            .bind(name.as_str())
+            .bind(except)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_all(&self.shared.readers)
+            .await
+            .map_err(|e| self.fail(e))?;
+        kept::decode(rows)
+    }
+
+    async fn forget_changes(&self, name: &NodeName, ids: &[ChangeId]) -> Result<(), StoreError> {
+        let ids = kept::row_ids(ids)?;
+        if ids.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sql::FORGET_CHANGES)
+            .bind(name.as_str())
+            .bind(serde_json::Value::from(ids).to_string())
+            .execute(&self.shared.writer)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
     }
 }

@@ -150,3 +150,22 @@ SELECT node, incarnation, until FROM node_leases WHERE until <= ?1";
 /// The leases of a node's processes. ?1 node.
 pub(crate) const LEASES: &str = "\
 SELECT incarnation, until FROM node_leases WHERE node = ?1";
+
+/// Keeps a change for the node's durable readers; returns its row id. ?1
+/// node name, ?2 incarnation, ?3 the change as JSON.
+pub(crate) const KEEP_CHANGE: &str = "\
+INSERT INTO kept_changes (node, incarnation, change) VALUES (?1, ?2, ?3)
+RETURNING id";
+
+/// Up to ?3 changes kept for node ?1 by its processes but those in ?2 (a
+/// JSON array of incarnations), oldest first.
+pub(crate) const KEPT_CHANGES: &str = "\
+SELECT id, incarnation, change FROM kept_changes
+WHERE node = ?1 AND incarnation NOT IN (SELECT value FROM json_each(?2))
+ORDER BY id
+LIMIT ?3";
+
+/// Forgets the changes kept for node ?1 whose row ids are in ?2 (a JSON
+/// array).
+pub(crate) const FORGET_CHANGES: &str = "\
+DELETE FROM kept_changes WHERE node = ?1 AND id IN (SELECT value FROM json_each(?2))";

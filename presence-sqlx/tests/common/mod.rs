@@ -8,7 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use presence_core::store::{ClusterFeed, PresenceStore, StoreError, Transition, Update, UserView};
+use presence_core::store::{
+    ChangeId, ClusterFeed, KeptChange, PresenceStore, StoreError, Transition, Update, UserView,
+};
 use presence_core::{
     Epoch, NodeId, NodeName, PresenceConfig, ScopeId, SessionId, UserId, UserPresence,
 };
@@ -208,5 +210,22 @@ impl PresenceStore for CleanedUp {
 
     fn cluster_feed(&self) -> Option<Arc<dyn ClusterFeed>> {
         self.store().cluster_feed()
+    }
+
+    fn keeps_changes(&self) -> bool {
+        self.store().keeps_changes()
+    }
+
+    async fn kept_changes(
+        &self,
+        name: &NodeName,
+        except: &[u64],
+        limit: usize,
+    ) -> Result<Vec<KeptChange>, StoreError> {
+        self.store().kept_changes(name, except, limit).await
+    }
+
+    async fn forget_changes(&self, name: &NodeName, ids: &[ChangeId]) -> Result<(), StoreError> {
+        self.store().forget_changes(name, ids).await
     }
 }
