@@ -27,3 +27,11 @@ async fn fresh_store() -> Arc<dyn PresenceStore> {
 }
 
 presence_store_tests::cluster_tests!(fresh_store);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_tells_the_changes_its_killed_run_left_unread() {
+    presence_store_tests::durable::a_restarted_node_tells_the_changes_its_killed_run_left_unread(
+        fresh_store().await,
+    )
+    .await;
+}

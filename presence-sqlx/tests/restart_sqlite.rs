@@ -134,3 +134,18 @@ async fn a_restarted_node_leaves_no_ghost_and_keeps_last_seen() {
     drop(store);
     common::remove_sqlite_files(&path);
 }
+
+/// With durable changes, the next run on the same file tells the change
+/// the killed run's host had not finished with, at once (one process per
+/// file: the earlier run is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_node_tells_the_changes_its_killed_run_left_unread() {
+    let path = common::fresh_sqlite_path();
+    let store = SqliteStore::connect(SqliteConfig::new(format!("sqlite://{}", path.display())))
+        .await
+        .expect("open the file");
+    presence_store_tests::durable::a_restarted_node_tells_the_changes_its_killed_run_left_unread(
+        Arc::new(store),
+    )
+    .await;
+}

@@ -262,7 +262,9 @@ async fn main() {
         "durable changes: {USERS} users, {CALLERS} callers of set_status, a reader of changes(); \
          {seconds} s a measurement, median of {ROUNDS} alternating rounds"
     );
-    println!("| store | at most once (changes/s) | durable (changes/s) | durable / at most once | reader {BEHIND} behind reads back (changes/s) | bytes a kept change |");
+    println!(
+        "| store | at most once (changes/s) | durable (changes/s) | durable / at most once | reader {BEHIND} behind reads back (changes/s) | bytes a kept change |"
+    );
     println!("|---|---|---|---|---|---|");
     for backend in [Backend::Memory, Backend::Redis, Backend::Postgres] {
         let (mut plain, mut durable) = (Vec::new(), Vec::new());
