@@ -95,6 +95,7 @@ step cargo bench -p presence-benches --bench service -- store 100000
 step "$bin/memory-breakdown" 100000
 # Issue 19: what custom status, devices, app state and counts cost.
 step "$bin/presence-data" 100000
+step "$bin/durable-changes" 3
 step "$bin/socket-memory" 2000
 step "$bin/socket-memory" 5000
 step "$bin/redis-throughput" "$REDIS_URL"
