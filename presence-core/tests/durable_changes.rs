@@ -176,7 +176,7 @@ async fn a_reader_that_falls_behind_reads_what_it_missed_from_the_store() {
     open(&presence, "alice").await;
     let changes = CHANGES_CAPACITY + 500;
     for i in 0..changes {
-        let status = if i % 2 == 0 {
+        let status = if i.is_multiple_of(2) {
             RequestedStatus::Busy
         } else {
             RequestedStatus::Online

@@ -119,7 +119,7 @@ async fn toggle_for(presence: &Presence, seconds: f64) -> u64 {
             let mut round = 0usize;
             while Instant::now() < until {
                 for i in (caller..USERS).step_by(CALLERS) {
-                    let status = if round % 2 == 0 {
+                    let status = if round.is_multiple_of(2) {
                         RequestedStatus::Busy
                     } else {
                         RequestedStatus::Online
@@ -177,7 +177,7 @@ async fn catch_up(backend: Backend, run: &str) -> (f64, Option<f64>) {
     let mut round = 0usize;
     while made < BEHIND {
         for i in 0..USERS {
-            let status = if round % 2 == 0 {
+            let status = if round.is_multiple_of(2) {
                 RequestedStatus::Busy
             } else {
                 RequestedStatus::Online
