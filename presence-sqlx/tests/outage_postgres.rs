@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use presence_core::store::StoreError;
+use presence_core::store::{PresenceStore, StoreError};
 use presence_core::{
     Error, LoginId, ManualClock, NodeId, Presence, RequestedStatus, SessionId, SessionSpec, Status,
     UserId,
@@ -204,5 +204,72 @@ async fn postgres_goes_away_typed_errors_no_hang_and_recovery() {
     eprintln!("node A failed in {waited:?} and recovered {recovered:?} after the outage began");
 
     drop((alice, a, b, store_a));
+    common::drop_schema(url, schema);
+}
+
+/// A durable reader whose store goes away keeps what it acknowledged and
+/// writes it once the store is back: nothing it handled is told again,
+/// nothing it did not handle is lost, and it never panics or stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_durable_reader_writes_its_acknowledgements_once_postgres_is_back() {
+    let (url, schema) = (common::postgres_url(), common::fresh_schema());
+    let port = free_port();
+    let (target, proxied) = through_proxy(&url, port);
+    let proxy = Proxy::start(port, target);
+    let store = PgStore::connect(
+        PgConfig::new(proxied)
+            .schema(schema.clone())
+            .acquire_timeout(Duration::from_secs(1)),
+    )
+    .await
+    .expect("connect through the proxy");
+    let a = Presence::builder()
+        .store(store.clone())
+        .node(NodeId::new("node-a"))
+        .store_timeout(Duration::from_secs(2))
+        .durable_changes(true)
+        .build()
+        .await
+        .expect("node A");
+    let mut changes = a.changes();
+    let _alice = a
+        .open_session(SessionSpec::new("alice", "l1").scope("acme"))
+        .await
+        .expect("open");
+    let told = tokio::time::timeout(TOLD, changes.recv())
+        .await
+        .expect("told")
+        .expect("running")
+        .expect("not missed");
+    assert_eq!(told.user.as_str(), "alice");
+
+    drop(proxy); // the database is gone
+    // Asking for the next change acknowledges alice's; writing that fails.
+    let quiet = tokio::time::timeout(Duration::from_millis(500), changes.recv()).await;
+    assert!(quiet.is_err(), "nothing new: {quiet:?}");
+    let _proxy = Proxy::start(port, target); // back
+    // The reader writes what it kept within a retry (1 s) of asking again.
+    let quiet = tokio::time::timeout(Duration::from_secs(3), changes.recv()).await;
+    assert!(quiet.is_err(), "nothing new: {quiet:?}");
+    let direct = PgStore::connect(PgConfig::new(url.clone()).schema(schema.clone()))
+        .await
+        .expect("connect directly");
+    let left = direct
+        .kept_changes(&"node-a".into(), &[], 10)
+        .await
+        .expect("read");
+    assert!(left.is_empty(), "alice's change was acknowledged: {left:?}");
+
+    a.set_status(&"alice".into(), RequestedStatus::Busy, None)
+        .await
+        .expect("the database is back");
+    let busy = tokio::time::timeout(TOLD, changes.recv())
+        .await
+        .expect("told")
+        .expect("running")
+        .expect("not missed");
+    assert_eq!((busy.user.as_str(), busy.to), ("alice", Status::Busy));
+
+    drop((changes, a, store, direct));
     common::drop_schema(url, schema);
 }
