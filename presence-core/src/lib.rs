@@ -145,6 +145,17 @@
 //! it calls [`Subscription::accept_batches`]; events and batches carry an
 //! [`EncodingCache`], so an adapter encodes each once for all its sockets.
 //!
+//! # Hooks
+//!
+//! [`Presence::changes`] streams every change this node makes (a
+//! [`Change`]: a webhook when a user goes `OFFLINE`, an audit log); each
+//! change of a cluster reaches exactly one node's streams. It is told at
+//! most once, unless the host asks for
+//! [`PresenceBuilder::durable_changes`]: then the store keeps each change
+//! in the same atomic step that makes it until a reader has handled it, and
+//! what a killed process left is told by the node's next run (see
+//! [`Changes`]).
+//!
 //! # Observability
 //!
 //! The service emits `tracing` events: session opens and closes and status
