@@ -243,3 +243,21 @@ async fn the_shared_restart_scenario_on_the_memory_store() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn changes_made_before_the_first_reader_are_told_to_it() {
+    let store: Arc<dyn PresenceStore> = Arc::new(MemoryStore::new());
+    let clock = Arc::new(ManualClock::default());
+    let presence = process(&store, &clock, "node-a").await;
+    open(&presence, "alice").await;
+    let mut reader = presence.changes();
+    open(&presence, "bob").await;
+    assert_eq!(
+        drain(&mut reader).await,
+        vec![
+            ("alice".into(), Status::Online, 1),
+            ("bob".into(), Status::Online, 1),
+        ],
+        "alice's change, made before anyone read, then bob's, each once"
+    );
+}

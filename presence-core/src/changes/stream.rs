@@ -66,6 +66,10 @@ impl ChangeFeed {
     }
 
     pub(crate) fn subscribe(&self) -> Changes {
+        if let Some(backlog) = &self.backlog {
+            // Changes made while no reader listened were kept, not told.
+            backlog.add(backlog.node().clone());
+        }
         Changes {
             live: self.sender.subscribe(),
             durable: self.backlog.as_ref().map(|backlog| Durable {
@@ -98,7 +102,9 @@ impl ChangeFeed {
 /// With [`PresenceBuilder::durable_changes`](crate::PresenceBuilder::durable_changes),
 /// delivery is at least once: the store keeps each change, in the same
 /// atomic step that makes it, until a reader acknowledges it, and asking
-/// for the next change acknowledges the one before. What a process leaves
+/// for the next change acknowledges the one before. A new reader is told
+/// first what this node kept and nobody acknowledged (changes made while
+/// no reader listened included). What a process leaves
 /// unacknowledged (it crashed, or stopped before its reader caught up) is
 /// told by the next process of the same node name when it starts, or, if
 /// none comes, by the process that ends the dead one's sessions; a reader
